@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make run` and `make test` (each creates .venv when missing).
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install run migrate test test-models lint format bench bench-smoke clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the app with its dev tools
+
+run: $(STAMP)  ## migrate both databases, then serve on $(HOST):$(PORT)
+	$(BIN)/python -m app serve --host $(HOST) --port $(PORT)
+
+migrate: $(STAMP)  ## bring both databases to head
+	$(BIN)/python -m app migrate
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy on app/
+	$(BIN)/ruff check app tests bench migrations
+	$(BIN)/ruff format --check app tests bench migrations
+	$(BIN)/mypy app
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix app tests bench migrations
+	$(BIN)/ruff format app tests bench migrations
+
+test: lint  ## the whole suite: lint, types, unit, API, migrations, end-to-end
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## benchmarks against raw DuckDB (BENCH_SCALE=full for the full data set)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) data generated_tests .pytest_cache .mypy_cache .ruff_cache *.egg-info

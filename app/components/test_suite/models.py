@@ -1,0 +1,162 @@
+"""Test Suite tables: runs, results, per-test cases, steps, metrics, tags, artifacts, batches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Double, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.core.models import (
+    HardwareList,
+    JSONType,
+    UTCDateTime,
+    sequence_id,
+    status_column,
+)
+from app.core.statuses import BatchStatus, RunStatus
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the Test Suite's database (its own metadata, its own migrations)."""
+
+
+class Run(Base):
+    """One test run of a model's suite on one or more devices."""
+
+    __tablename__ = "test_runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(256))
+    hardware: Mapped[list[str]] = mapped_column(HardwareList)
+    test_type: Mapped[str | None] = mapped_column(String(32))
+    timeout: Mapped[int | None] = mapped_column(Integer)
+    save_results: Mapped[bool | None] = mapped_column(Boolean)
+    status: Mapped[RunStatus] = status_column(RunStatus)
+    progress: Mapped[float] = mapped_column(Double, default=0.0)
+    current_step: Mapped[str | None] = mapped_column(String(512))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+    result_file: Mapped[str | None] = mapped_column(String(1024))
+    creator: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class RunResult(Base):
+    """A run's test counts and free-form result data (one row per run)."""
+
+    __tablename__ = "test_run_results"
+
+    id: Mapped[int] = sequence_id("test_run_results_id_seq")
+    run_id: Mapped[str] = mapped_column(String(64), unique=True)
+    tests_passed: Mapped[int] = mapped_column(Integer, default=0)
+    tests_failed: Mapped[int] = mapped_column(Integer, default=0)
+    tests_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    result_data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class RunCase(Base):
+    """One test's outcome in a run, queryable per test across runs."""
+
+    __tablename__ = "test_run_cases"
+
+    id: Mapped[int] = sequence_id("test_run_cases_id_seq")
+    run_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16))
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+    hardware: Mapped[str | None] = mapped_column(String(32))
+
+
+class RunStep(Base):
+    """A named step of a run (unique per run)."""
+
+    __tablename__ = "test_run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "step_name", name="uq_test_run_steps_run_step"),)
+
+    id: Mapped[int] = sequence_id("test_run_steps_id_seq")
+    run_id: Mapped[str] = mapped_column(String(64))
+    step_name: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Double, default=0.0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RunMetric(Base):
+    """One point of a metric series of a run (append-only)."""
+
+    __tablename__ = "test_run_metrics"
+
+    id: Mapped[int] = sequence_id("test_run_metrics_id_seq")
+    run_id: Mapped[str] = mapped_column(String(64))
+    metric_name: Mapped[str] = mapped_column(String(256))
+    metric_value: Mapped[float] = mapped_column(Double)
+    metric_unit: Mapped[str] = mapped_column(String(32), default="")
+    hardware: Mapped[str | None] = mapped_column(String(32))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class RunTag(Base):
+    """A name/value tag of a run (name unique per run)."""
+
+    __tablename__ = "test_run_tags"
+    __table_args__ = (UniqueConstraint("run_id", "tag_name", name="uq_test_run_tags_run_tag"),)
+
+    id: Mapped[int] = sequence_id("test_run_tags_id_seq")
+    run_id: Mapped[str] = mapped_column(String(64))
+    tag_name: Mapped[str] = mapped_column(String(256))
+    tag_value: Mapped[str] = mapped_column(String(1024))
+
+
+class RunBatch(Base):
+    """A batch of runs; its status follows its members."""
+
+    __tablename__ = "batch_test_runs"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration: Mapped[float | None] = mapped_column(Double)
+    status: Mapped[BatchStatus] = status_column(BatchStatus)
+    creator: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class RunBatchLink(Base):
+    """Membership of a run in a batch (unique pair)."""
+
+    __tablename__ = "test_run_batch"
+    __table_args__ = (UniqueConstraint("run_id", "batch_id", name="uq_test_run_batch_pair"),)
+
+    id: Mapped[int] = sequence_id("test_run_batch_id_seq")
+    run_id: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str] = mapped_column(String(64))
+
+
+class RunArtifact(Base):
+    """A file a run produced (path unique per run)."""
+
+    __tablename__ = "test_run_artifacts"
+    __table_args__ = (
+        UniqueConstraint("run_id", "artifact_path", name="uq_test_run_artifacts_run_path"),
+    )
+
+    id: Mapped[int] = sequence_id("test_run_artifacts_id_seq")
+    run_id: Mapped[str] = mapped_column(String(64))
+    artifact_type: Mapped[str] = mapped_column(String(64))
+    artifact_path: Mapped[str] = mapped_column(String(1024))
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+CHILD_TABLES = (RunResult, RunCase, RunStep, RunMetric, RunTag, RunBatchLink, RunArtifact)

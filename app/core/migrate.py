@@ -1,0 +1,98 @@
+"""Run Alembic for a component from the app: current revision, head, upgrade with a backup."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+import app.core.alembic_duckdb  # noqa: F401  (registers the DuckDB impl)
+from app.core.db import Database, duckdb_file
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def alembic_config(component: str) -> Config:
+    """Return the Alembic config of a component's section of alembic.ini."""
+    cfg = Config(str(ROOT / "alembic.ini"), ini_section=component)
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("version_locations", str(ROOT / "migrations" / "versions" / component))
+    return cfg
+
+
+def version_table(component: str) -> str:
+    """Return the name of a component's Alembic version table."""
+    return f"alembic_version_{component}"
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    """Where a component's database stands against its migrations."""
+
+    current: str | None
+    head: str | None
+
+    @property
+    def at_head(self) -> bool:
+        """Return whether the database is at the newest revision."""
+        return self.current == self.head
+
+
+def revision_state(component: str, db: Database) -> RevisionState:
+    """Read the current revision of a component's database and its head."""
+    head = ScriptDirectory.from_config(alembic_config(component)).get_current_head()
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": version_table(component)})
+        current = ctx.get_current_revision()
+    return RevisionState(current=current, head=head)
+
+
+def backup_duckdb(db: Database, label: str) -> Path | None:
+    """Copy a non-empty DuckDB file aside (after a checkpoint); return the copy's path."""
+    path = duckdb_file(db.url)
+    if path is None or not path.exists() or path.stat().st_size == 0:
+        return None
+    with db.engine.connect() as conn:
+        if not inspect(conn).get_table_names():
+            return None
+        conn.exec_driver_sql("CHECKPOINT")
+    # Closing every pooled connection releases the file, so the copy is consistent.
+    db.engine.dispose()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.{label}.{stamp}.bak")
+    shutil.copy2(path, target)
+    log.info("copied %s to %s before migrating", path, target)
+    return target
+
+
+def upgrade(
+    component: str, db: Database, *, backup: bool = True, revision: str = "head"
+) -> Path | None:
+    """Bring a component's database to `revision`, first copying a DuckDB file that will change."""
+    state = revision_state(component, db)
+    if revision == "head" and state.at_head:
+        return None
+    copy = backup_duckdb(db, f"{component}-{state.current or 'base'}") if backup else None
+    log.info("migrating %s from %s to %s", component, state.current or "base", revision)
+    with db.write_lock, db.engine.begin() as conn:
+        cfg = alembic_config(component)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return copy
+
+
+def downgrade(component: str, db: Database, revision: str = "base") -> None:
+    """Take a component's database down to `revision`."""
+    with db.write_lock, db.engine.begin() as conn:
+        cfg = alembic_config(component)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)

@@ -1,0 +1,17 @@
+"""Names shared by both components: model slugs and test-module file names."""
+
+from __future__ import annotations
+
+import re
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def model_slug(model_name: str) -> str:
+    """Return the lower-case model name with every non-alphanumeric run turned into `_`."""
+    return _NON_ALNUM.sub("_", model_name.lower())
+
+
+def module_filename(model_name: str) -> str:
+    """Return the test module file name for a model: `test_<slug>.py`."""
+    return f"test_{model_slug(model_name)}.py"

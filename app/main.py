@@ -1,0 +1,113 @@
+"""The ASGI app: `create_app(settings)` and `app = create_app()` for `uvicorn app.main:app`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from app.components import COMPONENTS
+from app.core.config import Settings
+from app.core.context import AppContext, Component, Runtime
+from app.core.db import check_reachable
+from app.core.errors import AppError, StartupError
+from app.core.health import build_health_router
+from app.core.migrate import revision_state, upgrade
+
+VERSION = "0.1.0"
+log = logging.getLogger("app")
+
+
+class TrackingApp(FastAPI):
+    """FastAPI with a start-up that reports a failure as one sentence, not a traceback."""
+
+    ctx: AppContext
+    runtimes: list[tuple[Component, Runtime]]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve HTTP and WebSocket; run the lifespan protocol ourselves."""
+        if scope["type"] != "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        await receive()  # lifespan.startup
+        try:
+            await run_in_threadpool(self.startup)
+        except StartupError as exc:
+            log.error("%s", exc)
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await run_in_threadpool(self.shutdown)
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def startup(self) -> None:
+        """Open and migrate every component's database, then start the components."""
+        settings = self.ctx.settings
+        for comp, runtime in self.runtimes:
+            db = self.ctx.database(comp.name)
+            check_reachable(db)
+            if settings.migrate_on_start:
+                try:
+                    upgrade(comp.name, db, backup=settings.backup_before_migrate)
+                except StartupError:
+                    raise
+                except Exception as exc:
+                    raise StartupError(f"migrating the {comp.name} database failed: {exc}") from exc
+            else:
+                state = revision_state(comp.name, db)
+                if not state.at_head:
+                    log.warning(
+                        "%s database is at revision %s, head is %s; run `make migrate`",
+                        comp.name,
+                        state.current,
+                        state.head,
+                    )
+            runtime.start()
+
+    def shutdown(self) -> None:
+        """Stop the components and close every database."""
+        for _comp, runtime in reversed(self.runtimes):
+            runtime.stop()
+        self.ctx.registry.dispose()
+
+
+def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    body: dict[str, Any] = {"detail": exc.detail, "code": exc.code, **exc.extra}
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse({"detail": "internal server error", "code": "internal"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> TrackingApp:
+    """Build the app: plug in the enabled components, health, docs and error handling."""
+    settings = settings or Settings()
+    app = TrackingApp(
+        title="Accelerate Tracking",
+        version=VERSION,
+        description=(
+            "Generate, run and track model test suites across hardware backends. "
+            "Test Suite under /api/test, Generator under /api/generator."
+        ),
+    )
+    app.ctx = AppContext(settings)
+    enabled = tuple(c for c in COMPONENTS if c.name in settings.components)
+    app.runtimes = [(c, c.build(app.ctx)) for c in enabled]
+    for _comp, runtime in app.runtimes:
+        for router in runtime.routers:
+            app.include_router(router)
+    app.include_router(build_health_router(app.ctx, enabled, VERSION))
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(Exception, _unexpected)
+    return app
+
+
+app = create_app()
