@@ -1,12 +1,362 @@
-"""HTTP routes of the component's database API."""
+"""HTTP routes of the Test Suite database API (/api/test/db): parse → service → commit → respond."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+
+from app.components.test_suite import service, store
+from app.components.test_suite.schemas import (
+    ArtifactIn,
+    BatchCreate,
+    BatchRead,
+    BatchSummary,
+    CaseIn,
+    ExportIn,
+    HardwareStats,
+    ImportDocument,
+    ModelStats,
+    PerformanceReport,
+    ResultsIn,
+    RunComplete,
+    RunCreate,
+    RunRead,
+    RunSummary,
+    RunUpdate,
+)
 from app.core.context import AppContext
+from app.core.migrate import revision_state
+from app.core.models import utcnow
+from app.core.pagination import Page, page_params, set_total
+from app.core.schemas import (
+    BAD_REQUEST,
+    CONFLICT,
+    NOT_FOUND,
+    Deleted,
+    ExportFormat,
+    ExportResult,
+    ImportResult,
+    MetricIn,
+    SearchIn,
+    StepIn,
+    StepRead,
+    Tags,
+)
+from app.core.stats import window_start
+from app.core.statuses import BatchStatus, RunStatus
+
+COMPONENT = service.COMPONENT
 
 
 def build_db_router(ctx: AppContext) -> APIRouter:
-    """Return the database API router."""
-    return APIRouter(prefix="/api/test/db", tags=["test_suite-db"])
+    """Return the /api/test/db router."""
+    router = APIRouter(
+        prefix="/api/test/db", tags=["test-db"], dependencies=[Depends(ctx.require_read())]
+    )
+    write = [Depends(ctx.require_write())]
+
+    def db() -> Any:
+        return ctx.database(COMPONENT)
+
+    def detail(run_id: str) -> RunRead:
+        with db().reading() as session:
+            return RunRead.model_validate(service.run_detail(session, run_id))
+
+    # --- recording ---------------------------------------------------------------------------
+
+    @router.post(
+        "/runs", status_code=201, response_model=RunRead, dependencies=write, responses=CONFLICT
+    )
+    def record_run(doc: RunCreate) -> RunRead:
+        """Record a whole run (results, steps, metrics, tags, artifacts) atomically."""
+        with db().writing() as session:
+            run_id = service.record_run(session, doc)
+        return detail(run_id)
+
+    @router.patch(
+        "/run/{run_id}",
+        response_model=RunRead,
+        dependencies=write,
+        responses={**NOT_FOUND, **CONFLICT},
+    )
+    def update_run(run_id: str, upd: RunUpdate) -> RunRead:
+        """Change only the fields sent (status, progress, current_step, error, ...)."""
+        with db().writing() as session:
+            service.update_run(session, run_id, upd)
+        return detail(run_id)
+
+    @router.put(
+        "/run/{run_id}/steps/{step_name:path}",
+        response_model=StepRead,
+        dependencies=write,
+        responses=NOT_FOUND,
+    )
+    def put_step(run_id: str, step_name: str, step: StepIn) -> StepRead:
+        """Create or update one step of a run."""
+        with db().writing() as session:
+            service.put_step(session, run_id, step_name, step)
+            row = store.get_step(session, run_id, step_name)
+            return StepRead.model_validate(row, from_attributes=True)
+
+    @router.post("/run/{run_id}/metrics", status_code=201, dependencies=write, responses=NOT_FOUND)
+    def add_metrics(
+        run_id: str, metrics: list[MetricIn] = Body(..., max_length=1_000_000)
+    ) -> dict[str, int]:
+        """Append metric points to a run's series."""
+        with db().writing() as session:
+            added = service.add_metrics(session, run_id, metrics)
+        return {"added": added}
+
+    @router.put("/run/{run_id}/tags", dependencies=write, responses=NOT_FOUND)
+    def put_tags(
+        run_id: str, tags: Tags, merge: bool = Query(False, description="keep tags not sent")
+    ) -> dict[str, str]:
+        """Set a run's tags (replacing them, or merged with `merge=true`)."""
+        with db().writing() as session:
+            service.put_tags(session, run_id, tags, merge=merge)
+        return detail(run_id).tags
+
+    @router.post(
+        "/run/{run_id}/artifacts", status_code=201, dependencies=write, responses=NOT_FOUND
+    )
+    def add_artifacts(run_id: str, artifacts: list[ArtifactIn]) -> list[dict[str, Any]]:
+        """Record files a run produced (a known path is updated)."""
+        with db().writing() as session:
+            service.add_artifacts(session, run_id, artifacts)
+        return [a.model_dump() for a in detail(run_id).artifacts]
+
+    @router.put(
+        "/run/{run_id}/results", response_model=RunRead, dependencies=write, responses=NOT_FOUND
+    )
+    def put_results(run_id: str, results: ResultsIn) -> RunRead:
+        """Replace a run's results (counts derived from test_details when given)."""
+        with db().writing() as session:
+            service.put_results(session, run_id, results)
+        return detail(run_id)
+
+    @router.post("/run/{run_id}/cases", status_code=201, dependencies=write, responses=NOT_FOUND)
+    def add_cases(
+        run_id: str, cases: list[CaseIn] = Body(..., max_length=1_000_000)
+    ) -> dict[str, int]:
+        """Append per-test outcomes to a run (as each test finishes)."""
+        with db().writing() as session:
+            added = service.add_cases(session, run_id, cases)
+        return {"added": added}
+
+    @router.post(
+        "/run/{run_id}/complete",
+        response_model=RunRead,
+        dependencies=write,
+        responses={**NOT_FOUND, **CONFLICT},
+    )
+    def complete_run(run_id: str, body: RunComplete | None = None) -> RunRead:
+        """End a run with a terminal status (default completed)."""
+        with db().writing() as session:
+            service.complete_run(session, run_id, body or RunComplete())
+        return detail(run_id)
+
+    @router.post(
+        "/batches",
+        status_code=201,
+        response_model=BatchRead,
+        dependencies=write,
+        responses={**NOT_FOUND, **CONFLICT},
+    )
+    def create_batch(body: BatchCreate) -> BatchRead:
+        """Create a batch, optionally with its member runs."""
+        with db().writing() as session:
+            batch_id = service.create_batch(session, body)
+        return get_batch(batch_id)
+
+    @router.put(
+        "/batch/{batch_id}/runs/{run_id}",
+        response_model=BatchRead,
+        dependencies=write,
+        responses=NOT_FOUND,
+    )
+    def add_to_batch(batch_id: str, run_id: str) -> BatchRead:
+        """Make a run a member of a batch."""
+        with db().writing() as session:
+            service.add_to_batch(session, batch_id, run_id)
+        return get_batch(batch_id)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    @router.get("/runs", response_model=list[RunSummary])
+    def list_runs(
+        response: Response,
+        page: Page = Depends(page_params),
+        status: list[RunStatus] = Query(default_factory=list),
+        model_name: str | None = None,
+        test_type: str | None = None,
+        hardware: str | None = None,
+        batch_id: str | None = None,
+        tag: str | None = Query(None, description="name:value (or name)"),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[RunSummary]:
+        """List runs, newest first; the total is in X-Total-Count."""
+        f = store.RunFilter(
+            status=[s.value for s in status],
+            model_name=model_name,
+            test_type=test_type,
+            hardware=hardware,
+            batch_id=batch_id,
+            tag=tag,
+            since=since,
+            until=until,
+        )
+        with db().reading() as session:
+            rows, total = store.list_runs(session, f, page)
+        set_total(response, total)
+        return [RunSummary.model_validate(r) for r in rows]
+
+    @router.get("/run/{run_id}", response_model=RunRead, responses=NOT_FOUND)
+    def get_run(run_id: str) -> RunRead:
+        """Return a run with its results, per-test details, steps, metrics, tags and artifacts."""
+        return detail(run_id)
+
+    @router.get("/batches", response_model=list[BatchSummary])
+    def list_batches(
+        response: Response, page: Page = Depends(page_params), status: BatchStatus | None = None
+    ) -> list[BatchSummary]:
+        """List batches, newest first; the total is in X-Total-Count."""
+        with db().reading() as session:
+            rows, total = service.list_batches(session, status.value if status else None, page)
+        set_total(response, total)
+        return [BatchSummary.model_validate(r) for r in rows]
+
+    @router.get("/batch/{batch_id}", response_model=BatchRead, responses=NOT_FOUND)
+    def get_batch(batch_id: str) -> BatchRead:
+        """Return a batch, its members counted by status, and its runs."""
+        with db().reading() as session:
+            return BatchRead.model_validate(service.batch_detail(session, batch_id))
+
+    def scope(
+        days: int | None, model_name: str | None, hardware: str | None, test_type: str | None
+    ) -> store.Scope:
+        return store.Scope(window_start(days), model_name, hardware, test_type)
+
+    @router.get("/models/stats", response_model=list[ModelStats])
+    def model_stats(
+        days: int | None = Query(None, ge=1, le=3650),
+        model_name: str | None = None,
+        hardware: str | None = None,
+        test_type: str | None = None,
+    ) -> list[ModelStats]:
+        """Summarise runs per model (counts, tests, pass rate, durations), most runs first."""
+        with db().reading() as session:
+            rows = store.model_stats(session, scope(days, model_name, hardware, test_type))
+        return [ModelStats.model_validate(r) for r in rows]
+
+    @router.get("/hardware/stats", response_model=list[HardwareStats])
+    def hardware_stats(
+        days: int | None = Query(None, ge=1, le=3650),
+        model_name: str | None = None,
+        hardware: str | None = None,
+        test_type: str | None = None,
+    ) -> list[HardwareStats]:
+        """Summarise runs per device (a run on two devices counts for both)."""
+        with db().reading() as session:
+            rows = store.hardware_stats(session, scope(days, model_name, hardware, test_type))
+        return [HardwareStats.model_validate(r) for r in rows]
+
+    @router.get("/performance", response_model=PerformanceReport)
+    def performance(
+        days: int = Query(30, ge=1, le=365), model_name: str | None = None
+    ) -> PerformanceReport:
+        """Report the last `days` of runs: per day, model, device, latest runs and metrics."""
+        s = scope(days, model_name, None, None)
+        with db().reading() as session:
+            report = {
+                "days": days,
+                "model_name": model_name,
+                "daily_stats": store.daily_stats(session, s),
+                "model_stats": store.model_stats(session, s),
+                "hardware_stats": store.hardware_stats(session, s),
+                "latest_runs": store.latest_runs(session, s),
+                "performance_metrics": store.metric_stats(session, s),
+                "generated_at": utcnow(),
+            }
+        return PerformanceReport.model_validate(report)
+
+    @router.post("/search", response_model=list[RunSummary])
+    def search(body: SearchIn) -> list[RunSummary]:
+        """Find runs whose id, model, hardware, test type, status or tag value contain the text."""
+        with db().reading() as session:
+            rows = store.search_runs(session, body.query, body.limit)
+        return [RunSummary.model_validate(r) for r in rows]
+
+    # --- export, import, delete --------------------------------------------------------------
+
+    def revision() -> str | None:
+        return revision_state(COMPONENT, db()).current
+
+    @router.post(
+        "/export",
+        response_model=ExportResult,
+        dependencies=write,
+        responses={**BAD_REQUEST, **CONFLICT},
+    )
+    def export(body: ExportIn) -> ExportResult:
+        """Write an export (json, jsonl, csv, parquet) into the export folder."""
+        folder = ctx.settings.folder("export")
+        rev = revision()
+        with db().reading() as session:
+            return ExportResult.model_validate(service.export(session, folder, body, rev))
+
+    @router.get("/export", dependencies=write, response_class=FileResponse)
+    def download(
+        format: ExportFormat = Query("json"),
+        table: str | None = Query(None, description="jsonl/csv/parquet: the table to write"),
+    ) -> FileResponse:
+        """Stream an export as a download (the full JSON document, or one table)."""
+        folder = Path(tempfile.mkdtemp(prefix="download-", dir=ctx.settings.folder("export")))
+        body = ExportIn(filename=f"{COMPONENT}-export.{format}", format=format, table=table)
+        rev = revision()
+        with db().reading() as session:
+            written = service.export(session, folder, body, rev)
+        media = {"json": "application/json", "jsonl": "application/x-ndjson", "csv": "text/csv"}
+        return FileResponse(
+            written["path"],
+            media_type=media.get(format, "application/octet-stream"),
+            filename=written["filename"],
+            background=BackgroundTask(_remove_folder, folder),
+        )
+
+    @router.post("/import", response_model=ImportResult, dependencies=write)
+    def import_(document: ImportDocument) -> ImportResult:
+        """Load an export document back, atomically and idempotently."""
+        with db().writing() as session:
+            rows = service.import_document(session, document.model_dump())
+        return ImportResult(rows=rows, schema_revision=document.schema_revision)
+
+    @router.delete("/run/{run_id}", response_model=Deleted, dependencies=write, responses=NOT_FOUND)
+    def delete_run(run_id: str) -> Deleted:
+        """Delete a run and every row that belongs to it."""
+        with db().writing() as session:
+            counts = service.delete_run(session, run_id)
+        return Deleted(message=f"run {run_id} deleted", timestamp=utcnow(), deleted=counts)
+
+    @router.delete(
+        "/batch/{batch_id}", response_model=Deleted, dependencies=write, responses=NOT_FOUND
+    )
+    def delete_batch(batch_id: str, delete_runs: bool = False) -> Deleted:
+        """Delete a batch; its runs too with `delete_runs=true`, else they are only unlinked."""
+        with db().writing() as session:
+            counts = service.delete_batch(session, batch_id, delete_runs=delete_runs)
+        return Deleted(message=f"batch {batch_id} deleted", timestamp=utcnow(), deleted=counts)
+
+    return router
+
+
+def _remove_folder(folder: Path) -> None:
+    for item in folder.iterdir():
+        item.unlink()
+    folder.rmdir()

@@ -1,0 +1,623 @@
+"""Test Suite database layer: every query and write of runs and batches, no HTTP, no rules."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    Select,
+    String,
+    and_,
+    any_,
+    cast,
+    delete,
+    desc,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from app.components.test_suite.models import (
+    CHILD_TABLES,
+    Run,
+    RunArtifact,
+    RunBatch,
+    RunBatchLink,
+    RunCase,
+    RunMetric,
+    RunResult,
+    RunStep,
+    RunTag,
+)
+from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
+from app.core.bulk import insert_rows
+from app.core.pagination import Page
+from app.core.records import delete_owned, replace_owned, table_of, upsert
+from app.core.stats import count_where, duration_columns, escape_like, series_columns
+
+RUN_FIELDS = [c.key for c in Run.__table__.columns]
+BATCH_FIELDS = [c.key for c in RunBatch.__table__.columns]
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters of GET /runs."""
+
+    status: Sequence[str] = ()
+    model_name: str | None = None
+    test_type: str | None = None
+    hardware: str | None = None
+    batch_id: str | None = None
+    tag: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What statistics look at: a time window and optional narrowing."""
+
+    since: datetime | None = None
+    model_name: str | None = None
+    hardware: str | None = None
+    test_type: str | None = None
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+def get_run(session: Session, run_id: str) -> Run | None:
+    """Return a run row, or None."""
+    return session.get(Run, run_id)
+
+
+def add_run(session: Session, fields: dict[str, Any]) -> Run:
+    """Insert a run row."""
+    run = Run(**fields)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def set_run_fields(session: Session, run: Run, fields: dict[str, Any]) -> None:
+    """Change some of a run's own fields."""
+    for key, value in fields.items():
+        setattr(run, key, value)
+    session.flush()
+
+
+def run_exists(session: Session, run_ids: Sequence[str]) -> set[str]:
+    """Return which of the given run ids exist."""
+    if not run_ids:
+        return set()
+    return set(session.scalars(select(Run.run_id).where(Run.run_id.in_(list(run_ids)))))
+
+
+# --- children --------------------------------------------------------------------------------
+
+
+def set_results(
+    session: Session, run_id: str, counts: dict[str, int], data: dict[str, Any]
+) -> None:
+    """Store a run's counts and free-form result data (one row per run)."""
+    upsert(session, RunResult, ["run_id"], [{"run_id": run_id, **counts, "result_data": data}])
+
+
+def get_results(session: Session, run_id: str) -> RunResult | None:
+    """Return a run's result row, or None."""
+    return session.scalar(select(RunResult).where(RunResult.run_id == run_id))
+
+
+def replace_cases(session: Session, run_id: str, cases: Sequence[dict[str, Any]]) -> int:
+    """Replace a run's per-test outcomes."""
+    rows = [{"position": i, **case} for i, case in enumerate(cases)]
+    return replace_owned(session, RunCase, "run_id", run_id, rows)
+
+
+def append_cases(session: Session, run_id: str, cases: Sequence[dict[str, Any]]) -> int:
+    """Append per-test outcomes after those a run already has."""
+    start = session.scalar(
+        select(func.coalesce(func.max(RunCase.position) + 1, 0)).where(RunCase.run_id == run_id)
+    )
+    rows = [{"run_id": run_id, "position": int(start or 0) + i, **c} for i, c in enumerate(cases)]
+    return insert_rows(session, table_of(RunCase), rows)
+
+
+def case_counts(session: Session, run_id: str) -> dict[str, int]:
+    """Count a run's per-test outcomes as passed / failed / skipped."""
+    row = session.execute(
+        select(
+            count_where(RunCase.status.in_(PASSED), "tests_passed"),
+            count_where(RunCase.status.in_(FAILED), "tests_failed"),
+            count_where(RunCase.status.in_(SKIPPED), "tests_skipped"),
+            func.count().label("total"),
+        ).where(RunCase.run_id == run_id)
+    ).one()
+    return dict(row._mapping)
+
+
+def replace_steps(session: Session, run_id: str, steps: Sequence[dict[str, Any]]) -> int:
+    """Replace a run's steps."""
+    return replace_owned(session, RunStep, "run_id", run_id, steps)
+
+
+def put_step(session: Session, run_id: str, step_name: str, values: dict[str, Any]) -> None:
+    """Create or update one step of a run."""
+    upsert(
+        session,
+        RunStep,
+        ["run_id", "step_name"],
+        [{"run_id": run_id, "step_name": step_name, **values}],
+    )
+
+
+def get_step(session: Session, run_id: str, step_name: str) -> RunStep | None:
+    """Return one step of a run, or None."""
+    return session.scalar(
+        select(RunStep).where(RunStep.run_id == run_id, RunStep.step_name == step_name)
+    )
+
+
+def replace_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, Any]]) -> int:
+    """Replace a run's metric points."""
+    return replace_owned(session, RunMetric, "run_id", run_id, metrics)
+
+
+def append_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, Any]]) -> int:
+    """Append metric points to a run's series."""
+    return insert_rows(session, table_of(RunMetric), [{"run_id": run_id, **m} for m in metrics])
+
+
+def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str, Any]]) -> int:
+    """Replace a run's points of the same (metric, device) as the given rows, then add them."""
+    pairs = [
+        and_(RunMetric.metric_name == r["metric_name"], RunMetric.hardware == r["hardware"])
+        for r in rows
+    ]
+    if pairs:
+        session.execute(delete(RunMetric).where(RunMetric.run_id == run_id, or_(*pairs)))
+    return append_metrics(session, run_id, rows)
+
+
+def set_tags(session: Session, run_id: str, tags: dict[str, str], *, replace: bool) -> None:
+    """Set tags on a run (replacing all of them, or merging)."""
+    if replace:
+        session.execute(delete(RunTag).where(RunTag.run_id == run_id))
+    rows = [{"run_id": run_id, "tag_name": k, "tag_value": v} for k, v in tags.items()]
+    upsert(session, RunTag, ["run_id", "tag_name"], rows)
+
+
+def put_artifacts(
+    session: Session, run_id: str, artifacts: Sequence[dict[str, Any]], *, replace: bool
+) -> None:
+    """Record artifacts of a run (replacing all, or upserting by path)."""
+    if replace:
+        session.execute(delete(RunArtifact).where(RunArtifact.run_id == run_id))
+    rows = [{"run_id": run_id, **a} for a in artifacts]
+    upsert(
+        session, RunArtifact, ["run_id", "artifact_path"], rows, ["artifact_type", "description"]
+    )
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def get_batch(session: Session, batch_id: str) -> RunBatch | None:
+    """Return a batch row, or None."""
+    return session.get(RunBatch, batch_id)
+
+
+def add_batch(session: Session, fields: dict[str, Any]) -> RunBatch:
+    """Insert a batch row."""
+    batch = RunBatch(**fields)
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def link(session: Session, run_ids: Sequence[str], batch_id: str) -> None:
+    """Make runs members of a batch (idempotent)."""
+    rows = [{"run_id": r, "batch_id": batch_id} for r in run_ids]
+    upsert(session, RunBatchLink, ["run_id", "batch_id"], rows, update=[])
+
+
+def batch_ids_of(session: Session, run_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Return each run's batch ids, sorted."""
+    found: dict[str, list[str]] = defaultdict(list)
+    if run_ids:
+        query = (
+            select(RunBatchLink.run_id, RunBatchLink.batch_id)
+            .where(RunBatchLink.run_id.in_(list(run_ids)))
+            .order_by(RunBatchLink.batch_id)
+        )
+        for run_id, batch_id in session.execute(query):
+            found[run_id].append(batch_id)
+    return found
+
+
+def member_runs(session: Session, batch_id: str) -> list[dict[str, Any]]:
+    """Return a batch's member runs with their test counts, oldest first."""
+    query = (
+        select(
+            Run.run_id,
+            Run.model_name,
+            Run.status,
+            Run.started_at,
+            Run.completed_at,
+            Run.duration,
+            RunResult.tests_passed,
+            RunResult.tests_failed,
+        )
+        .join(RunBatchLink, RunBatchLink.run_id == Run.run_id)
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+        .where(RunBatchLink.batch_id == batch_id)
+        .order_by(Run.started_at, Run.run_id)
+    )
+    return [dict(r._mapping) for r in session.execute(query)]
+
+
+def member_counts(session: Session, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Return, per batch, its members counted by status."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    if batch_ids:
+        query = (
+            select(RunBatchLink.batch_id, Run.status, func.count())
+            .join(Run, Run.run_id == RunBatchLink.run_id)
+            .where(RunBatchLink.batch_id.in_(list(batch_ids)))
+            .group_by(RunBatchLink.batch_id, Run.status)
+        )
+        for batch_id, status, n in session.execute(query):
+            counts[batch_id][str(status.value if hasattr(status, "value") else status)] = int(n)
+    return counts
+
+
+def member_timing(session: Session, batch_id: str) -> dict[str, Any]:
+    """Return a batch's member count, earliest start and latest completion."""
+    row = session.execute(
+        select(
+            func.count().label("members"),
+            func.min(Run.started_at).label("started_at"),
+            func.max(Run.completed_at).label("completed_at"),
+        )
+        .join(RunBatchLink, RunBatchLink.run_id == Run.run_id)
+        .where(RunBatchLink.batch_id == batch_id)
+    ).one()
+    return dict(row._mapping)
+
+
+def set_batch_fields(session: Session, batch_id: str, fields: dict[str, Any]) -> None:
+    """Change some of a batch's fields."""
+    session.execute(update(RunBatch).where(RunBatch.batch_id == batch_id).values(**fields))
+
+
+def list_batches(session: Session, status: str | None, page: Page) -> tuple[list[RunBatch], int]:
+    """Return a page of batches, newest first, and the total."""
+    query = select(RunBatch)
+    if status:
+        query = query.where(RunBatch.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(desc(RunBatch.created_at), desc(RunBatch.batch_id))
+        .limit(page.limit)
+        .offset(page.offset)
+    )
+    return list(rows), int(total)
+
+
+def run_ids_of_batch(session: Session, batch_id: str) -> list[str]:
+    """Return the ids of a batch's member runs."""
+    return list(
+        session.scalars(select(RunBatchLink.run_id).where(RunBatchLink.batch_id == batch_id))
+    )
+
+
+# --- deletes ---------------------------------------------------------------------------------
+
+
+def delete_runs(session: Session, run_ids: Sequence[str]) -> dict[str, int]:
+    """Delete runs and every row that belongs to them (children first, no FKs to cascade)."""
+    counts = delete_owned(session, CHILD_TABLES, "run_id", run_ids)
+    counts.update(delete_owned(session, [Run], "run_id", run_ids))
+    return counts
+
+
+def delete_batch(session: Session, batch_id: str) -> dict[str, int]:
+    """Delete a batch and its membership rows (not its runs)."""
+    links = session.execute(delete(RunBatchLink).where(RunBatchLink.batch_id == batch_id))
+    batch = session.execute(delete(RunBatch).where(RunBatch.batch_id == batch_id))
+    return {
+        RunBatchLink.__tablename__: int(getattr(links, "rowcount", 0) or 0),
+        RunBatch.__tablename__: int(getattr(batch, "rowcount", 0) or 0),
+    }
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def _summary_query() -> Select[Run, int, int, int]:
+    return select(
+        Run, RunResult.tests_passed, RunResult.tests_failed, RunResult.tests_skipped
+    ).outerjoin(RunResult, RunResult.run_id == Run.run_id)
+
+
+def _run_conditions(f: RunFilter) -> list[Any]:
+    conds: list[Any] = []
+    if f.status:
+        conds.append(Run.status.in_(list(f.status)))
+    if f.model_name:
+        conds.append(Run.model_name == f.model_name)
+    if f.test_type:
+        conds.append(Run.test_type == f.test_type)
+    if f.hardware:
+        conds.append(literal(f.hardware) == any_(Run.hardware))
+    if f.batch_id:
+        members = select(RunBatchLink.run_id).where(RunBatchLink.batch_id == f.batch_id)
+        conds.append(Run.run_id.in_(members))
+    if f.tag:
+        name, sep, value = f.tag.partition(":")
+        tag_cond = [RunTag.run_id == Run.run_id, RunTag.tag_name == name]
+        if sep:
+            tag_cond.append(RunTag.tag_value == value)
+        conds.append(exists().where(*tag_cond))
+    if f.since:
+        conds.append(Run.started_at >= f.since)
+    if f.until:
+        conds.append(Run.started_at <= f.until)
+    return conds
+
+
+def _summaries(session: Session, query: Select[Run, int, int, int]) -> list[dict[str, Any]]:
+    rows = session.execute(query).all()
+    links = batch_ids_of(session, [r[0].run_id for r in rows])
+    out = []
+    for run, passed, failed, skipped in rows:
+        item = {k: getattr(run, k) for k in RUN_FIELDS}
+        item.update(
+            batch_ids=links.get(run.run_id, []),
+            tests_passed=passed,
+            tests_failed=failed,
+            tests_skipped=skipped,
+        )
+        out.append(item)
+    return out
+
+
+NEWEST_FIRST = (desc(Run.started_at).nulls_last(), desc(Run.created_at), desc(Run.run_id))
+
+
+def list_runs(session: Session, f: RunFilter, page: Page) -> tuple[list[dict[str, Any]], int]:
+    """Return a page of run summaries, newest first, and the number of matches."""
+    conds = _run_conditions(f)
+    total = session.scalar(select(func.count()).select_from(Run).where(*conds)) or 0
+    query = (
+        _summary_query().where(*conds).order_by(*NEWEST_FIRST).limit(page.limit).offset(page.offset)
+    )
+    return _summaries(session, query), int(total)
+
+
+def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
+    """Return a run with every child row, in the shape of the recording document."""
+    found = _summaries(session, _summary_query().where(Run.run_id == run_id))
+    if not found:
+        return None
+    item = found[0]
+    cases = [
+        {
+            "name": c.name,
+            "status": c.status,
+            "duration_ms": c.duration_ms,
+            "error": c.error,
+            "hardware": c.hardware,
+        }
+        for c in session.scalars(
+            select(RunCase).where(RunCase.run_id == run_id).order_by(RunCase.position)
+        )
+    ]
+    result = get_results(session, run_id)
+    if result is not None:
+        item["results"] = {
+            **(result.result_data or {}),
+            "tests_passed": result.tests_passed,
+            "tests_failed": result.tests_failed,
+            "tests_skipped": result.tests_skipped,
+            "test_details": cases or None,
+        }
+    elif cases:
+        counts = case_counts(session, run_id)
+        counts.pop("total", None)
+        item["results"] = {**counts, "test_details": cases}
+        item.update(counts)
+    else:
+        item["results"] = None
+    item["steps"] = [
+        {
+            k: getattr(s, k)
+            for k in (
+                "step_name",
+                "status",
+                "progress",
+                "started_at",
+                "completed_at",
+                "duration",
+                "error",
+            )
+        }
+        for s in session.scalars(
+            select(RunStep)
+            .where(RunStep.run_id == run_id)
+            .order_by(RunStep.started_at.nulls_last(), RunStep.id)
+        )
+    ]
+    item["metrics"] = [
+        {
+            "name": m.metric_name,
+            "value": m.metric_value,
+            "unit": m.metric_unit,
+            "hardware": m.hardware,
+            "timestamp": m.timestamp,
+        }
+        for m in session.scalars(
+            select(RunMetric)
+            .where(RunMetric.run_id == run_id)
+            .order_by(RunMetric.timestamp, RunMetric.id)
+        )
+    ]
+    item["tags"] = {
+        t.tag_name: t.tag_value
+        for t in session.scalars(
+            select(RunTag).where(RunTag.run_id == run_id).order_by(RunTag.tag_name)
+        )
+    }
+    item["artifacts"] = [
+        {k: getattr(a, k) for k in ("artifact_type", "artifact_path", "description", "created_at")}
+        for a in session.scalars(
+            select(RunArtifact).where(RunArtifact.run_id == run_id).order_by(RunArtifact.id)
+        )
+    ]
+    return item
+
+
+def search_runs(session: Session, query_text: str, limit: int) -> list[dict[str, Any]]:
+    """Return runs whose id, model, hardware, test type, status or a tag value contain the text."""
+    pattern = escape_like(query_text)
+    tag_match = exists().where(
+        RunTag.run_id == Run.run_id, RunTag.tag_value.ilike(pattern, escape="\\")
+    )
+    cond = or_(
+        Run.run_id.ilike(pattern, escape="\\"),
+        Run.model_name.ilike(pattern, escape="\\"),
+        func.array_to_string(Run.hardware, ",").ilike(pattern, escape="\\"),
+        Run.test_type.ilike(pattern, escape="\\"),
+        cast(Run.status, String).ilike(pattern, escape="\\"),
+        tag_match,
+    )
+    return _summaries(session, _summary_query().where(cond).order_by(*NEWEST_FIRST).limit(limit))
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+def _scope_conditions(scope: Scope) -> list[Any]:
+    conds: list[Any] = []
+    if scope.since is not None:
+        conds.append(Run.started_at >= scope.since)
+    if scope.model_name:
+        conds.append(Run.model_name == scope.model_name)
+    if scope.test_type:
+        conds.append(Run.test_type == scope.test_type)
+    if scope.hardware:
+        conds.append(literal(scope.hardware) == any_(Run.hardware))
+    return conds
+
+
+def _stat_columns() -> list[Any]:
+    completed = Run.status == "completed"
+    return [
+        func.count().label("total_runs"),
+        count_where(completed, "completed_runs"),
+        count_where(Run.status == "error", "failed_runs"),
+        count_where(Run.status == "timeout", "timeout_runs"),
+        count_where(Run.status == "cancelled", "cancelled_runs"),
+        func.coalesce(func.sum(RunResult.tests_passed), 0).label("tests_passed"),
+        func.coalesce(func.sum(RunResult.tests_failed), 0).label("tests_failed"),
+        func.coalesce(func.sum(RunResult.tests_skipped), 0).label("tests_skipped"),
+        *duration_columns(Run.duration, completed),
+        func.max(Run.started_at).label("latest_run"),
+    ]
+
+
+def _with_pass_rate(rows: Any) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        item = dict(row._mapping)
+        decided = item["tests_passed"] + item["tests_failed"]
+        item["pass_rate"] = item["tests_passed"] / decided if decided else None
+        out.append(item)
+    return out
+
+
+def model_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return one row of run statistics per model, most runs first (one query)."""
+    query = (
+        select(Run.model_name, *_stat_columns())
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+        .where(*_scope_conditions(scope))
+        .group_by(Run.model_name)
+        .order_by(desc("total_runs"), Run.model_name)
+    )
+    return _with_pass_rate(session.execute(query))
+
+
+def hardware_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return one row of run statistics per device, most runs first (one query)."""
+    device = func.unnest(Run.hardware).table_valued("device").render_derived(name="hw")
+    conds = _scope_conditions(Scope(scope.since, scope.model_name, None, scope.test_type))
+    if scope.hardware:
+        conds.append(device.c.device == scope.hardware)
+    query = (
+        select(device.c.device.label("hardware"), *_stat_columns())
+        .select_from(Run)
+        .join(device, true())
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+        .where(*conds)
+        .group_by(device.c.device)
+        .order_by(desc("total_runs"), device.c.device)
+    )
+    return _with_pass_rate(session.execute(query))
+
+
+def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return one row per UTC day that has runs in scope."""
+    day = cast(Run.started_at, Date)
+    query = (
+        select(
+            day.label("day"),
+            func.count().label("total_runs"),
+            count_where(Run.status == "completed", "completed_runs"),
+            count_where(Run.status == "error", "failed_runs"),
+            func.avg(Run.duration).label("avg_duration"),
+        )
+        .where(Run.started_at.is_not(None), *_scope_conditions(scope))
+        .group_by(day)
+        .order_by(day)
+    )
+    return [{**dict(r._mapping), "day": r.day.isoformat()} for r in session.execute(query)]
+
+
+def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return one row per (model, hardware, metric, unit) over runs in scope."""
+    query = (
+        select(
+            Run.model_name,
+            RunMetric.hardware,
+            RunMetric.metric_name,
+            RunMetric.metric_unit,
+            *series_columns(RunMetric.metric_value),
+        )
+        .join(Run, Run.run_id == RunMetric.run_id)
+        .where(*_scope_conditions(scope))
+        .group_by(Run.model_name, RunMetric.hardware, RunMetric.metric_name, RunMetric.metric_unit)
+        .order_by(
+            Run.model_name,
+            RunMetric.hardware.nulls_first(),
+            RunMetric.metric_name,
+            RunMetric.metric_unit,
+        )
+    )
+    return [dict(r._mapping) for r in session.execute(query)]
+
+
+def latest_runs(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:
+    """Return the newest runs in scope."""
+    query = _summary_query().where(*_scope_conditions(scope)).order_by(*NEWEST_FIRST).limit(limit)
+    return _summaries(session, query)

@@ -1,0 +1,145 @@
+"""DuckDB-only fast paths (Arrow bulk insert, COPY export), each with a portable fallback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import JSON, Boolean, DateTime, Double, Integer, Table, insert
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+# Below this many rows the ORM/Core executemany path is as fast as registering an Arrow table.
+ARROW_THRESHOLD = 200
+
+
+def is_duckdb(session: Session) -> bool:
+    """Return whether the session is bound to DuckDB."""
+    return session.get_bind().dialect.name == "duckdb"
+
+
+def raw_connection(session: Session) -> Any:
+    """Return the DuckDB connection under the session's transaction."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    return raw
+
+
+def _arrow_type(column: Any) -> pa.DataType:
+    kind = column.type
+    if isinstance(kind, postgresql.ARRAY):
+        return pa.list_(pa.string())
+    if isinstance(kind, DateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(kind, Boolean):
+        return pa.bool_()
+    if isinstance(kind, Integer):
+        return pa.int64()
+    if isinstance(kind, Double):
+        return pa.float64()
+    return pa.string()
+
+
+def _arrow_value(column: Any, value: Any) -> Any:
+    if value is not None and isinstance(column.type, JSON):
+        return json.dumps(value)
+    return value
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert rows in the session's transaction, by Arrow on DuckDB for large batches."""
+    if not rows:
+        return 0
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    if is_duckdb(session) and len(rows) >= ARROW_THRESHOLD:
+        columns = [table.c[name] for name in names]
+        arrow = pa.table(
+            {
+                col.name: pa.array(
+                    [_arrow_value(col, row.get(col.name)) for row in rows], type=_arrow_type(col)
+                )
+                for col in columns
+            }
+        )
+        raw = raw_connection(session)
+        view = f"_bulk_{uuid.uuid4().hex}"
+        quoted = ", ".join(f'"{name}"' for name in names)
+        raw.register(view, arrow)
+        try:
+            raw.execute(f'INSERT INTO "{table.name}" ({quoted}) SELECT {quoted} FROM "{view}"')
+        finally:
+            raw.unregister(view)
+    else:
+        session.execute(insert(table), [{name: row.get(name) for name in names} for row in rows])
+    return len(rows)
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def copy_to_file(
+    session: Session, query: Any, columns: Sequence[tuple[str, Any]], path: Path, fmt: str
+) -> int:
+    """Write a query's rows to a file (json array, jsonl, csv, parquet); return the row count."""
+    if is_duckdb(session):
+        return _duckdb_copy(session, query, columns, path, fmt)
+    rows = [dict(zip([c[0] for c in columns], r, strict=True)) for r in session.execute(query)]
+    write_rows(rows, [c[0] for c in columns], path, fmt)
+    return len(rows)
+
+
+def _duckdb_copy(
+    session: Session, query: Any, columns: Sequence[tuple[str, Any]], path: Path, fmt: str
+) -> int:
+    compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+    # Timestamps as ISO 8601 (DuckDB's own JSON/CSV form is "2026-01-01 00:00:30+00").
+    projection = []
+    for name, column in columns:
+        if isinstance(getattr(column, "type", None), DateTime) and fmt != "parquet":
+            projection.append(f'strftime("{name}", \'%Y-%m-%dT%H:%M:%S.%f+00:00\') AS "{name}"')
+        else:
+            projection.append(f'"{name}"')
+    options = {
+        "json": "FORMAT json, ARRAY true",
+        "jsonl": "FORMAT json",
+        "csv": "FORMAT csv, HEADER true",
+        "parquet": "FORMAT parquet, COMPRESSION zstd",
+    }[fmt]
+    target = str(path).replace("'", "''")
+    sql = f"COPY (SELECT {', '.join(projection)} FROM ({compiled}) AS q) TO '{target}' ({options})"
+    raw = raw_connection(session)
+    result = raw.execute(sql).fetchone()
+    return int(result[0]) if result else 0
+
+
+def write_rows(rows: list[dict[str, Any]], names: Sequence[str], path: Path, fmt: str) -> None:
+    """Write rows with Python (the portable fallback of `copy_to_file`)."""
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return
+    with path.open("w", encoding="utf-8", newline="") as out:
+        if fmt == "csv":
+            writer = csv.writer(out)
+            writer.writerow(names)
+            writer.writerows([[_iso(row[n]) for n in names] for row in rows])
+        elif fmt == "jsonl":
+            for row in rows:
+                out.write(json.dumps({k: _iso(v) for k, v in row.items()}) + "\n")
+        else:
+            json.dump([{k: _iso(v) for k, v in row.items()} for row in rows], out)
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    """Yield consecutive slices of at most `size` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

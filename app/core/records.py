@@ -1,0 +1,82 @@
+"""Row operations both components share: upserts by natural key, owned children, deletes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import DeclarativeBase, Session
+
+from app.core.bulk import chunks, insert_rows
+
+
+def table_of(model: type[DeclarativeBase]) -> Table:
+    """Return a model's Table."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def upsert(
+    session: Session,
+    model: type[DeclarativeBase],
+    keys: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    update: Sequence[str] | None = None,
+) -> int:
+    """Insert rows, updating those whose natural key exists (INSERT … ON CONFLICT)."""
+    if not rows:
+        return 0
+    table = table_of(model)
+    # One statement cannot touch the same key twice: the last row for a key wins.
+    unique = list({tuple(row[k] for k in keys): row for row in rows}.values())
+    names = list(dict.fromkeys(name for row in unique for name in row))
+    update_cols = [c for c in (update or names) if c not in keys]
+    for part in chunks(unique, 1000):
+        stmt = pg_insert(table).values([{n: row.get(n) for n in names} for row in part])
+        if update_cols:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c: stmt.excluded[c] for c in update_cols},
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        session.execute(stmt)
+    return len(unique)
+
+
+def replace_owned(
+    session: Session,
+    model: type[DeclarativeBase],
+    owner: str,
+    owner_id: str,
+    rows: Sequence[dict[str, Any]],
+) -> int:
+    """Replace every row an owner has in a child table with `rows`."""
+    table = table_of(model)
+    session.execute(delete(table).where(table.c[owner] == owner_id))
+    return insert_rows(session, table, [{owner: owner_id, **row} for row in rows])
+
+
+def delete_owned(
+    session: Session, models: Sequence[type[DeclarativeBase]], owner: str, owner_ids: Sequence[str]
+) -> dict[str, int]:
+    """Delete the rows of several child tables that belong to the given owners."""
+    counts: dict[str, int] = {}
+    if not owner_ids:
+        return counts
+    for model in models:
+        table = table_of(model)
+        total = 0
+        for part in chunks(list(owner_ids), 1000):
+            result = session.execute(delete(table).where(table.c[owner].in_(part)))
+            total += int(getattr(result, "rowcount", 0) or 0)
+        counts[table.name] = total
+    return counts
+
+
+def count_rows(session: Session, model: type[DeclarativeBase]) -> int:
+    """Return the number of rows of a table."""
+    return int(session.scalar(select(func.count()).select_from(table_of(model))) or 0)

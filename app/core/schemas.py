@@ -1,0 +1,191 @@
+"""Request/response pieces both components share: ids, steps, metrics, tags, stats, exports."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from app.core.statuses import StepStatus
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # Naive timestamps are taken as UTC; everything is stored and returned in UTC.
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UTCTime = Annotated[datetime, AfterValidator(_aware)]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
+Device = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+LongName = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Text = Annotated[str, StringConstraints(max_length=100_000)]
+
+
+class Strict(BaseModel):
+    """A request body: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepIn(Strict):
+    """A step's state, as sent."""
+
+    status: StepStatus = StepStatus.completed
+    progress: float = Field(0.0, ge=0.0, le=1.0)
+    started_at: UTCTime | None = None
+    completed_at: UTCTime | None = None
+    duration: float | None = Field(None, ge=0)
+    error: Text | None = None
+
+
+class NamedStepIn(StepIn):
+    """A step inside a recording document."""
+
+    step_name: LongName
+
+
+class StepRead(BaseModel):
+    """A stored step."""
+
+    step_name: str
+    status: str
+    progress: float
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration: float | None
+    error: str | None
+
+
+class MetricIn(Strict):
+    """One metric point."""
+
+    name: Name
+    value: float
+    unit: Annotated[str, StringConstraints(max_length=32)] = ""
+    hardware: Device | None = None
+    timestamp: UTCTime | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("metric values must be finite numbers")
+        return value
+
+
+class MetricRead(BaseModel):
+    """A stored metric point."""
+
+    name: str
+    value: float
+    unit: str
+    hardware: str | None
+    timestamp: datetime
+
+
+Tags = dict[Name, Annotated[str, StringConstraints(max_length=1024)]]
+
+
+class BatchCounts(BaseModel):
+    """Members of a batch by status."""
+
+    total: int = 0
+    by_status: dict[str, int] = Field(default_factory=dict)
+
+
+class DurationStats(BaseModel):
+    """Duration figures over completed members, in seconds."""
+
+    avg_duration: float | None = None
+    min_duration: float | None = None
+    max_duration: float | None = None
+    p50_duration: float | None = None
+    p95_duration: float | None = None
+
+
+class MetricStats(BaseModel):
+    """One (model, hardware, metric, unit) series summarised."""
+
+    model_name: str
+    hardware: str | None
+    metric_name: str
+    metric_unit: str
+    count: int
+    avg: float | None
+    min: float | None
+    max: float | None
+    p50: float | None
+    p95: float | None
+
+
+class SearchIn(Strict):
+    """A case-insensitive substring search."""
+
+    query: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    limit: int = Field(100, ge=1, le=1000)
+
+
+ExportFormat = Literal["json", "jsonl", "csv", "parquet"]
+
+
+class ExportResult(BaseModel):
+    """What an export wrote."""
+
+    status: str = "success"
+    path: str
+    filename: str
+    format: str
+    bytes: int
+    rows: dict[str, int]
+    schema_revision: str | None
+
+
+class ImportResult(BaseModel):
+    """What an import loaded."""
+
+    status: str = "success"
+    rows: dict[str, int]
+    schema_revision: str | None
+
+
+class Deleted(BaseModel):
+    """The answer to a delete."""
+
+    status: str = "success"
+    message: str
+    timestamp: datetime
+    deleted: dict[str, int] = Field(default_factory=dict)
+
+
+def as_dict(model: BaseModel, **kwargs: Any) -> dict[str, Any]:
+    """Return a model's fields as a dict (only those sent, by default)."""
+    return model.model_dump(exclude_unset=True, **kwargs)
+
+
+class ErrorBody(BaseModel):
+    """Every error the app raises on purpose."""
+
+    detail: str
+    code: str
+
+
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "not found"}}
+CONFLICT: Responses = {409: {"model": ErrorBody, "description": "conflicts with the current state"}}
+BAD_REQUEST: Responses = {400: {"model": ErrorBody, "description": "not allowed"}}

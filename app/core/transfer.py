@@ -1,0 +1,234 @@
+"""Export and import of a component's tables: full records, every table, the schema revision."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Double, Integer, delete, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Session
+
+from app.core.bulk import copy_to_file, insert_rows
+from app.core.errors import BadRequest, Conflict, Unprocessable
+from app.core.records import table_of, upsert
+
+EXPORT_FORMAT = "accelerate-tracking-export"
+EXPORT_VERSION = 1
+FORMATS = ("json", "jsonl", "csv", "parquet")
+_BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one table is exported (order) and imported (upsert by key, or replace per owner)."""
+
+    model: type[DeclarativeBase]
+    order_by: tuple[str, ...]
+    group: str
+    keys: tuple[str, ...] = ()
+    owner: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Return the table name."""
+        return str(table_of(self.model).name)
+
+    @property
+    def columns(self) -> list[Any]:
+        """Return the exported columns (every column but the surrogate `id`)."""
+        return [c for c in table_of(self.model).columns if c.name != "id"]
+
+
+def export_path(folder: Path, filename: str, overwrite: bool) -> Path:
+    """Return where an export named by the client goes; only a bare name in the folder."""
+    if not _BARE_NAME.match(filename) or filename in {".", ".."} or ".." in filename:
+        raise BadRequest(
+            f"filename must be a bare file name (letters, digits, '.', '_', '-'), got {filename!r}",
+            code="invalid_filename",
+        )
+    path = folder / filename
+    if path.resolve().parent != folder.resolve():
+        raise BadRequest(
+            f"filename {filename!r} escapes the export folder", code="invalid_filename"
+        )
+    if path.exists() and not overwrite:
+        raise Conflict(
+            f"export file {filename} exists; send overwrite: true to replace it", code="file_exists"
+        )
+    return path
+
+
+def format_for(filename: str, requested: str | None) -> str:
+    """Return the export format: the one requested, else the file name's extension, else json."""
+    if requested:
+        return requested
+    suffix = Path(filename).suffix.lstrip(".").lower()
+    return suffix if suffix in FORMATS else "json"
+
+
+def _table_query(spec: TableSpec) -> Any:
+    table = table_of(spec.model)
+    return select(*spec.columns).order_by(*[table.c[name] for name in spec.order_by])
+
+
+def export_table(session: Session, spec: TableSpec, path: Path, fmt: str) -> int:
+    """Write one table to a file in the given format; return its row count."""
+    columns = [(c.name, c) for c in spec.columns]
+    return copy_to_file(session, _table_query(spec), columns, path, fmt)
+
+
+def export_document(
+    session: Session,
+    component: str,
+    revision: str | None,
+    specs: Sequence[TableSpec],
+    path: Path,
+) -> dict[str, int]:
+    """Write every given table into one JSON document that `import_document` loads back."""
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
+        parts: list[tuple[str, Path]] = []
+        for spec in specs:
+            part = Path(scratch) / f"{spec.name}.json"
+            counts[spec.name] = export_table(session, spec, part, "json")
+            parts.append((spec.name, part))
+        header = {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "component": component,
+            "schema_revision": revision,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "counts": counts,
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", encoding="utf-8") as out:
+            out.write(json.dumps(header)[:-1] + ', "tables": {')
+            for i, (name, part) in enumerate(parts):
+                out.write(("" if i == 0 else ", ") + json.dumps(name) + ": ")
+                if part.exists() and part.stat().st_size:
+                    with part.open("r", encoding="utf-8") as src:
+                        shutil.copyfileobj(src, out)
+                else:
+                    out.write("[]")
+            out.write("}}\n")
+        os.replace(tmp, path)
+    return counts
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def _coerce(column: Any, value: Any, where: str) -> Any:
+    if value is None:
+        if not column.nullable and column.server_default is None and not column.primary_key:
+            raise Unprocessable(f"{where}: {column.name} must not be null", code="invalid_import")
+        return None
+    kind = column.type
+    try:
+        if isinstance(kind, postgresql.ARRAY):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("expected a list of strings")
+            return value
+        if isinstance(kind, DateTime):
+            if isinstance(value, datetime):
+                parsed = value
+            else:
+                parsed = datetime.fromisoformat(str(value).replace(" ", "T"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if isinstance(kind, Boolean):
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+            return value
+        if isinstance(kind, Integer):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError("expected an integer")
+            return value
+        if isinstance(kind, Double):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("expected a number")
+            return float(value)
+        if isinstance(kind, JSON):
+            return value
+        if isinstance(value, dict | list):
+            raise ValueError("expected a string")
+        return str(value) if not isinstance(value, date) else value.isoformat()
+    except ValueError as exc:
+        raise Unprocessable(f"{where}: {column.name}: {exc}", code="invalid_import") from None
+
+
+def _rows(spec: TableSpec, raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise Unprocessable(f"tables.{spec.name} must be a list of rows", code="invalid_import")
+    columns = {c.name: c for c in spec.columns}
+    rows = []
+    for i, item in enumerate(raw):
+        where = f"tables.{spec.name}[{i}]"
+        if not isinstance(item, dict):
+            raise Unprocessable(f"{where} must be an object", code="invalid_import")
+        unknown = set(item) - set(columns)
+        if unknown:
+            raise Unprocessable(
+                f"{where}: unknown columns {sorted(unknown)}", code="invalid_import"
+            )
+        row = {
+            name: _coerce(col, item.get(name), where)
+            for name, col in columns.items()
+            if name in item
+        }
+        missing = [
+            n
+            for n, c in columns.items()
+            if n not in row and not c.nullable and c.server_default is None and c.default is None
+        ]
+        if missing:
+            raise Unprocessable(f"{where}: missing columns {missing}", code="invalid_import")
+        rows.append(row)
+    return rows
+
+
+def import_document(
+    session: Session, component: str, specs: Sequence[TableSpec], document: dict[str, Any]
+) -> dict[str, int]:
+    """Load an export document into the session's transaction; idempotent, all or nothing."""
+    if document.get("format") != EXPORT_FORMAT:
+        raise Unprocessable(
+            f"not an export document (format must be {EXPORT_FORMAT!r})", code="invalid_import"
+        )
+    if document.get("component") != component:
+        raise Unprocessable(
+            f"this export is of the {document.get('component')!r} component, not {component!r}",
+            code="invalid_import",
+        )
+    tables = document.get("tables")
+    if not isinstance(tables, dict):
+        raise Unprocessable("tables must be an object of table name → rows", code="invalid_import")
+    by_name = {spec.name: spec for spec in specs}
+    unknown = set(tables) - set(by_name)
+    if unknown:
+        raise Unprocessable(f"unknown tables {sorted(unknown)}", code="invalid_import")
+    parsed = {name: _rows(by_name[name], rows) for name, rows in tables.items()}
+    counts: dict[str, int] = {}
+    for spec in specs:
+        rows = parsed.get(spec.name)
+        if rows is None:
+            continue
+        if spec.keys:
+            counts[spec.name] = upsert(session, spec.model, spec.keys, rows)
+        else:
+            assert spec.owner is not None
+            owners = sorted({row[spec.owner] for row in rows})
+            table = table_of(spec.model)
+            for start in range(0, len(owners), 1000):
+                part = owners[start : start + 1000]
+                session.execute(delete(table).where(table.c[spec.owner].in_(part)))
+            counts[spec.name] = insert_rows(session, table, rows)
+    return counts
