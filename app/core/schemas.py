@@ -189,3 +189,26 @@ Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "not found"}}
 CONFLICT: Responses = {409: {"model": ErrorBody, "description": "conflicts with the current state"}}
 BAD_REQUEST: Responses = {400: {"model": ErrorBody, "description": "not allowed"}}
+
+
+class ExportBase(Strict):
+    """POST /export: what to write, and where (a bare file name in the export folder)."""
+
+    filename: str = Field(..., min_length=1, max_length=255)
+    format: ExportFormat | None = None
+    include_batches: bool = True
+    include_metrics: bool = True
+    include_steps: bool = True
+    table: str | None = Field(None, description="jsonl/csv/parquet: the table to write")
+    overwrite: bool = False
+
+
+class ImportDocument(BaseModel):
+    """POST /import: an export document exactly as `POST /export` with format json wrote it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str
+    component: str
+    schema_revision: str | None = None
+    tables: dict[str, list[dict[str, Any]]]

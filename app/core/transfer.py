@@ -232,3 +232,37 @@ def import_document(
                 session.execute(delete(table).where(table.c[spec.owner].in_(part)))
             counts[spec.name] = insert_rows(session, table, rows)
     return counts
+
+
+def export(
+    session: Session,
+    component: str,
+    folder: Path,
+    body: Any,
+    chosen: Sequence[TableSpec],
+    every: Sequence[TableSpec],
+    revision: str | None,
+) -> dict[str, Any]:
+    """Write an export file (the JSON document, or one table) and say what was written."""
+    path = export_path(folder, body.filename, body.overwrite)
+    fmt = format_for(body.filename, body.format)
+    if fmt == "json":
+        rows = export_document(session, component, revision, chosen, path)
+    else:
+        by_name = {spec.name: spec for spec in every}
+        name = body.table or every[0].name
+        if name not in by_name:
+            raise BadRequest(
+                f"unknown table {name!r}; one of {', '.join(by_name)}", code="unknown_table"
+            )
+        tmp = path.with_name(f".{path.name}.tmp")
+        rows = {name: export_table(session, by_name[name], tmp, fmt)}
+        tmp.replace(path)
+    return {
+        "path": str(path),
+        "filename": path.name,
+        "format": fmt,
+        "bytes": path.stat().st_size,
+        "rows": rows,
+        "schema_revision": revision,
+    }

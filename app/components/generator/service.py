@@ -1,0 +1,351 @@
+"""Generator lifecycle rules on top of the store: record, update, complete, batch, delete."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.components.generator import store
+from app.components.generator.models import Task, TaskBatch, TaskMetric, TaskStep, TaskTag
+from app.components.generator.schemas import (
+    BatchCreate,
+    ExportIn,
+    TaskComplete,
+    TaskCreate,
+    TaskUpdate,
+)
+from app.core import transfer
+from app.core.errors import Conflict, NotFound
+from app.core.models import utcnow
+from app.core.pagination import Page
+from app.core.schemas import MetricIn, StepIn
+from app.core.statuses import TERMINAL, batch_status, transition_allowed
+from app.core.transfer import TableSpec
+
+COMPONENT = "generator"
+
+TABLES = (
+    TableSpec(Task, ("task_id",), "tasks", keys=("task_id",)),
+    TableSpec(TaskStep, ("task_id", "step_name"), "steps", keys=("task_id", "step_name")),
+    TableSpec(
+        TaskMetric,
+        ("task_id", "timestamp", "metric_name", "hardware", "metric_value"),
+        "metrics",
+        owner="task_id",
+    ),
+    TableSpec(TaskTag, ("task_id", "tag_name"), "tasks", keys=("task_id", "tag_name")),
+    TableSpec(TaskBatch, ("batch_id",), "batches", keys=("batch_id",)),
+)
+
+
+def new_id() -> str:
+    """Return a fresh task or batch id."""
+    return uuid.uuid4().hex
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max((end - start).total_seconds(), 0.0)
+
+
+def require_task(session: Session, task_id: str) -> Task:
+    """Return a task or raise 404."""
+    task = store.get_task(session, task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+def require_batch(session: Session, batch_id: str) -> TaskBatch:
+    """Return a batch or raise 404."""
+    batch = store.get_batch(session, batch_id)
+    if batch is None:
+        raise NotFound(f"batch {batch_id} not found")
+    return batch
+
+
+def _check_transition(task: Task, new_status: str | None) -> None:
+    if new_status is None:
+        return
+    current = str(task.status)
+    if not transition_allowed(current, str(new_status)):
+        raise Conflict(
+            f"task {task.task_id} is {current}; it cannot become {new_status}",
+            code="invalid_transition",
+        )
+
+
+def _finish_fields(fields: dict[str, Any], started_at: datetime | None) -> None:
+    status = fields.get("status")
+    if status is None or str(status) not in TERMINAL:
+        return
+    fields.setdefault("completed_at", utcnow())
+    if fields.get("duration") is None:
+        fields["duration"] = _seconds(fields.get("started_at", started_at), fields["completed_at"])
+    if str(status) == "completed":
+        fields.setdefault("progress", 1.0)
+
+
+def _metric_rows(metrics: list[MetricIn]) -> list[dict[str, Any]]:
+    now = utcnow()
+    return [
+        {
+            "metric_name": m.name,
+            "metric_value": m.value,
+            "metric_unit": m.unit,
+            "hardware": m.hardware,
+            "timestamp": m.timestamp or now,
+        }
+        for m in metrics
+    ]
+
+
+def refresh_batches(session: Session, batch_ids: list[str]) -> None:
+    """Derive each batch's status, timing and member count from its tasks."""
+    for batch_id in batch_ids:
+        counts = store.member_counts(session, [batch_id]).get(batch_id, {})
+        statuses = [status for status, n in counts.items() for _ in range(n)]
+        timing = store.member_timing(session, batch_id)
+        status = batch_status(statuses)
+        done = status in {"completed", "partial", "error", "cancelled"}
+        completed_at = timing["completed_at"] if done else None
+        store.set_batch_fields(
+            session,
+            batch_id,
+            {
+                "status": status,
+                "task_count": int(timing["members"]),
+                "started_at": timing["started_at"],
+                "completed_at": completed_at,
+                "duration": _seconds(timing["started_at"], completed_at),
+            },
+        )
+
+
+def _batches_of(*tasks: Task | None) -> list[str]:
+    return sorted({t.batch_id for t in tasks if t is not None and t.batch_id})
+
+
+# --- recording -------------------------------------------------------------------------------
+
+
+def record_task(session: Session, doc: TaskCreate) -> str:
+    """Store a whole task document atomically; re-posting a task_id upserts what was sent."""
+    task_id = doc.task_id or new_id()
+    fields = doc.model_dump(exclude_unset=True, exclude={"task_id", "steps", "metrics", "tags"})
+    existing = store.get_task(session, task_id)
+    old_batch = existing.batch_id if existing else None
+    if existing is None:
+        fields.setdefault("started_at", utcnow())
+        fields.setdefault("hardware", ["cpu"])
+        fields.setdefault("status", "completed" if fields.get("completed_at") else "initializing")
+        fields.setdefault("progress", 1.0 if fields["status"] == "completed" else 0.0)
+        fields.setdefault("task_type", "single")
+    else:
+        _check_transition(existing, fields.get("status"))
+    if fields.get("duration") is None and "completed_at" in fields:
+        started = fields.get("started_at") or (existing.started_at if existing else None)
+        fields["duration"] = _seconds(started, fields["completed_at"])
+    if "status" in fields:
+        _finish_fields(fields, existing.started_at if existing else fields.get("started_at"))
+    batch_id = fields.get("batch_id")
+    if batch_id and store.get_batch(session, batch_id) is None:
+        store.add_batch(session, {"batch_id": batch_id, "status": "initializing"})
+    if existing is None:
+        task = store.add_task(session, {"task_id": task_id, **fields})
+    else:
+        task = existing
+        store.set_task_fields(session, task, fields)
+    if doc.steps is not None:
+        store.replace_steps(session, task_id, [s.model_dump() for s in doc.steps])
+    if doc.metrics is not None:
+        store.replace_metrics(session, task_id, _metric_rows(doc.metrics))
+    if doc.tags is not None:
+        store.set_tags(session, task_id, doc.tags, replace=True)
+    refresh_batches(session, sorted({b for b in (old_batch, task.batch_id) if b}))
+    return task_id
+
+
+def update_task(session: Session, task_id: str, upd: TaskUpdate) -> None:
+    """Change only the fields sent; a status change must be a valid transition."""
+    task = require_task(session, task_id)
+    old_batch = task.batch_id
+    fields = upd.model_dump(exclude_unset=True)
+    _check_transition(task, fields.get("status"))
+    if "status" in fields and str(fields["status"]) != str(task.status):
+        _finish_fields(fields, fields.get("started_at", task.started_at))
+    store.set_task_fields(session, task, fields)
+    if "status" in fields or "batch_id" in fields:
+        refresh_batches(session, sorted({b for b in (old_batch, task.batch_id) if b}))
+
+
+def put_step(session: Session, task_id: str, step_name: str, step: StepIn) -> None:
+    """Create or update one step; a finished step gets its duration from its timestamps."""
+    require_task(session, task_id)
+    values = step.model_dump()
+    if values["duration"] is None:
+        values["duration"] = _seconds(values["started_at"], values["completed_at"])
+    store.put_step(session, task_id, step_name, values)
+
+
+def add_metrics(session: Session, task_id: str, metrics: list[MetricIn]) -> int:
+    """Append metric points to a task."""
+    require_task(session, task_id)
+    return store.append_metrics(session, task_id, _metric_rows(metrics))
+
+
+def put_tags(session: Session, task_id: str, tags: dict[str, str], *, merge: bool) -> None:
+    """Set a task's tags (all of them, or merged into those it has)."""
+    require_task(session, task_id)
+    store.set_tags(session, task_id, tags, replace=not merge)
+
+
+def complete_task(session: Session, task_id: str, body: TaskComplete) -> None:
+    """End a task with a terminal status and what it produced."""
+    task = require_task(session, task_id)
+    status = body.status.value
+    if status not in TERMINAL:
+        raise Conflict(f"complete takes a terminal status, not {status}", code="invalid_transition")
+    if str(task.status) == status:
+        return
+    _check_transition(task, status)
+    fields: dict[str, Any] = {"status": status, "completed_at": body.completed_at or utcnow()}
+    for key in ("error", "output_file", "architecture"):
+        value = getattr(body, key)
+        if value is not None:
+            fields[key] = value
+    if status == "completed":
+        fields["current_step"] = "completed"
+    _finish_fields(fields, task.started_at)
+    store.set_task_fields(session, task, fields)
+    refresh_batches(session, _batches_of(task))
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def create_batch(session: Session, body: BatchCreate) -> str:
+    """Create a batch, optionally with members; every member task must exist."""
+    batch_id = body.batch_id or new_id()
+    if store.get_batch(session, batch_id) is not None:
+        raise Conflict(f"batch {batch_id} exists", code="batch_exists")
+    task_ids = list(dict.fromkeys(body.task_ids or []))
+    missing = sorted(set(task_ids) - store.existing_tasks(session, task_ids))
+    if missing:
+        raise NotFound(f"tasks not found: {', '.join(missing)}", extra={"missing": missing})
+    previous = {
+        t.batch_id for t in (store.get_task(session, i) for i in task_ids) if t and t.batch_id
+    }
+    store.add_batch(
+        session,
+        {
+            "batch_id": batch_id,
+            "description": body.description,
+            "creator": body.creator,
+            "status": "initializing",
+            "task_count": len(task_ids),
+        },
+    )
+    store.assign(session, task_ids, batch_id)
+    refresh_batches(session, sorted(previous | {batch_id}))
+    return batch_id
+
+
+def add_to_batch(session: Session, batch_id: str, task_id: str) -> None:
+    """Move a task into a batch (a task belongs to one batch at a time)."""
+    require_batch(session, batch_id)
+    task = require_task(session, task_id)
+    previous = task.batch_id
+    store.assign(session, [task_id], batch_id)
+    session.expire(task)
+    refresh_batches(session, sorted({b for b in (previous, batch_id) if b}))
+
+
+# --- deletes ---------------------------------------------------------------------------------
+
+
+def delete_task(session: Session, task_id: str) -> dict[str, int]:
+    """Delete a task and all its rows; its batch's status follows."""
+    task = require_task(session, task_id)
+    batches = _batches_of(task)
+    counts = store.delete_tasks(session, [task_id])
+    refresh_batches(session, batches)
+    return counts
+
+
+def delete_batch(session: Session, batch_id: str, *, delete_tasks: bool) -> dict[str, int]:
+    """Delete a batch, and its tasks too when asked (otherwise they are only unlinked)."""
+    require_batch(session, batch_id)
+    counts: dict[str, int] = {}
+    if delete_tasks:
+        counts = store.delete_tasks(session, store.task_ids_of_batch(session, batch_id))
+    counts.update(store.delete_batch(session, batch_id))
+    return counts
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def task_detail(session: Session, task_id: str) -> dict[str, Any]:
+    """Return a task with its steps, metrics and tags, or raise 404."""
+    detail = store.task_detail(session, task_id)
+    if detail is None:
+        raise NotFound(f"task {task_id} not found")
+    return detail
+
+
+def batch_summary(session: Session, batches: list[TaskBatch]) -> list[dict[str, Any]]:
+    """Return batches with their members counted by status."""
+    counts = store.member_counts(session, [b.batch_id for b in batches])
+    out = []
+    for batch in batches:
+        by_status = counts.get(batch.batch_id, {})
+        item = {k: getattr(batch, k) for k in store.BATCH_FIELDS}
+        item["counts"] = {"total": sum(by_status.values()), "by_status": by_status}
+        out.append(item)
+    return out
+
+
+def batch_detail(session: Session, batch_id: str) -> dict[str, Any]:
+    """Return a batch, its counts by member status, and its member tasks."""
+    batch = require_batch(session, batch_id)
+    item = batch_summary(session, [batch])[0]
+    item["tasks"] = store.member_tasks(session, batch_id)
+    return item
+
+
+def list_batches(
+    session: Session, status: str | None, page: Page
+) -> tuple[list[dict[str, Any]], int]:
+    """Return a page of batches with member counts, and the total."""
+    batches, total = store.list_batches(session, status, page)
+    return batch_summary(session, batches), total
+
+
+# --- export / import -------------------------------------------------------------------------
+
+
+def export_tables(body: ExportIn) -> list[TableSpec]:
+    """Return the tables an export request asks for."""
+    groups = {
+        "tasks": body.include_tasks,
+        "steps": body.include_tasks and body.include_steps,
+        "metrics": body.include_tasks and body.include_metrics,
+        "batches": body.include_batches,
+    }
+    return [spec for spec in TABLES if groups[spec.group]]
+
+
+def export(session: Session, folder: Path, body: ExportIn, revision: str | None) -> dict[str, Any]:
+    """Write an export file into the export folder and say what was written."""
+    return transfer.export(session, COMPONENT, folder, body, export_tables(body), TABLES, revision)
+
+
+def import_document(session: Session, document: dict[str, Any]) -> dict[str, int]:
+    """Load an export document atomically; loading it twice changes nothing."""
+    return transfer.import_document(session, COMPONENT, TABLES, document)

@@ -1,0 +1,424 @@
+"""Generator database layer: every query and write of tasks and batches, no HTTP, no rules."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    String,
+    any_,
+    cast,
+    delete,
+    desc,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from app.components.generator.models import (
+    CHILD_TABLES,
+    Task,
+    TaskBatch,
+    TaskMetric,
+    TaskStep,
+    TaskTag,
+)
+from app.core.bulk import insert_rows
+from app.core.pagination import Page
+from app.core.records import delete_owned, replace_owned, table_of, upsert
+from app.core.stats import count_where, duration_columns, escape_like, series_columns
+
+TASK_FIELDS = [c.key for c in Task.__table__.columns]
+BATCH_FIELDS = [c.key for c in TaskBatch.__table__.columns]
+STEP_FIELDS = ("step_name", "status", "progress", "started_at", "completed_at", "duration", "error")
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Filters of GET /tasks."""
+
+    status: Sequence[str] = ()
+    model_name: str | None = None
+    batch_id: str | None = None
+    hardware: str | None = None
+    architecture: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What statistics look at: a time window and optional narrowing."""
+
+    since: datetime | None = None
+    model_name: str | None = None
+    hardware: str | None = None
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+def get_task(session: Session, task_id: str) -> Task | None:
+    """Return a task row, or None."""
+    return session.get(Task, task_id)
+
+
+def add_task(session: Session, fields: dict[str, Any]) -> Task:
+    """Insert a task row."""
+    task = Task(**fields)
+    session.add(task)
+    session.flush()
+    return task
+
+
+def set_task_fields(session: Session, task: Task, fields: dict[str, Any]) -> None:
+    """Change some of a task's own fields."""
+    for key, value in fields.items():
+        setattr(task, key, value)
+    session.flush()
+
+
+def existing_tasks(session: Session, task_ids: Sequence[str]) -> set[str]:
+    """Return which of the given task ids exist."""
+    if not task_ids:
+        return set()
+    return set(session.scalars(select(Task.task_id).where(Task.task_id.in_(list(task_ids)))))
+
+
+def replace_steps(session: Session, task_id: str, steps: Sequence[dict[str, Any]]) -> int:
+    """Replace a task's steps."""
+    return replace_owned(session, TaskStep, "task_id", task_id, steps)
+
+
+def put_step(session: Session, task_id: str, step_name: str, values: dict[str, Any]) -> None:
+    """Create or update one step of a task."""
+    row = {"task_id": task_id, "step_name": step_name, **values}
+    upsert(session, TaskStep, ["task_id", "step_name"], [row])
+
+
+def get_step(session: Session, task_id: str, step_name: str) -> TaskStep | None:
+    """Return one step of a task, or None."""
+    return session.scalar(
+        select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_name == step_name)
+    )
+
+
+def replace_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, Any]]) -> int:
+    """Replace a task's metric points."""
+    return replace_owned(session, TaskMetric, "task_id", task_id, metrics)
+
+
+def append_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, Any]]) -> int:
+    """Append metric points to a task's series."""
+    return insert_rows(session, table_of(TaskMetric), [{"task_id": task_id, **m} for m in metrics])
+
+
+def set_tags(session: Session, task_id: str, tags: dict[str, str], *, replace: bool) -> None:
+    """Set tags on a task (replacing all of them, or merging)."""
+    if replace:
+        session.execute(delete(TaskTag).where(TaskTag.task_id == task_id))
+    rows = [{"task_id": task_id, "tag_name": k, "tag_value": v} for k, v in tags.items()]
+    upsert(session, TaskTag, ["task_id", "tag_name"], rows)
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def get_batch(session: Session, batch_id: str) -> TaskBatch | None:
+    """Return a batch row, or None."""
+    return session.get(TaskBatch, batch_id)
+
+
+def add_batch(session: Session, fields: dict[str, Any]) -> TaskBatch:
+    """Insert a batch row."""
+    batch = TaskBatch(**fields)
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def assign(session: Session, task_ids: Sequence[str], batch_id: str | None) -> None:
+    """Make tasks members of a batch (a task belongs to one batch at a time)."""
+    if task_ids:
+        session.execute(
+            update(Task).where(Task.task_id.in_(list(task_ids))).values(batch_id=batch_id)
+        )
+
+
+def member_tasks(session: Session, batch_id: str) -> list[dict[str, Any]]:
+    """Return a batch's member tasks, oldest first."""
+    query = (
+        select(
+            Task.task_id,
+            Task.model_name,
+            Task.status,
+            Task.started_at,
+            Task.completed_at,
+            Task.duration,
+            Task.output_file,
+            Task.architecture,
+        )
+        .where(Task.batch_id == batch_id)
+        .order_by(Task.started_at, Task.task_id)
+    )
+    return [dict(r._mapping) for r in session.execute(query)]
+
+
+def member_counts(session: Session, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Return, per batch, its members counted by status."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    if batch_ids:
+        query = (
+            select(Task.batch_id, cast(Task.status, String), func.count())
+            .where(Task.batch_id.in_(list(batch_ids)))
+            .group_by(Task.batch_id, Task.status)
+        )
+        for batch_id, status, n in session.execute(query):
+            counts[str(batch_id)][str(status)] = int(n)
+    return counts
+
+
+def member_timing(session: Session, batch_id: str) -> dict[str, Any]:
+    """Return a batch's member count, earliest start and latest completion."""
+    row = session.execute(
+        select(
+            func.count().label("members"),
+            func.min(Task.started_at).label("started_at"),
+            func.max(Task.completed_at).label("completed_at"),
+        ).where(Task.batch_id == batch_id)
+    ).one()
+    return dict(row._mapping)
+
+
+def set_batch_fields(session: Session, batch_id: str, fields: dict[str, Any]) -> None:
+    """Change some of a batch's fields."""
+    session.execute(update(TaskBatch).where(TaskBatch.batch_id == batch_id).values(**fields))
+
+
+def list_batches(session: Session, status: str | None, page: Page) -> tuple[list[TaskBatch], int]:
+    """Return a page of batches, newest first, and the total."""
+    query = select(TaskBatch)
+    if status:
+        query = query.where(TaskBatch.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(desc(TaskBatch.created_at), desc(TaskBatch.batch_id))
+        .limit(page.limit)
+        .offset(page.offset)
+    )
+    return list(rows), int(total)
+
+
+def task_ids_of_batch(session: Session, batch_id: str) -> list[str]:
+    """Return the ids of a batch's member tasks."""
+    return list(session.scalars(select(Task.task_id).where(Task.batch_id == batch_id)))
+
+
+# --- deletes ---------------------------------------------------------------------------------
+
+
+def delete_tasks(session: Session, task_ids: Sequence[str]) -> dict[str, int]:
+    """Delete tasks and every row that belongs to them (children first, no FKs to cascade)."""
+    counts = delete_owned(session, CHILD_TABLES, "task_id", task_ids)
+    counts.update(delete_owned(session, [Task], "task_id", task_ids))
+    return counts
+
+
+def delete_batch(session: Session, batch_id: str) -> dict[str, int]:
+    """Delete a batch row, unlinking its tasks (not deleting them)."""
+    unlinked = session.execute(update(Task).where(Task.batch_id == batch_id).values(batch_id=None))
+    batch = session.execute(delete(TaskBatch).where(TaskBatch.batch_id == batch_id))
+    return {
+        "unlinked_tasks": int(getattr(unlinked, "rowcount", 0) or 0),
+        TaskBatch.__tablename__: int(getattr(batch, "rowcount", 0) or 0),
+    }
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+NEWEST_FIRST = (desc(Task.started_at).nulls_last(), desc(Task.created_at), desc(Task.task_id))
+
+
+def _summary(task: Task) -> dict[str, Any]:
+    return {k: getattr(task, k) for k in TASK_FIELDS}
+
+
+def _task_conditions(f: TaskFilter) -> list[Any]:
+    conds: list[Any] = []
+    if f.status:
+        conds.append(Task.status.in_(list(f.status)))
+    if f.model_name:
+        conds.append(Task.model_name == f.model_name)
+    if f.batch_id:
+        conds.append(Task.batch_id == f.batch_id)
+    if f.hardware:
+        conds.append(literal(f.hardware) == any_(Task.hardware))
+    if f.architecture:
+        conds.append(Task.architecture == f.architecture)
+    if f.since:
+        conds.append(Task.started_at >= f.since)
+    if f.until:
+        conds.append(Task.started_at <= f.until)
+    return conds
+
+
+def list_tasks(session: Session, f: TaskFilter, page: Page) -> tuple[list[dict[str, Any]], int]:
+    """Return a page of tasks, newest first, and the number of matches."""
+    conds = _task_conditions(f)
+    total = session.scalar(select(func.count()).select_from(Task).where(*conds)) or 0
+    query = select(Task).where(*conds).order_by(*NEWEST_FIRST).limit(page.limit).offset(page.offset)
+    return [_summary(t) for t in session.scalars(query)], int(total)
+
+
+def task_detail(session: Session, task_id: str) -> dict[str, Any] | None:
+    """Return a task with its steps, metrics and tags."""
+    task = get_task(session, task_id)
+    if task is None:
+        return None
+    item = _summary(task)
+    steps = select(TaskStep).where(TaskStep.task_id == task_id)
+    item["steps"] = [
+        {k: getattr(s, k) for k in STEP_FIELDS}
+        for s in session.scalars(steps.order_by(TaskStep.started_at.nulls_last(), TaskStep.id))
+    ]
+    metrics = select(TaskMetric).where(TaskMetric.task_id == task_id)
+    item["metrics"] = [
+        {
+            "name": m.metric_name,
+            "value": m.metric_value,
+            "unit": m.metric_unit,
+            "hardware": m.hardware,
+            "timestamp": m.timestamp,
+        }
+        for m in session.scalars(metrics.order_by(TaskMetric.timestamp, TaskMetric.id))
+    ]
+    tags = select(TaskTag).where(TaskTag.task_id == task_id).order_by(TaskTag.tag_name)
+    item["tags"] = {t.tag_name: t.tag_value for t in session.scalars(tags)}
+    return item
+
+
+def search_tasks(session: Session, query_text: str, limit: int) -> list[dict[str, Any]]:
+    """Return tasks whose id, model, hardware, status, architecture, template or tag match."""
+    pattern = escape_like(query_text)
+
+    def like(column: Any) -> Any:
+        return column.ilike(pattern, escape="\\")
+
+    cond = or_(
+        like(Task.task_id),
+        like(Task.model_name),
+        like(func.array_to_string(Task.hardware, ",")),
+        like(cast(Task.status, String)),
+        like(Task.architecture),
+        like(Task.template_type),
+        exists().where(TaskTag.task_id == Task.task_id, like(TaskTag.tag_value)),
+    )
+    query = select(Task).where(cond).order_by(*NEWEST_FIRST).limit(limit)
+    return [_summary(t) for t in session.scalars(query)]
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+def _scope_conditions(scope: Scope) -> list[Any]:
+    conds: list[Any] = []
+    if scope.since is not None:
+        conds.append(Task.started_at >= scope.since)
+    if scope.model_name:
+        conds.append(Task.model_name == scope.model_name)
+    if scope.hardware:
+        conds.append(literal(scope.hardware) == any_(Task.hardware))
+    return conds
+
+
+def _stat_columns() -> list[Any]:
+    completed = Task.status == "completed"
+    return [
+        func.count().label("total_tasks"),
+        count_where(completed, "completed_tasks"),
+        count_where(Task.status == "error", "failed_tasks"),
+        count_where(Task.status == "running", "running_tasks"),
+        count_where(Task.status == "cancelled", "cancelled_tasks"),
+        *duration_columns(Task.duration, completed),
+        func.max(Task.started_at).label("latest_task"),
+    ]
+
+
+def model_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return one row of task statistics per model, most tasks first (one query)."""
+    query = (
+        select(Task.model_name, *_stat_columns())
+        .where(*_scope_conditions(scope))
+        .group_by(Task.model_name)
+        .order_by(desc("total_tasks"), Task.model_name)
+    )
+    return [dict(r._mapping) for r in session.execute(query)]
+
+
+def hardware_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return one row of task statistics per device, most tasks first (one query)."""
+    device = func.unnest(Task.hardware).table_valued("device").render_derived(name="hw")
+    conds = _scope_conditions(Scope(scope.since, scope.model_name, None))
+    if scope.hardware:
+        conds.append(device.c.device == scope.hardware)
+    query = (
+        select(device.c.device.label("hardware"), *_stat_columns())
+        .select_from(Task)
+        .join(device, true())
+        .where(*conds)
+        .group_by(device.c.device)
+        .order_by(desc("total_tasks"), device.c.device)
+    )
+    return [dict(r._mapping) for r in session.execute(query)]
+
+
+def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return one row per UTC day that has tasks in scope."""
+    day = cast(Task.started_at, Date)
+    query = (
+        select(
+            day.label("day"),
+            func.count().label("total_tasks"),
+            count_where(Task.status == "completed", "completed_tasks"),
+            count_where(Task.status == "error", "failed_tasks"),
+            func.avg(Task.duration).label("avg_duration"),
+        )
+        .where(Task.started_at.is_not(None), *_scope_conditions(scope))
+        .group_by(day)
+        .order_by(day)
+    )
+    return [{**dict(r._mapping), "day": r.day.isoformat()} for r in session.execute(query)]
+
+
+def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Return one row per (model, hardware, metric, unit) over tasks in scope."""
+    keys = (Task.model_name, TaskMetric.hardware, TaskMetric.metric_name, TaskMetric.metric_unit)
+    query = (
+        select(*keys, *series_columns(TaskMetric.metric_value))
+        .join(Task, Task.task_id == TaskMetric.task_id)
+        .where(*_scope_conditions(scope))
+        .group_by(*keys)
+        .order_by(
+            Task.model_name,
+            TaskMetric.hardware.nulls_first(),
+            TaskMetric.metric_name,
+            TaskMetric.metric_unit,
+        )
+    )
+    return [dict(r._mapping) for r in session.execute(query)]
+
+
+def latest_tasks(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:
+    """Return the newest tasks in scope."""
+    query = select(Task).where(*_scope_conditions(scope)).order_by(*NEWEST_FIRST).limit(limit)
+    return [_summary(t) for t in session.scalars(query)]

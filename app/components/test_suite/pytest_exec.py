@@ -1,0 +1,336 @@
+"""Run one pytest invocation in its own process group, streaming the plugin's events."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+
+PLUGIN_MODULE = "app.pytest_plugin"
+POLL_INTERVAL_S = 0.05
+KILL_GRACE_S = 2.0
+LOG_TAIL_LINES = 8
+
+ExecStatus = Literal["finished", "timeout", "cancelled", "crashed"]
+
+
+@dataclass
+class PytestInvocation:
+    """What to run: one test file on one device, with its output going to `workdir`."""
+
+    test_file: Path
+    device: str
+    test_type: str
+    workdir: Path
+    timeout_s: float | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExecOutcome:
+    """How an invocation ended and where its files are."""
+
+    status: ExecStatus
+    exit_code: int | None
+    log_path: Path
+    junit_path: Path
+    events_path: Path
+    reason: str | None
+
+
+def device_slug(device: str) -> str:
+    """Return the device name made safe for a file name (`cuda:0` → `cuda_0`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", device) or "device"
+
+
+def plugin_argument() -> str:
+    """Return the `-p` argument that loads the tracking plugin exactly once.
+
+    When the package is installed, pytest already loads the plugin through its pytest11 entry
+    point, and `-p app.pytest_plugin` would register the same module a second time (a
+    ValueError). `-p <entry point name>` loads it through the entry point, which also works
+    with plugin autoloading disabled.
+    """
+    for entry_point in metadata.entry_points(group="pytest11"):
+        if entry_point.value == PLUGIN_MODULE:
+            return entry_point.name
+    return PLUGIN_MODULE
+
+
+def parse_junit(path: Path | str) -> dict[str, int]:
+    """Return {tests, failures, errors, skipped, passed} summed over a JUnit XML report."""
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for suite in suites:
+        for key in counts:
+            counts[key] += int(suite.get(key, "0"))
+    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    return {**counts, "passed": passed}
+
+
+class _EventTail:
+    """Read complete JSON lines appended to a file since the last read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def read(self) -> list[dict[str, Any]]:
+        """Return the events of every line completed since the last call."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        *lines, self.partial = (self.partial + chunk).split(b"\n")
+        events: list[dict[str, Any]] = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line the plugin did not write; the log has the details
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+
+def _is_alive(process: psutil.Process) -> bool:
+    """Return whether a process still runs (a zombie waiting to be reaped does not)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _family(pid: int) -> list[psutil.Process]:
+    """Return the process and all its descendants that exist now."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """Return the live processes of a process group."""
+    members: list[psutil.Process] = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and _is_alive(process):
+                members.append(process)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send a signal to a whole process group, ignoring a group that is already gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_dead(processes: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Wait until the processes are gone (or zombies); return those still alive."""
+    deadline = time.monotonic() + timeout_s
+    alive = [p for p in processes if _is_alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S)
+        alive = [p for p in alive if _is_alive(p)]
+    return alive
+
+
+def kill_process_tree(proc: subprocess.Popen[bytes], grace_s: float = KILL_GRACE_S) -> None:
+    """Stop a process started in its own session, its group and every descendant."""
+    pgid = proc.pid  # start_new_session makes the child its group's leader
+    # Take the descendants before signalling: once the parent dies they are reparented and
+    # can no longer be found from it (and some may have left the group with setsid).
+    members = [p for p in _family(proc.pid) if p.pid != proc.pid]
+    members += [p for p in _group_members(pgid) if p.pid != proc.pid and p not in members]
+    _signal_group(pgid, signal.SIGTERM)
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            member.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    alive = _wait_dead(members, grace_s if proc.returncode is None else 0.5)
+    if proc.returncode is None or alive:
+        _signal_group(pgid, signal.SIGKILL)
+        for member in alive + _group_members(pgid):
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+        if proc.returncode is None:
+            proc.kill()
+    proc.wait()
+    _wait_dead(members + _group_members(pgid), grace_s)
+
+
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """Return the last non-empty lines of a log file."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])[-2000:]
+
+
+def _exit_description(code: int) -> str:
+    """Describe an exit code, naming the signal when a signal ended the process."""
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name} (exit code {code})"
+        except ValueError:
+            return f"killed by signal {-code} (exit code {code})"
+    return f"exit code {code}"
+
+
+class PytestProcess:
+    """One pytest subprocess for the runner: start, stream events, time out, cancel."""
+
+    kill_grace_s = KILL_GRACE_S
+
+    def __init__(self, inv: PytestInvocation, on_event: Callable[[dict[str, Any]], None]) -> None:
+        self.inv = inv
+        self.on_event = on_event
+        slug = device_slug(inv.device)
+        workdir = inv.workdir.resolve()
+        self.log_path = workdir / f"pytest-{slug}.log"
+        self.junit_path = workdir / f"junit-{slug}.xml"
+        self.events_path = workdir / f"events-{slug}.jsonl"
+        self._cancelled = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Return the pytest process id (also its process group id), once started."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
+    def command(self) -> list[str]:
+        """Return the pytest command line."""
+        return [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(self.inv.test_file.resolve()),
+            "-p",
+            plugin_argument(),
+            "--hardware",
+            self.inv.device,
+            "--tracking-test-type",
+            self.inv.test_type,
+            "--tracking-events",
+            str(self.events_path),
+            "--junitxml",
+            str(self.junit_path),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *self.inv.extra_args,
+        ]
+
+    def cancel(self) -> None:
+        """Ask the run to stop: run() kills the process group within one poll interval."""
+        self._cancelled.set()
+
+    def _outcome(
+        self, status: ExecStatus, exit_code: int | None, reason: str | None
+    ) -> ExecOutcome:
+        """Return an outcome pointing at this invocation's files."""
+        return ExecOutcome(
+            status=status,
+            exit_code=exit_code,
+            log_path=self.log_path,
+            junit_path=self.junit_path,
+            events_path=self.events_path,
+            reason=reason,
+        )
+
+    def run(self) -> ExecOutcome:
+        """Run pytest to the end, a timeout or a cancel; call on_event for each event line."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # The plugin appends, and a stale report must never pass for this run's.
+        for stale in (self.events_path, self.junit_path):
+            stale.unlink(missing_ok=True)
+        self.log_path.write_bytes(b"")
+        if self._cancelled.is_set():
+            return self._outcome("cancelled", None, "cancelled before pytest started")
+        with self.log_path.open("ab") as log:
+            try:
+                self._proc = subprocess.Popen(
+                    self.command(),
+                    cwd=self.inv.test_file.resolve().parent,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            except OSError as exc:
+                return self._outcome("crashed", None, f"could not start pytest: {exc}")
+        proc = self._proc
+        try:
+            return self._supervise(proc)
+        finally:
+            # Whatever happened (even an exception in on_event), leave nothing running.
+            if proc.poll() is None or _group_members(proc.pid):
+                kill_process_tree(proc, self.kill_grace_s)
+
+    def _supervise(self, proc: subprocess.Popen[bytes]) -> ExecOutcome:
+        """Stream events until the process ends or must be stopped; return the outcome."""
+        tail = _EventTail(self.events_path)
+        finished = False
+        deadline = time.monotonic() + self.inv.timeout_s if self.inv.timeout_s is not None else None
+        stopped: ExecStatus | None = None
+
+        def drain() -> None:
+            """Hand every newly completed event line to on_event, in order."""
+            nonlocal finished
+            for event in tail.read():
+                if event.get("event") == "session_finished":
+                    finished = True
+                self.on_event(event)
+
+        while proc.poll() is None:
+            drain()
+            if self._cancelled.is_set():
+                stopped = "cancelled"
+            elif deadline is not None and time.monotonic() >= deadline:
+                stopped = "timeout"
+            if stopped is not None:
+                kill_process_tree(proc, self.kill_grace_s)
+                break
+            self._cancelled.wait(POLL_INTERVAL_S)
+        drain()
+        exit_code = proc.wait()
+        if stopped == "cancelled":
+            return self._outcome("cancelled", exit_code, "cancelled")
+        if stopped == "timeout":
+            return self._outcome("timeout", exit_code, f"timed out after {self.inv.timeout_s:g} s")
+        if finished:
+            return self._outcome("finished", exit_code, None)
+        reason = f"pytest ended before the session finished ({_exit_description(exit_code)})"
+        tail_text = _log_tail(self.log_path)
+        if tail_text:
+            reason += f"; last output:\n{tail_text}"
+        return self._outcome("crashed", exit_code, reason)
