@@ -22,9 +22,12 @@ def _aware(value: datetime | None) -> datetime | None:
     # Naive timestamps are taken as UTC; everything is stored and returned in UTC.
     if value is None:
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
 
 
 UTCTime = Annotated[datetime, AfterValidator(_aware)]

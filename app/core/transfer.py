@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -13,7 +14,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Double, Integer, delete, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    Enum,
+    Integer,
+    delete,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -129,11 +140,15 @@ def export_document(
 
 def _coerce(column: Any, value: Any, where: str) -> Any:
     if value is None:
-        if not column.nullable and column.server_default is None and not column.primary_key:
+        if not column.nullable:
             raise Unprocessable(f"{where}: {column.name} must not be null", code="invalid_import")
         return None
     kind = column.type
     try:
+        if isinstance(kind, Enum):
+            if value not in kind.enums:
+                raise ValueError(f"expected one of {', '.join(kind.enums)}")
+            return value
         if isinstance(kind, postgresql.ARRAY):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("expected a list of strings")
@@ -151,18 +166,35 @@ def _coerce(column: Any, value: Any, where: str) -> Any:
         if isinstance(kind, Integer):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError("expected an integer")
+            limit = 2**63 if isinstance(kind, BigInteger) else 2**31
+            if not -limit <= value < limit:
+                raise ValueError("integer out of range")
             return value
         if isinstance(kind, Double):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError("expected a number")
+            if not math.isfinite(value):
+                raise ValueError("expected a finite number")
             return float(value)
         if isinstance(kind, JSON):
+            if not isinstance(value, dict):
+                raise ValueError("expected an object")
             return value
         if isinstance(value, dict | list):
             raise ValueError("expected a string")
         return str(value) if not isinstance(value, date) else value.isoformat()
     except ValueError as exc:
         raise Unprocessable(f"{where}: {column.name}: {exc}", code="invalid_import") from None
+
+
+def _default(column: Any, where: str) -> Any:
+    if column.default is not None and getattr(column.default, "is_scalar", False):
+        return column.default.arg
+    if column.server_default is not None and isinstance(column.type, DateTime):
+        return datetime.now(UTC)
+    if column.nullable:
+        return None
+    raise Unprocessable(f"{where}: missing column {column.name}", code="invalid_import")
 
 
 def _rows(spec: TableSpec, raw: Any) -> list[dict[str, Any]]:
@@ -179,19 +211,13 @@ def _rows(spec: TableSpec, raw: Any) -> list[dict[str, Any]]:
             raise Unprocessable(
                 f"{where}: unknown columns {sorted(unknown)}", code="invalid_import"
             )
-        row = {
-            name: _coerce(col, item.get(name), where)
-            for name, col in columns.items()
-            if name in item
-        }
-        missing = [
-            n
-            for n, c in columns.items()
-            if n not in row and not c.nullable and c.server_default is None and c.default is None
-        ]
-        if missing:
-            raise Unprocessable(f"{where}: missing columns {missing}", code="invalid_import")
-        rows.append(row)
+        # Every row carries every column, so one multi-row statement fits them all.
+        rows.append(
+            {
+                name: _coerce(col, item[name], where) if name in item else _default(col, where)
+                for name, col in columns.items()
+            }
+        )
     return rows
 
 
