@@ -30,6 +30,7 @@ class TrackingApp(FastAPI):
 
     ctx: AppContext
     runtimes: list[tuple[Component, Runtime]]
+    started: list[Runtime]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve HTTP and WebSocket; run the lifespan protocol ourselves."""
@@ -64,18 +65,21 @@ class TrackingApp(FastAPI):
             else:
                 state = revision_state(comp.name, db)
                 if not state.at_head:
-                    log.warning(
+                    # Its tables may not exist: serve health and docs, but start no workers.
+                    log.error(
                         "%s database is at revision %s, head is %s; run `make migrate`",
                         comp.name,
                         state.current,
                         state.head,
                     )
+                    continue
             runtime.start()
+            self.started.append(runtime)
 
     def shutdown(self) -> None:
         """Stop the components and close every database."""
-        for _comp, runtime in reversed(self.runtimes):
-            runtime.stop()
+        while self.started:
+            self.started.pop().stop()
         self.ctx.registry.dispose()
 
 
@@ -121,6 +125,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
     app.ctx = AppContext(settings)
     enabled = tuple(c for c in COMPONENTS if c.name in settings.components)
     app.runtimes = [(c, c.build(app.ctx)) for c in enabled]
+    app.started = []
     for _comp, runtime in app.runtimes:
         for router in runtime.routers:
             app.include_router(router)

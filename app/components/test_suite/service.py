@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from app.components.test_suite.schemas import (
     ArtifactIn,
     BatchCreate,
     CaseIn,
+    CaseStatus,
     ExportIn,
     ResultsIn,
     RunComplete,
@@ -35,12 +37,12 @@ from app.components.test_suite.schemas import (
     RunUpdate,
 )
 from app.core import transfer
-from app.core.errors import BadRequest, Conflict, NotFound
+from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.core.models import utcnow
 from app.core.naming import metric_unit
 from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
-from app.core.statuses import TERMINAL, batch_status, transition_allowed
+from app.core.statuses import TERMINAL, StepStatus, batch_status, transition_allowed
 from app.core.transfer import TableSpec
 
 COMPONENT = "test_suite"
@@ -49,16 +51,13 @@ COMPONENT = "test_suite"
 TABLES = (
     TableSpec(Run, ("run_id",), "runs", keys=("run_id",)),
     TableSpec(RunResult, ("run_id",), "runs", keys=("run_id",)),
+    # Steps, metrics and artifacts in recorded order (by surrogate id), so an import inserts
+    # them in that order again and reads list them as before.
     TableSpec(RunCase, ("run_id", "position"), "cases", owner="run_id"),
-    TableSpec(RunStep, ("run_id", "step_name"), "steps", keys=("run_id", "step_name")),
-    TableSpec(
-        RunMetric,
-        ("run_id", "timestamp", "metric_name", "hardware", "metric_value"),
-        "metrics",
-        owner="run_id",
-    ),
+    TableSpec(RunStep, ("run_id", "id"), "steps", keys=("run_id", "step_name")),
+    TableSpec(RunMetric, ("run_id", "timestamp", "id"), "metrics", owner="run_id"),
     TableSpec(RunTag, ("run_id", "tag_name"), "runs", keys=("run_id", "tag_name")),
-    TableSpec(RunArtifact, ("run_id", "artifact_path"), "runs", keys=("run_id", "artifact_path")),
+    TableSpec(RunArtifact, ("run_id", "id"), "runs", keys=("run_id", "artifact_path")),
     TableSpec(RunBatch, ("batch_id",), "batches", keys=("batch_id",)),
     TableSpec(RunBatchLink, ("batch_id", "run_id"), "batches", keys=("run_id", "batch_id")),
 )
@@ -73,6 +72,21 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return max((end - start).total_seconds(), 0.0)
+
+
+def _check_order(what: str, start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and end < start:
+        raise Unprocessable(
+            f"{what}: completed_at {end.isoformat()} is earlier than started_at "
+            f"{start.isoformat()}",
+            code="invalid_timestamps",
+        )
+
+
+def _end_time(started_at: datetime | None) -> datetime:
+    # A run that ends "now" never ends before it started (clients may send started_at).
+    now = utcnow()
+    return max(now, started_at) if started_at is not None else now
 
 
 def require_run(session: Session, run_id: str) -> Run:
@@ -107,40 +121,57 @@ def _finish_fields(fields: dict[str, Any], started_at: datetime | None) -> None:
     status = fields.get("status")
     if status is None or str(status) not in TERMINAL:
         return
-    fields.setdefault("completed_at", utcnow())
+    if fields.get("completed_at") is None:
+        fields["completed_at"] = _end_time(fields.get("started_at", started_at))
     if fields.get("duration") is None:
         fields["duration"] = _seconds(fields.get("started_at", started_at), fields["completed_at"])
     if str(status) == "completed":
         fields.setdefault("progress", 1.0)
 
 
-def _metric_rows(metrics: list[MetricIn]) -> list[dict[str, Any]]:
-    now = utcnow()
+def _metric_rows(metrics: list[MetricIn], default_time: datetime) -> list[dict[str, Any]]:
     return [
         {
             "metric_name": m.name,
             "metric_value": m.value,
             "metric_unit": m.unit,
             "hardware": m.hardware,
-            "timestamp": m.timestamp or now,
+            "timestamp": m.timestamp or default_time,
         }
         for m in metrics
     ]
 
 
-def _performance_rows(results: ResultsIn) -> list[dict[str, Any]]:
-    now = utcnow()
+def _performance_rows(results: ResultsIn, default_time: datetime) -> list[dict[str, Any]]:
     return [
         {
             "metric_name": name,
             "metric_value": float(value),
             "metric_unit": metric_unit(name),
             "hardware": device,
-            "timestamp": now,
+            "timestamp": default_time,
         }
         for device, values in (results.performance_metrics or {}).items()
         for name, value in values.items()
     ]
+
+
+def _run_time(run: Run) -> datetime:
+    # Points sent without a timestamp belong to the run, not to the request that carried
+    # them: re-posting the same document stores the same points.
+    return run.completed_at or run.started_at or utcnow()
+
+
+def _step_values(step: StepIn) -> dict[str, Any]:
+    # Every caller (routes, runner, recording documents) gets the same step rules.
+    values = step.model_dump(exclude={"step_name"})
+    duration = values["duration"]
+    if duration is not None and not (math.isfinite(duration) and duration >= 0):
+        raise Unprocessable("step duration must be a finite number >= 0", code="invalid_step")
+    _check_order("step", values["started_at"], values["completed_at"])
+    if duration is None:
+        values["duration"] = _seconds(values["started_at"], values["completed_at"])
+    return values
 
 
 def _count(details: list[CaseIn]) -> dict[str, int]:
@@ -197,6 +228,29 @@ def _after_status_change(session: Session, run_id: str) -> None:
 # --- recording -------------------------------------------------------------------------------
 
 
+def _new_run_defaults(fields: dict[str, Any]) -> None:
+    completed_at = fields.get("completed_at")
+    if fields.get("started_at") is None:
+        # A finished run sent without its start started `duration` seconds before its end.
+        back = timedelta(seconds=fields.get("duration") or 0.0)
+        fields["started_at"] = completed_at - back if completed_at else utcnow()
+    fields.setdefault("hardware", ["cpu"])
+    fields.setdefault("status", "completed" if completed_at else "initializing")
+    fields.setdefault("progress", 1.0 if str(fields["status"]) == "completed" else 0.0)
+
+
+def _timing_fields(fields: dict[str, Any], run: Run | None) -> None:
+    # Check the resulting times and derive the duration from them unless one was sent.
+    started = fields["started_at"] if "started_at" in fields else getattr(run, "started_at", None)
+    completed = (
+        fields["completed_at"] if "completed_at" in fields else getattr(run, "completed_at", None)
+    )
+    _check_order("run", started, completed)
+    times_sent = "started_at" in fields or "completed_at" in fields
+    if fields.get("duration") is None and times_sent and completed is not None:
+        fields["duration"] = _seconds(started, completed)
+
+
 def record_run(session: Session, doc: RunCreate) -> str:
     """Store a whole run document atomically; re-posting a run_id upserts what was sent."""
     run_id = doc.run_id or new_id()
@@ -204,30 +258,30 @@ def record_run(session: Session, doc: RunCreate) -> str:
     fields = doc.model_dump(exclude_unset=True, exclude=nested)
     existing = store.get_run(session, run_id)
     if existing is None:
-        fields.setdefault("started_at", utcnow())
-        fields.setdefault("hardware", ["cpu"])
-        fields.setdefault("status", "completed" if fields.get("completed_at") else "initializing")
-        fields.setdefault("progress", 1.0 if fields["status"] == "completed" else 0.0)
+        _new_run_defaults(fields)
     else:
         _check_transition(existing, fields.get("status"))
-    if fields.get("duration") is None and "completed_at" in fields:
-        started = fields.get("started_at") or (existing.started_at if existing else None)
-        fields["duration"] = _seconds(started, fields["completed_at"])
-    if "status" in fields:
+    _timing_fields(fields, existing)
+    # Only a change of status closes the run: re-posting a finished run changes nothing.
+    if "status" in fields and (existing is None or str(existing.status) != str(fields["status"])):
         _finish_fields(fields, existing.started_at if existing else fields.get("started_at"))
+        _timing_fields(fields, existing)
+    steps = [_step_values(s) | {"step_name": s.step_name} for s in doc.steps or []]
     if existing is None:
-        store.add_run(session, {"run_id": run_id, **fields})
+        run = store.add_run(session, {"run_id": run_id, **fields})
     else:
         store.set_run_fields(session, existing, fields)
+        run = existing
     if doc.results is not None:
         _store_results(session, run_id, doc.results)
     if doc.steps is not None:
-        store.replace_steps(session, run_id, [s.model_dump() for s in doc.steps])
-    if doc.metrics is not None or (doc.results and doc.results.performance_metrics):
-        rows = _metric_rows(doc.metrics or []) + (
-            _performance_rows(doc.results) if doc.results else []
-        )
-        store.replace_metrics(session, run_id, rows)
+        store.replace_steps(session, run_id, steps)
+    at = _run_time(run)
+    perf_rows = _performance_rows(doc.results, at) if doc.results else []
+    if doc.metrics is not None:
+        store.replace_metrics(session, run_id, _metric_rows(doc.metrics, at) + perf_rows)
+    elif perf_rows:
+        store.replace_metric_points(session, run_id, perf_rows)
     if doc.tags is not None:
         store.set_tags(session, run_id, doc.tags, replace=True)
     if doc.artifacts is not None:
@@ -245,26 +299,27 @@ def update_run(session: Session, run_id: str, upd: RunUpdate) -> None:
     run = require_run(session, run_id)
     fields = upd.model_dump(exclude_unset=True)
     _check_transition(run, fields.get("status"))
+    _timing_fields(fields, run)
     if "status" in fields and str(fields["status"]) != str(run.status):
         _finish_fields(fields, fields.get("started_at", run.started_at))
+        _timing_fields(fields, run)
     store.set_run_fields(session, run, fields)
-    if "status" in fields:
+    if {"status", "started_at", "completed_at"} & fields.keys():
         _after_status_change(session, run_id)
 
 
 def put_step(session: Session, run_id: str, step_name: str, step: StepIn) -> None:
     """Create or update one step; a finished step gets its duration from its timestamps."""
     require_run(session, run_id)
-    values = step.model_dump()
-    if values["duration"] is None:
-        values["duration"] = _seconds(values["started_at"], values["completed_at"])
-    store.put_step(session, run_id, step_name, values)
+    if not step_name or len(step_name) > 1024:
+        raise Unprocessable("a step name has 1 to 1024 characters", code="invalid_step")
+    store.put_step(session, run_id, step_name, _step_values(step))
 
 
 def add_metrics(session: Session, run_id: str, metrics: list[MetricIn]) -> int:
-    """Append metric points to a run."""
+    """Append metric points to a run (points without a timestamp are taken now)."""
     require_run(session, run_id)
-    return store.append_metrics(session, run_id, _metric_rows(metrics))
+    return store.append_metrics(session, run_id, _metric_rows(metrics, utcnow()))
 
 
 def put_tags(session: Session, run_id: str, tags: dict[str, str], *, merge: bool) -> None:
@@ -281,9 +336,9 @@ def add_artifacts(session: Session, run_id: str, artifacts: list[ArtifactIn]) ->
 
 def put_results(session: Session, run_id: str, results: ResultsIn) -> None:
     """Replace a run's results; per-device metrics replace the same (metric, device) points."""
-    require_run(session, run_id)
+    run = require_run(session, run_id)
     _store_results(session, run_id, results)
-    rows = _performance_rows(results)
+    rows = _performance_rows(results, _run_time(run))
     if rows:
         store.replace_metric_points(session, run_id, rows)
 
@@ -313,7 +368,11 @@ def complete_run(session: Session, run_id: str, body: RunComplete) -> None:
         store.set_results(
             session, run_id, counts, (existing.result_data if existing else None) or {}
         )
-    fields: dict[str, Any] = {"status": status, "completed_at": body.completed_at or utcnow()}
+    _check_order("run", run.started_at, body.completed_at)
+    fields: dict[str, Any] = {
+        "status": status,
+        "completed_at": body.completed_at or _end_time(run.started_at),
+    }
     if body.error is not None:
         fields["error"] = body.error
     if status == "completed":
@@ -472,4 +531,67 @@ def _single_table(name: str | None) -> TableSpec:
 
 def import_document(session: Session, document: dict[str, Any]) -> dict[str, int]:
     """Load an export document atomically; loading it twice changes nothing."""
-    return transfer.import_document(session, COMPONENT, TABLES, document)
+    counts = transfer.import_document(session, COMPONENT, TABLES, document)
+    # The rows are loaded (and typed) in this transaction; a broken reference or an unknown
+    # status raises here, and the route rolls everything back.
+    _check_imported(session, document["tables"])
+    return counts
+
+
+_ROW_VALUES = {
+    RunStep.__tablename__: ("status", {s.value for s in StepStatus}),
+    RunCase.__tablename__: ("status", {s.value for s in CaseStatus}),
+}
+
+
+def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -> None:
+    def bad(detail: str) -> Unprocessable:
+        return Unprocessable(detail, code="invalid_import")
+
+    for name, (column, allowed) in _ROW_VALUES.items():
+        for i, row in enumerate(tables.get(name, [])):
+            if row.get(column) not in allowed:
+                raise bad(
+                    f"tables.{name}[{i}]: {column} must be one of {', '.join(sorted(allowed))}"
+                )
+    for i, row in enumerate(tables.get(Run.__tablename__, [])):
+        devices = row.get("hardware") or []
+        if not devices or len(set(devices)) != len(devices):
+            raise bad(f"tables.{Run.__tablename__}[{i}]: hardware must name distinct devices")
+    referenced = {
+        row["run_id"]
+        for name, rows in tables.items()
+        if name != Run.__tablename__ and name != RunBatch.__tablename__
+        for row in rows
+    }
+    missing = sorted(referenced - store.run_exists(session, sorted(referenced)))
+    if missing:
+        raise bad(f"rows refer to runs that are neither imported nor stored: {missing[:10]}")
+    linked = {row["batch_id"] for row in tables.get(RunBatchLink.__tablename__, [])}
+    missing = sorted(linked - store.batch_exists(session, sorted(linked)))
+    if missing:
+        raise bad(f"test_run_batch refers to unknown batches: {missing[:10]}")
+
+
+# --- runner support --------------------------------------------------------------------------
+
+
+def settle_results(session: Session, run_id: str) -> dict[str, int]:
+    """Set a run's counts from its per-test outcomes, keeping its result data."""
+    counts = store.case_counts(session, run_id)
+    counts.pop("total")
+    existing = store.get_results(session, run_id)
+    store.set_results(session, run_id, counts, (existing.result_data if existing else None) or {})
+    return counts
+
+
+def fail_unfinished(session: Session, creator: str, reason: str) -> list[str]:
+    """Mark runs a stopped server left queued or running as errors; return their ids."""
+    active = store.RunFilter(status=["initializing", "queued", "running"])
+    rows, _ = store.list_runs(session, active, Page(limit=1000, offset=0))
+    failed = []
+    for row in rows:
+        if row["creator"] == creator:
+            update_run(session, row["run_id"], RunUpdate(status="error", error=reason))
+            failed.append(row["run_id"])
+    return failed

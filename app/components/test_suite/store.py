@@ -200,9 +200,15 @@ def set_tags(session: Session, run_id: str, tags: dict[str, str], *, replace: bo
 def put_artifacts(
     session: Session, run_id: str, artifacts: Sequence[dict[str, Any]], *, replace: bool
 ) -> None:
-    """Record artifacts of a run (replacing all, or upserting by path)."""
+    """Upsert artifacts of a run by path; with `replace`, drop the paths not given."""
     if replace:
-        session.execute(delete(RunArtifact).where(RunArtifact.run_id == run_id))
+        # Rows whose path is sent again are kept (and keep their created_at).
+        paths = [a["artifact_path"] for a in artifacts]
+        session.execute(
+            delete(RunArtifact).where(
+                RunArtifact.run_id == run_id, RunArtifact.artifact_path.not_in(paths)
+            )
+        )
     rows = [{"run_id": run_id, **a} for a in artifacts]
     upsert(
         session, RunArtifact, ["run_id", "artifact_path"], rows, ["artifact_type", "description"]
@@ -312,6 +318,14 @@ def list_batches(session: Session, status: str | None, page: Page) -> tuple[list
         .offset(page.offset)
     )
     return list(rows), int(total)
+
+
+def batch_exists(session: Session, batch_ids: Sequence[str]) -> set[str]:
+    """Return which of the given batch ids exist."""
+    if not batch_ids:
+        return set()
+    query = select(RunBatch.batch_id).where(RunBatch.batch_id.in_(list(batch_ids)))
+    return set(session.scalars(query))
 
 
 def run_ids_of_batch(session: Session, batch_id: str) -> list[str]:
@@ -425,12 +439,14 @@ def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
     ]
     result = get_results(session, run_id)
     if result is not None:
+        # result_data is written as an object, but a hand-edited row must not break reads.
+        data = result.result_data if isinstance(result.result_data, dict) else {}
         item["results"] = {
-            **(result.result_data or {}),
+            **data,
             "tests_passed": result.tests_passed,
             "tests_failed": result.tests_failed,
             "tests_skipped": result.tests_skipped,
-            "test_details": cases or None,
+            "test_details": cases,
         }
     elif cases:
         counts = case_counts(session, run_id)
@@ -452,10 +468,9 @@ def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
                 "error",
             )
         }
+        # In the order they were first recorded (a PUT of a known step keeps its place).
         for s in session.scalars(
-            select(RunStep)
-            .where(RunStep.run_id == run_id)
-            .order_by(RunStep.started_at.nulls_last(), RunStep.id)
+            select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.id)
         )
     ]
     item["metrics"] = [
@@ -577,15 +592,16 @@ def hardware_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
 
 
 def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
-    """Return one row per UTC day that has runs in scope."""
+    """Return one row per UTC day that has runs in scope (avg_duration over completed runs)."""
     day = cast(Run.started_at, Date)
+    completed = Run.status == "completed"
     query = (
         select(
             day.label("day"),
             func.count().label("total_runs"),
-            count_where(Run.status == "completed", "completed_runs"),
+            count_where(completed, "completed_runs"),
             count_where(Run.status == "error", "failed_runs"),
-            func.avg(Run.duration).label("avg_duration"),
+            func.avg(Run.duration).filter(completed).label("avg_duration"),
         )
         .where(Run.started_at.is_not(None), *_scope_conditions(scope))
         .group_by(day)
@@ -621,3 +637,16 @@ def latest_runs(session: Session, scope: Scope, limit: int = 20) -> list[dict[st
     """Return the newest runs in scope."""
     query = _summary_query().where(*_scope_conditions(scope)).order_by(*NEWEST_FIRST).limit(limit)
     return _summaries(session, query)
+
+
+def latest_run_per_model(session: Session) -> list[dict[str, Any]]:
+    """Return each model's newest run (id, status, start)."""
+    newest = (
+        select(Run.model_name, func.max(Run.started_at).label("started_at"))
+        .group_by(Run.model_name)
+        .subquery()
+    )
+    query = select(Run.model_name, Run.run_id, Run.status, Run.started_at).join(
+        newest, and_(newest.c.model_name == Run.model_name, newest.c.started_at == Run.started_at)
+    )
+    return [dict(r._mapping) for r in session.execute(query)]

@@ -1,0 +1,310 @@
+"""HTTP routes of the Test Suite execution API (/api/test): start, follow and cancel runs."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response, WebSocket
+from fastapi.responses import StreamingResponse
+
+from app.components.test_suite import service, store
+from app.components.test_suite.exec_schemas import (
+    BatchRequest,
+    BatchStarted,
+    CancelResult,
+    ModelModule,
+    RunRequest,
+    RunStarted,
+    RunStatusRead,
+    SuiteType,
+    SuiteTypeInfo,
+)
+from app.components.test_suite.pytest_exec import plugin_argument
+from app.components.test_suite.runner import (
+    CREATOR,
+    ISOLATED_INI,
+    Job,
+    SuiteRunner,
+    status_event,
+)
+from app.components.test_suite.schemas import BatchCreate, RunCreate, RunRead, RunSummary
+from app.core.context import AppContext
+from app.core.errors import NotFound
+from app.core.hardware import Backend, detect
+from app.core.live import EventHub, sse_stream, websocket_session
+from app.core.naming import model_slug, module_filename
+from app.core.pagination import Page, page_params, set_total
+from app.core.schemas import NOT_FOUND
+from app.core.statuses import RunStatus
+
+COMPONENT = service.COMPONENT
+TYPE_INFO = {
+    SuiteType.basic: ("quick checks every run does", ["basic"]),
+    SuiteType.comprehensive: (
+        "the full suite: basic and comprehensive tests",
+        ["basic", "comprehensive"],
+    ),
+    SuiteType.fault_tolerance: ("basic plus fault-tolerance tests", ["basic", "fault_tolerance"]),
+}
+
+
+def module_for(tests_dir: Path, model_name: str) -> Path:
+    """Return a model's test module in the tests folder, or raise 404."""
+    path = tests_dir / module_filename(model_name)
+    if not path.is_file():
+        raise NotFound(
+            f"no test module for model {model_name!r}: expected {path.name} in {tests_dir} "
+            "(generate one with POST /api/generator/model, or put it there)",
+            code="no_test_module",
+        )
+    return path
+
+
+def collect(path: Path, test_type: str) -> list[str]:
+    """Return the names of the tests a test type selects in a module (pytest --collect-only)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        ini = Path(scratch) / "pytest.ini"
+        ini.write_text(ISOLATED_INI)
+        command = [
+            *[sys.executable, "-m", "pytest", str(path), "--collect-only", "-q"],
+            *["-p", plugin_argument(), "--tracking-test-type", test_type],
+            *["-c", str(ini), "--rootdir", str(path.parent)],
+        ]
+        result = subprocess.run(
+            command, cwd=path.parent, capture_output=True, text=True, timeout=120, check=False
+        )
+    return [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
+
+
+def build_exec_router(ctx: AppContext, runner: SuiteRunner, hub: EventHub) -> APIRouter:
+    """Return the /api/test execution router."""
+    router = APIRouter(
+        prefix="/api/test", tags=["test-suite"], dependencies=[Depends(ctx.require_read())]
+    )
+    write = [Depends(ctx.require_write())]
+
+    def db() -> Any:
+        return ctx.database(COMPONENT)
+
+    def queue(
+        model_name: str,
+        hardware: list[str],
+        test_type: str,
+        timeout: int,
+        save: bool,
+        tags: dict[str, str],
+        batch_id: str | None = None,
+    ) -> tuple[str, Path]:
+        path = module_for(ctx.settings.effective_tests_dir, model_name)
+        doc = RunCreate(
+            model_name=model_name,
+            hardware=hardware,
+            test_type=test_type,
+            timeout=timeout,
+            save_results=save,
+            status=RunStatus.queued,
+            current_step="queued",
+            creator=CREATOR,
+            tags=tags or None,
+            batch_id=batch_id,
+        )
+        with db().writing() as session:
+            run_id = service.record_run(session, doc)
+        return run_id, path
+
+    def start(run_id: str, path: Path, req: RunRequest | BatchRequest) -> None:
+        runner.submit(
+            Job(
+                run_id=run_id,
+                test_file=path,
+                hardware=list(req.hardware),
+                test_type=req.test_type.value,
+                timeout_s=float(req.timeout),
+                save_results=req.save_results,
+            )
+        )
+
+    @router.post(
+        "/run", status_code=202, response_model=RunStarted, dependencies=write, responses=NOT_FOUND
+    )
+    def run_tests(req: RunRequest) -> RunStarted:
+        """Queue a run of the model's test module (test_<slug>.py in the tests folder)."""
+        run_id, path = queue(
+            req.model_name,
+            req.hardware,
+            req.test_type.value,
+            req.timeout,
+            req.save_results,
+            req.tags,
+        )
+        start(run_id, path, req)
+        with db().reading() as session:
+            run = service.require_run(session, run_id)
+            return RunStarted(
+                run_id=run_id,
+                status=str(run.status),
+                message=f"run queued for {req.model_name}",
+                started_at=run.started_at,
+                test_file=str(path),
+            )
+
+    @router.post(
+        "/batch",
+        status_code=202,
+        response_model=BatchStarted,
+        dependencies=write,
+        responses=NOT_FOUND,
+    )
+    def run_batch(req: BatchRequest) -> BatchStarted:
+        """Queue one run per model, grouped in a batch whose status follows its runs."""
+        tests_dir = ctx.settings.effective_tests_dir
+        paths = {name: module_for(tests_dir, name) for name in req.model_names}
+        with db().writing() as session:
+            batch_id = service.create_batch(
+                session, BatchCreate(description=req.description or f"batch of {len(paths)} models")
+            )
+        run_ids = []
+        for name, path in paths.items():
+            run_id, _ = queue(
+                name,
+                req.hardware,
+                req.test_type.value,
+                req.timeout,
+                req.save_results,
+                req.tags,
+                batch_id,
+            )
+            run_ids.append(run_id)
+            start(run_id, path, req)
+        with db().reading() as session:
+            batch = service.require_batch(session, batch_id)
+            status = str(batch.status)
+        return BatchStarted(
+            batch_id=batch_id, run_ids=run_ids, status=status, message=f"{len(run_ids)} runs queued"
+        )
+
+    @router.get("/status/{run_id}", response_model=RunStatusRead, responses=NOT_FOUND)
+    def run_status(run_id: str) -> RunStatusRead:
+        """Return a run's status, progress, current step, elapsed and estimated remaining time."""
+        with db().reading() as session:
+            return RunStatusRead.model_validate(status_event(service.require_run(session, run_id)))
+
+    @router.get("/results/{run_id}", response_model=RunRead, responses=NOT_FOUND)
+    def run_results(run_id: str) -> RunRead:
+        """Return a run's results, per-test details, steps, metrics and artifacts."""
+        with db().reading() as session:
+            return RunRead.model_validate(service.run_detail(session, run_id))
+
+    @router.post(
+        "/cancel/{run_id}", response_model=CancelResult, dependencies=write, responses=NOT_FOUND
+    )
+    def cancel(run_id: str) -> CancelResult:
+        """Cancel a queued or running run; its pytest process group is killed."""
+        cancelled = runner.cancel(run_id)
+        with db().reading() as session:
+            status = str(service.require_run(session, run_id).status)
+        message = "run cancelled" if cancelled else f"run already finished ({status})"
+        return CancelResult(run_id=run_id, cancelled=cancelled, status=status, message=message)
+
+    @router.get("/runs", response_model=list[RunSummary])
+    def runs(
+        response: Response,
+        page: Page = Depends(page_params),
+        status: list[RunStatus] = Query(default_factory=list),
+        model_name: str | None = None,
+        since: datetime | None = None,
+    ) -> list[RunSummary]:
+        """List runs, newest first (the total is in X-Total-Count)."""
+        f = store.RunFilter(status=[s.value for s in status], model_name=model_name, since=since)
+        with db().reading() as session:
+            rows, total = store.list_runs(session, f, page)
+        set_total(response, total)
+        return [RunSummary.model_validate(r) for r in rows]
+
+    @router.get("/models", response_model=list[ModelModule])
+    def models() -> list[ModelModule]:
+        """List the models that have a test module in the tests folder, with their last run."""
+        tests_dir = ctx.settings.effective_tests_dir
+        modules = sorted(tests_dir.glob("test_*.py")) if tests_dir.is_dir() else []
+        with db().reading() as session:
+            latest = {model_slug(r["model_name"]): r for r in store.latest_run_per_model(session)}
+        out = []
+        for path in modules:
+            slug = path.stem.removeprefix("test_")
+            last = latest.get(slug)
+            out.append(
+                ModelModule(
+                    model_name=last["model_name"] if last else slug,
+                    test_file=str(path),
+                    last_run_id=last["run_id"] if last else None,
+                    last_status=str(last["status"]) if last else None,
+                    last_started_at=last["started_at"] if last else None,
+                )
+            )
+        return out
+
+    @router.get("/hardware", response_model=list[Backend])
+    def hardware() -> list[Backend]:
+        """List hardware backends: cpu always; others when their library finds a device."""
+        return list(detect())
+
+    @router.get("/types", response_model=list[SuiteTypeInfo], responses=NOT_FOUND)
+    def types(
+        model_name: str | None = Query(None, description="collect this model's module"),
+    ) -> list[SuiteTypeInfo]:
+        """List test types, their markers, and (for a model) the tests each selects."""
+        path = module_for(ctx.settings.effective_tests_dir, model_name) if model_name else None
+        return [
+            SuiteTypeInfo(
+                name=t.value,
+                description=text,
+                markers=markers,
+                tests=collect(path, t.value) if path else [],
+            )
+            for t, (text, markers) in TYPE_INFO.items()
+        ]
+
+    def snapshot(run_id: str) -> list[dict[str, Any]]:
+        with db().reading() as session:
+            event = status_event(service.require_run(session, run_id))
+        return (
+            [event, {**event, "type": "end"}]
+            if event["status"] in {"completed", "error", "timeout", "cancelled"}
+            else [event]
+        )
+
+    @router.get("/events/{run_id}", responses=NOT_FOUND, response_class=StreamingResponse)
+    def events(run_id: str) -> StreamingResponse:
+        """Stream a run's state changes as Server-Sent Events until it ends."""
+        with db().reading() as session:
+            service.require_run(session, run_id)
+        return StreamingResponse(
+            sse_stream(hub, run_id, lambda: snapshot(run_id)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.websocket("/ws/{run_id}")
+    async def live(websocket: WebSocket, run_id: str) -> None:
+        """Push a run's state changes; answer ping, status and cancel messages."""
+
+        def cancel_run() -> dict[str, Any]:
+            done = runner.cancel(run_id)
+            return {"run_id": run_id, "cancelled": done}
+
+        try:
+            await asyncio.to_thread(snapshot, run_id)
+        except NotFound as exc:
+            await websocket.accept()
+            await websocket.send_json({"type": "error", "detail": exc.detail, "code": exc.code})
+            await websocket.close(code=4404)
+            return
+        await websocket_session(websocket, hub, run_id, lambda: snapshot(run_id), cancel_run)
+
+    return router
