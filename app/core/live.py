@@ -120,19 +120,26 @@ async def websocket_session(
     await websocket.accept()
     sub = hub.subscribe(key)
     done = asyncio.Event()
+    # Held while a client command is answered, so the session never closes mid-answer.
+    busy = asyncio.Lock()
+
+    async def send(event: dict[str, Any]) -> None:
+        await websocket.send_text(json.dumps(event, default=str))
 
     async def push() -> None:
         for event in await asyncio.to_thread(snapshot):
-            await websocket.send_json(event)
+            await send(event)
             if is_final(event):
                 done.set()
         while not done.is_set():
             pushed = await sub.get(HEARTBEAT_S)
             if pushed is None:
                 continue
-            await websocket.send_json(pushed)
+            await send(pushed)
             if is_final(pushed):
                 done.set()
+        async with busy:
+            pass
 
     async def listen() -> None:
         while True:
@@ -142,26 +149,28 @@ async def websocket_session(
             except ValueError:
                 message = raw
             kind = message.get("type") if isinstance(message, dict) else str(message).strip()
-            if kind == "ping":
-                await websocket.send_json({"type": "pong"})
-            elif kind == "status":
-                for event in await asyncio.to_thread(snapshot):
-                    if event.get("type") == "status":
-                        await websocket.send_json(event)
-            elif kind == "cancel":
-                await websocket.send_json({"type": "cancel", **await asyncio.to_thread(cancel)})
-            else:
-                await websocket.send_json(
-                    {"type": "error", "detail": "messages are ping, status or cancel"}
-                )
+            async with busy:
+                await answer(kind)
+
+    async def answer(kind: str | None) -> None:
+        if kind == "ping":
+            await send({"type": "pong"})
+        elif kind == "status":
+            for event in await asyncio.to_thread(snapshot):
+                if event.get("type") == "status":
+                    await send(event)
+        elif kind == "cancel":
+            await send({"type": "cancel", **await asyncio.to_thread(cancel)})
+        else:
+            await send({"type": "error", "detail": "messages are ping, status or cancel"})
 
     pusher = asyncio.create_task(push())
     listener = asyncio.create_task(listen())
     try:
-        await asyncio.wait({pusher, listener}, return_when=asyncio.FIRST_COMPLETED)
-        if pusher.done() and not pusher.exception():
-            with suppress(Exception):
-                await websocket.close()
+        finished, _ = await asyncio.wait({pusher, listener}, return_when=asyncio.FIRST_COMPLETED)
+        failed = any(t.exception() is not None for t in finished if not t.cancelled())
+        with suppress(Exception):
+            await websocket.close(code=1011 if failed else 1000)
     except WebSocketDisconnect:
         pass
     finally:

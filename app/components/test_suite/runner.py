@@ -38,7 +38,9 @@ STEP_STATUS = {
     "error": "error",
 }
 # Generated suites run under their own minimal config, not the project's pytest settings.
-ISOLATED_INI = "[pytest]\naddopts = -p no:cacheprovider\njunit_family = xunit1\n"
+ISOLATED_INI = (
+    "[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest\njunit_family = xunit1\n"
+)
 
 
 @dataclass
@@ -332,32 +334,30 @@ class SuiteRunner:
         run_id = job.run_id
 
         def finish(session: Any) -> None:
+            # One transaction: counts, final status and the results file land together.
             service.settle_results(session, run_id)
             run = service.require_run(session, run_id)
             if str(run.status) not in TERMINAL:
                 service.complete_run(session, run_id, RunComplete(status=status, error=error))
+            if job.save_results:
+                self._save_results(session, run_id)
 
         try:
             self._write(run_id, finish)
-            if job.save_results:
-                self._save_results(run_id)
         except AppError as exc:
             log.warning("could not finish run %s: %s", run_id, exc.detail)
         self.publish(run_id)
 
-    def _save_results(self, run_id: str) -> None:
-        with self.db.reading() as session:
-            detail = service.run_detail(session, run_id)
+    def _save_results(self, session: Any, run_id: str) -> None:
         path = self.ctx.settings.folder("results") / run_id / "results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(detail, default=str, indent=2))
+        tmp.write_text(json.dumps(service.run_detail(session, run_id), default=str, indent=2))
         tmp.replace(path)
         artifact = ArtifactIn(
-            artifact_type="result_file", artifact_path=str(path), description="run results (JSON)"
+            artifact_type="result_file",
+            artifact_path=str(path),
+            description="run results (JSON)",
         )
-
-        def record(session: Any) -> None:
-            service.add_artifacts(session, run_id, [artifact])
-            service.update_run(session, run_id, RunUpdate(result_file=str(path)))
-
-        self._write(run_id, record)
+        service.add_artifacts(session, run_id, [artifact])
+        service.update_run(session, run_id, RunUpdate(result_file=str(path)))
