@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
+from app.core.naming import metric_unit
+
 if TYPE_CHECKING:
     import httpx
 
@@ -146,20 +148,6 @@ def model_source(request: pytest.FixtureRequest) -> str:
 def step_name_for(name: str, hardware: str) -> str:
     """Return the step name of one test on one device (unique within a run)."""
     return f"{name} @ {hardware}"
-
-
-def metric_unit(name: str) -> str:
-    """Return the unit a metric's name implies ("ms", "items/s", "MB", "s" or "")."""
-    lowered = name.lower()
-    if lowered.endswith("_ms"):
-        return "ms"
-    if lowered.endswith("_per_sec") or lowered.endswith("_per_s"):
-        return "items/s"
-    if lowered.endswith("_mb"):
-        return "MB"
-    if lowered.endswith("_s") or lowered.endswith("_sec") or lowered.endswith("_seconds"):
-        return "s"
-    return ""
 
 
 def _now() -> str:

@@ -21,11 +21,13 @@ _UNIT_SUFFIXES = (
     ("_ms", "ms"),
     ("_per_sec", "items/s"),
     ("_per_second", "items/s"),
+    ("_per_s", "items/s"),
     ("_mb", "MB"),
     ("_gb", "GB"),
     ("_bytes", "B"),
     ("_s", "s"),
     ("_seconds", "s"),
+    ("_sec", "s"),
     ("_pct", "%"),
 )
 
