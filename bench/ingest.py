@@ -1,0 +1,203 @@
+"""1-2. Ingest: per-test rows through HTTP, through the store's bulk path, and by raw DuckDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pyarrow as pa
+
+from app.components.test_suite import store
+from app.core.db import DatabaseRegistry
+from bench.dataset import case_details, model_names
+from bench.scales import DEVICES, SEED, Scale
+from bench.server import RssSampler
+from bench.stats import ratio, summary_ms
+
+JSON = {"content-type": "application/json"}
+RUNS = "/api/test/db/runs"
+CASE_COLUMNS = ("run_id", "position", "name", "status", "duration_ms", "error", "hardware")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One run to record: its id, its per-test rows, and the request body."""
+
+    run_id: str
+    details: list[dict[str, Any]]
+    body: bytes
+
+
+def documents(scale: Scale, anchor: datetime, kind: str, count: int, size: int) -> list[Document]:
+    """Return `count` recording documents of `size` per-test rows each (fixed seed)."""
+    rng = random.Random(f"{SEED}-{kind}")
+    models = model_names(scale)
+    docs = []
+    for k in range(count):
+        run_id = f"ingest-{kind}-{k:05d}"
+        devices = rng.sample(DEVICES[: scale.devices], 2)
+        details = case_details(rng, size, devices)
+        started = anchor - timedelta(minutes=5 + k)
+        doc = {
+            "run_id": run_id,
+            "model_name": models[rng.randrange(len(models))],
+            "hardware": devices,
+            "test_type": "comprehensive",
+            "status": "completed",
+            "started_at": started.isoformat(),
+            "completed_at": (started + timedelta(seconds=120)).isoformat(),
+            "results": {"test_details": details},
+            "tags": {"source": "bench"},
+        }
+        docs.append(Document(run_id, details, json.dumps(doc).encode()))
+    return docs
+
+
+# --- the store's bulk path and raw DuckDB, in this process, on copies of the data set ---------
+
+
+def _raw_insert(con: duckdb.DuckDBPyConnection, doc: Document) -> None:
+    n = len(doc.details)
+    table = pa.Table.from_pylist(doc.details)
+    table = table.append_column("run_id", pa.array([doc.run_id] * n, pa.string()))
+    table = table.append_column("position", pa.array(range(n), pa.int64()))
+    cols = ", ".join(CASE_COLUMNS)
+    con.begin()
+    con.register("bench_rows", table)
+    con.execute(f"INSERT INTO test_run_cases ({cols}) SELECT {cols} FROM bench_rows")
+    con.unregister("bench_rows")
+    con.commit()
+
+
+def store_vs_raw(work: Path, data_db: Path, docs: list[Document]) -> dict[str, Any]:
+    """Insert the same per-test rows by `store.replace_cases` and by raw Arrow INSERT … SELECT."""
+    store_db = work / "ingest_store.duckdb"
+    raw_db = work / "ingest_raw.duckdb"
+    shutil.copy(data_db, store_db)
+    shutil.copy(data_db, raw_db)
+    registry = DatabaseRegistry()
+    con = duckdb.connect(str(raw_db))
+    con.execute("SET TimeZone='UTC'")
+    store_s = raw_s = 0.0
+    rows = 0
+    try:
+        db = registry.get(f"duckdb:///{store_db}")
+        # Warm both paths (first Arrow registration, first connection) outside the timing.
+        with db.writing() as session:
+            store.replace_cases(session, "warm-up", docs[0].details[:10])
+        _raw_insert(con, Document("warm-up", docs[0].details[:10], b""))
+        for doc in docs:  # interleaved, so both see the same machine noise
+            t0 = time.perf_counter()
+            with db.writing() as session:
+                store.replace_cases(session, doc.run_id, doc.details)
+            t1 = time.perf_counter()
+            _raw_insert(con, doc)
+            t2 = time.perf_counter()
+            store_s += t1 - t0
+            raw_s += t2 - t1
+            rows += len(doc.details)
+    finally:
+        con.close()
+        registry.dispose()
+        store_db.unlink(missing_ok=True)
+        raw_db.unlink(missing_ok=True)
+    store_rate = rows / store_s
+    raw_rate = rows / raw_s
+    return {
+        "rows": rows,
+        "runs": len(docs),
+        "store_s": round(store_s, 3),
+        "raw_s": round(raw_s, 3),
+        "store_rows_per_s": round(store_rate),
+        "raw_rows_per_s": round(raw_rate),
+        "store_vs_raw": ratio(store_rate, raw_rate),
+    }
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def http_sequential(url: str, docs: list[Document], sampler: RssSampler) -> dict[str, Any]:
+    """POST the documents one after another from one client; return rows/s and peak RSS."""
+    latencies: list[float] = []
+    errors = 0
+    with httpx.Client(base_url=url, timeout=600) as client:
+        sampler.reset()
+        began = time.perf_counter()
+        for doc in docs:
+            t0 = time.perf_counter()
+            response = client.post(RUNS, content=doc.body, headers=JSON)
+            latencies.append(time.perf_counter() - t0)
+            if response.status_code != 201:
+                errors += 1
+        wall = time.perf_counter() - began
+        peak = sampler.peak()
+        stored = client.get(f"/api/test/db/run/{docs[-1].run_id}").json()
+    details = (stored.get("results") or {}).get("test_details") or []
+    rows = sum(len(d.details) for d in docs)
+    return {
+        "runs": len(docs),
+        "rows": rows,
+        "clients": 1,
+        "wall_s": round(wall, 3),
+        "rows_per_s": round(rows / wall),
+        "request": summary_ms(latencies),
+        "errors": errors,
+        "stored_ok": len(details) == len(docs[-1].details),
+        "peak_rss_mb": round(peak, 1),
+    }
+
+
+async def _concurrent(
+    url: str, docs: list[Document], clients: int
+) -> tuple[float, list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    pending = iter(docs)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            for doc in pending:
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post(RUNS, content=doc.body, headers=JSON)
+                    ok = response.status_code == 201
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - began
+    return wall, latencies, errors
+
+
+def http_concurrent(
+    url: str, docs: list[Document], clients: int, sampler: RssSampler
+) -> dict[str, Any]:
+    """POST the documents from `clients` concurrent clients; return rows/s and peak RSS."""
+    sampler.reset()
+    wall, latencies, errors = asyncio.run(_concurrent(url, docs, clients))
+    rows = sum(len(d.details) for d in docs)
+    return {
+        "runs": len(docs),
+        "rows": rows,
+        "clients": clients,
+        "wall_s": round(wall, 3),
+        "rows_per_s": round(rows / wall),
+        "request": summary_ms(latencies),
+        "errors": errors,
+        "peak_rss_mb": round(sampler.peak(), 1),
+    }

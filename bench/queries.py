@@ -1,0 +1,175 @@
+"""3. Query latency through HTTP next to the same SQL replayed directly on DuckDB."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from app.core.config import Settings
+from app.main import create_app
+from bench.dataset import run_id
+from bench.scales import Scale
+from bench.stats import ratio, summary_ms
+
+PREFIX = "/api/test/db"
+SEARCH = {"query": "llama", "limit": 100}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A read the bench times: its name and the HTTP request."""
+
+    name: str
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+
+    def send(self, client: Any) -> Any:
+        """Send the request with an httpx-compatible client."""
+        if self.method == "POST":
+            return client.post(self.path, json=self.body)
+        return client.get(self.path)
+
+
+def endpoints(scale: Scale) -> list[Endpoint]:
+    """Return the endpoints of the issue; the page offset is clamped to the data size."""
+    offset = max(0, min(10_000, scale.runs - 50))
+    page = f"runs?limit=50&offset={offset}"
+    return [
+        Endpoint("models/stats", "GET", f"{PREFIX}/models/stats"),
+        Endpoint("hardware/stats", "GET", f"{PREFIX}/hardware/stats"),
+        Endpoint("performance?days=30", "GET", f"{PREFIX}/performance?days=30"),
+        Endpoint(page, "GET", f"{PREFIX}/{page}"),
+        Endpoint("run/{id}", "GET", f"{PREFIX}/run/{run_id(scale.runs // 2)}"),
+        Endpoint("search", "POST", f"{PREFIX}/search", SEARCH),
+    ]
+
+
+Statement = tuple[str, Any]
+
+
+def capture_sql(work: Path, db_file: Path, points: list[Endpoint]) -> dict[str, list[Statement]]:
+    """Serve the app in this process on `db_file` and record the SQL each endpoint runs."""
+    settings = Settings(
+        test_db_path=db_file,
+        generator_db_path=work / "capture_generator.duckdb",
+        export_dir=work / "capture_exports",
+        output_dir=work / "capture_generated",
+        results_dir=work / "capture_results",
+        backup_before_migrate=False,
+    )
+    app = create_app(settings)
+    captured: dict[str, list[Statement]] = {}
+    current: list[Statement] | None = None
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if current is not None:
+            current.append((statement, params))
+
+    with TestClient(app) as client:
+        engine = app.ctx.database("test_suite").engine
+        event.listen(engine, "before_cursor_execute", record)
+        for point in points:
+            response = point.send(client)  # warm-up: first connection, dialect initialisation
+            response.raise_for_status()
+            current = captured[point.name] = []
+            point.send(client).raise_for_status()
+            current = None
+        event.remove(engine, "before_cursor_execute", record)
+    return captured
+
+
+def _replay(
+    con: duckdb.DuckDBPyConnection,
+    statements: list[Statement],
+    times: list[list[float]] | None = None,
+) -> int:
+    """Run the statements and fetch every row; return the row count (and time each one)."""
+    rows = 0
+    for i, (statement, params) in enumerate(statements):
+        t0 = time.perf_counter()
+        result = con.execute(statement, params) if params else con.execute(statement)
+        rows += len(result.fetchall())
+        if times is not None:
+            times[i].append(time.perf_counter() - t0)
+    return rows
+
+
+def _head(statement: str) -> str:
+    """Return a statement's first words and its main table, for the results file."""
+    words = " ".join(statement.split())
+    verb = words.split(" ", 1)[0]
+    table = words.split(" FROM ", 1)[1].split(" ", 1)[0] if " FROM " in words else ""
+    return f"{verb} … FROM {table}" if table else words[:60]
+
+
+def raw_connection(db_file: Path) -> duckdb.DuckDBPyConnection:
+    """Open a read-only DuckDB connection on a copy of the data set (UTC, as the app's)."""
+    con = duckdb.connect(str(db_file), read_only=True)
+    con.execute("SET TimeZone='UTC'")
+    return con
+
+
+def measure(
+    url: str,
+    con: duckdb.DuckDBPyConnection,
+    points: list[Endpoint],
+    captured: dict[str, list[Statement]],
+    reps: int,
+) -> dict[str, Any]:
+    """Time each endpoint over HTTP and its SQL on raw DuckDB, interleaved, `reps` times."""
+    http: dict[str, list[float]] = {p.name: [] for p in points}
+    raw: dict[str, list[float]] = {p.name: [] for p in points}
+    per_statement: dict[str, list[list[float]]] = {
+        p.name: [[] for _ in captured[p.name]] for p in points
+    }
+    sizes: dict[str, int] = {}
+    raw_rows: dict[str, int] = {}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for point in points:  # warm-up of both sides
+            point.send(client).raise_for_status()
+            _replay(con, captured[point.name])
+        for _ in range(reps):
+            for point in points:
+                t0 = time.perf_counter()
+                response = point.send(client)
+                body = response.content
+                t1 = time.perf_counter()
+                raw_rows[point.name] = _replay(con, captured[point.name], per_statement[point.name])
+                t2 = time.perf_counter()
+                response.raise_for_status()
+                http[point.name].append(t1 - t0)
+                raw[point.name].append(t2 - t1)
+                sizes[point.name] = len(body)
+    out: dict[str, Any] = {}
+    for point in points:
+        h = summary_ms(http[point.name])
+        r = summary_ms(raw[point.name])
+        out[point.name] = {
+            "request": f"{point.method} {point.path}"
+            + (f" {json.dumps(point.body)}" if point.body else ""),
+            "http": h,
+            "raw": r,
+            "statements": len(captured[point.name]),
+            "raw_statements_p50_ms": [
+                [_head(statement), summary_ms(times)["p50_ms"]]
+                for (statement, _), times in zip(
+                    captured[point.name], per_statement[point.name], strict=True
+                )
+            ],
+            "raw_rows": raw_rows[point.name],
+            "response_bytes": sizes[point.name],
+            "ratio_p50": ratio(h["p50_ms"], r["p50_ms"]),
+            "ratio_p95": ratio(h["p95_ms"], r["p95_ms"]),
+            "limit_p50_ms": round(1.5 * r["p50_ms"] + 5.0, 2),
+            "limit_p95_ms": round(1.5 * r["p95_ms"] + 5.0, 2),
+        }
+    return out

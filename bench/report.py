@@ -1,0 +1,273 @@
+"""Machine and versions, the targets of the issue with verdicts, the JSON file and BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+PACKAGES = (
+    "duckdb",
+    "SQLAlchemy",
+    "duckdb_engine",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "pyarrow",
+    "httpx",
+)
+RSS_LIMIT_MB = 500.0
+INGEST_TARGET = 100_000
+BULK_TARGET = 0.5
+QUERY_FACTOR, QUERY_SLACK_MS = 1.5, 5.0
+MODELS_P95_MS = 100.0
+EXPORT_FACTOR = 2.0
+
+
+def machine() -> dict[str, Any]:
+    """Return cores, memory and CPU model of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": cpu,
+        "platform": platform.platform(),
+    }
+
+
+def versions() -> dict[str, str]:
+    """Return the versions of Python and of the stack's packages."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+# --- verdicts --------------------------------------------------------------------------------
+
+
+def _n(value: float | int | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def _x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def _row(
+    target: str, measured: str, raw: str, ratio: str, limit: str, ok: bool | None
+) -> dict[str, str]:
+    result = "info" if ok is None else ("met" if ok else "missed")
+    return {
+        "target": target,
+        "measured": measured,
+        "raw": raw,
+        "ratio": ratio,
+        "limit": limit,
+        "result": result,
+    }
+
+
+def verdicts(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Return one row per target of the issue: measured value, raw DuckDB, ratio, met/missed."""
+    rows: list[dict[str, str]] = []
+    scale = results["scale"]
+    ing = results["ingest"]
+    bulk = results["bulk"]
+    large, small = ing["http_large"], ing["http_small"]
+    rows.append(
+        _row(
+            f"HTTP ingest, runs of {scale['large_details']:,} details, 1 client",
+            f"{_n(large['rows_per_s'])} rows/s",
+            f"{_n(bulk['large']['raw_rows_per_s'])} rows/s",
+            _x(large["rows_per_s"] / bulk["large"]["raw_rows_per_s"]),
+            f"≥ {INGEST_TARGET:,} rows/s",
+            large["rows_per_s"] >= INGEST_TARGET and large["errors"] == 0,
+        )
+    )
+    rows.append(
+        _row(
+            f"HTTP ingest, runs of {scale['small_details']} details, "
+            f"{scale['small_clients']} clients",
+            f"{_n(small['rows_per_s'])} rows/s",
+            f"{_n(bulk['small']['raw_rows_per_s'])} rows/s",
+            _x(small["rows_per_s"] / bulk["small"]["raw_rows_per_s"]),
+            "(no target)",
+            None if small["errors"] == 0 else False,
+        )
+    )
+    for key, label in (("large", scale["large_details"]), ("small", scale["small_details"])):
+        b = bulk[key]
+        rows.append(
+            _row(
+                f"Store bulk path (store.replace_cases), runs of {label:,}",
+                f"{_n(b['store_rows_per_s'])} rows/s",
+                f"{_n(b['raw_rows_per_s'])} rows/s",
+                _x(b["store_vs_raw"]),
+                f"≥ {BULK_TARGET:.2f}× raw",
+                (b["store_vs_raw"] or 0) >= BULK_TARGET,
+            )
+        )
+    ingest_rss = max(large["peak_rss_mb"], small["peak_rss_mb"])
+    rows.append(
+        _row(
+            "Server peak RSS during ingest",
+            f"{ingest_rss:,.0f} MB",
+            "",
+            "",
+            f"≤ {RSS_LIMIT_MB:.0f} MB",
+            ingest_rss <= RSS_LIMIT_MB,
+        )
+    )
+    for name, q in results["queries"].items():
+        h, r = q["http"], q["raw"]
+        rows.append(
+            _row(
+                f"{name} p50 (p95)",
+                f"{h['p50_ms']:.1f} ({h['p95_ms']:.1f}) ms",
+                f"{r['p50_ms']:.1f} ({r['p95_ms']:.1f}) ms",
+                _x(q["ratio_p50"]),
+                f"≤ {q['limit_p50_ms']:.1f} ms",
+                h["p50_ms"] <= q["limit_p50_ms"],
+            )
+        )
+    models = results["queries"].get("models/stats")
+    if models:
+        rows.append(
+            _row(
+                f"models/stats p95 at {scale['cases']:,} per-test rows"
+                + ("" if scale["cases"] == 1_000_000 else " (target at 1,000,000)"),
+                f"{models['http']['p95_ms']:.1f} ms",
+                f"{models['raw']['p95_ms']:.1f} ms",
+                _x(models["ratio_p95"]),
+                f"≤ {MODELS_P95_MS:.0f} ms",
+                models["http"]["p95_ms"] <= MODELS_P95_MS,
+            )
+        )
+    export_rss = 0.0
+    for name, e in results["export"].items():
+        export_rss = max(export_rss, e["peak_rss_mb"])
+        if "raw_copy_s" not in e:
+            continue
+        rows.append(
+            _row(
+                f"Export {name}, {e['rows']:,} rows",
+                f"{e['http_s']:.2f} s",
+                f"{e['raw_copy_s']:.2f} s",
+                _x(e["ratio"]),
+                f"≤ {EXPORT_FACTOR:.1f}× COPY",
+                (e["ratio"] or 0) <= EXPORT_FACTOR,
+            )
+        )
+    rows.append(
+        _row(
+            "Server peak RSS during export (POST and streamed GET)",
+            f"{export_rss:,.0f} MB",
+            "",
+            "",
+            f"≤ {RSS_LIMIT_MB:.0f} MB",
+            export_rss <= RSS_LIMIT_MB,
+        )
+    )
+    w = results["writes"]
+    rows.append(
+        _row(
+            f"Small writes, {w['clients']} clients × {w['seconds']:.0f} s: errors",
+            f"{w['errors']} errors, {w['requests_per_s']:,.0f} req/s "
+            f"(p95 {w['request']['p95_ms']:.0f} ms)",
+            "",
+            "",
+            "0 errors",
+            w["errors"] == 0,
+        )
+    )
+    return rows
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def markdown(results: dict[str, Any], results_file: str) -> str:
+    """Return the scale's section of BENCHMARKS.md: context lines and the targets table."""
+    s, m, v, d = results["scale"], results["machine"], results["versions"], results["dataset"]
+    met = sum(r["result"] == "met" for r in results["targets"])
+    missed = sum(r["result"] == "missed" for r in results["targets"])
+    lines = [
+        f"### `{s['name']}` scale — {results['date']}",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GiB. "
+        f"Python {v['python']}, duckdb {v['duckdb']}, SQLAlchemy {v['SQLAlchemy']}, "
+        f"duckdb-engine {v['duckdb_engine']}, FastAPI {v['fastapi']}, uvicorn {v['uvicorn']}, "
+        f"pyarrow {v['pyarrow']}.",
+        "",
+        f"Data set: {s['runs']:,} runs, {d['rows'].get('test_run_cases', 0):,} per-test rows, "
+        f"{d['rows'].get('test_run_metrics', 0):,} metric points, {s['models']:,} models, "
+        f"{s['devices']} devices, {s['days']} days; loaded through `app.core.bulk.insert_rows` "
+        f"in {d['load_s']:.1f} s ({d['file_mb']} MB). Bench wall time {results['wall_s']:.0f} s.",
+        "",
+        "| Target | Measured | Raw DuckDB | Ratio | Limit | Result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["targets"]:
+        lines.append(
+            f"| {r['target']} | {r['measured']} | {r['raw'] or '—'} | {r['ratio'] or '—'} "
+            f"| {r['limit']} | {r['result']} |"
+        )
+    lines += ["", f"{met} met, {missed} missed. Every figure: `{results_file}`."]
+    return "\n".join(lines)
+
+
+INTRO = """# Benchmarks
+
+`make bench` (quick, about a minute) or `BENCH_SCALE=full make bench` (the issue's data set:
+100,000 runs, 1,000,000 per-test rows, 1,000,000 metric points, 1,000 models, 8 devices,
+90 days). Each run writes every figure to `bench/results/<UTC timestamp>.json` and replaces its
+scale's section below; the rest of this file is kept. Figures are ratios against raw DuckDB
+doing the same work in the same run; absolute times are for context only.
+"""
+
+
+def update_benchmarks_md(path: Path, scale: str, section: str) -> None:
+    """Replace the scale's marked section of BENCHMARKS.md (add it when missing)."""
+    begin, end = f"<!-- bench:{scale}:begin -->", f"<!-- bench:{scale}:end -->"
+    block = f"{begin}\n{section}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else INTRO
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def write_json(results: dict[str, Any], folder: Path, stamp: str) -> Path:
+    """Write the results file `<folder>/<stamp>.json`; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def log(message: str) -> None:
+    """Print a progress line to stderr."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)

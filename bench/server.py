@@ -1,0 +1,159 @@
+"""A real uvicorn process (one worker) on a free port, and a sampler of its resident memory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """Return a free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`uvicorn app.main:app` serving the given Test Suite database, configured by APP_* vars."""
+
+    def __init__(self, folder: Path, test_db: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = folder / "server.log"
+        self.env = {
+            **os.environ,
+            "APP_TEST_DB_PATH": str(test_db),
+            "APP_GENERATOR_DB_PATH": str(folder / "generator_tasks.duckdb"),
+            "APP_EXPORT_DIR": str(folder / "exports"),
+            "APP_OUTPUT_DIR": str(folder / "generated"),
+            "APP_RESULTS_DIR": str(folder / "results"),
+            "APP_BACKUP_BEFORE_MIGRATE": "false",
+            "APP_LOG_LEVEL": "warning",
+        }
+        self.env.pop("APP_API_KEYS", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def export_dir(self) -> Path:
+        """Return the server's export folder."""
+        return self.folder / "exports"
+
+    @property
+    def pid(self) -> int:
+        """Return the uvicorn process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> Server:
+        """Start uvicorn and wait until /health answers."""
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            # Warning level: no access log line per request (as a production deployment would).
+            "--log-level",
+            "warning",
+        ]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RssSampler:
+    """Sample a process's RSS in a thread; `peak()` since the last `reset()`, in MB."""
+
+    def __init__(self, pid: int, interval: float = 0.025) -> None:
+        self._proc = psutil.Process(pid)
+        self._interval = interval
+        self._peak = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def _rss(self) -> int:
+        # The server process only: one uvicorn worker, and no workload here spawns children.
+        try:
+            return int(self._proc.memory_info().rss)
+        except psutil.Error:
+            return 0
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            rss = self._rss()
+            with self._lock:
+                self._peak = max(self._peak, rss)
+
+    def current(self) -> float:
+        """Return the RSS now, in MB."""
+        return self._rss() / 1e6
+
+    def reset(self) -> None:
+        """Start a new peak from the current RSS."""
+        with self._lock:
+            self._peak = self._rss()
+
+    def peak(self) -> float:
+        """Return the highest RSS since the last reset, in MB."""
+        with self._lock:
+            return max(self._peak, self._rss()) / 1e6
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
