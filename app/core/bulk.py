@@ -60,14 +60,14 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     names = list(dict.fromkeys(name for row in rows for name in row))
     if is_duckdb(session) and len(rows) >= ARROW_THRESHOLD:
         columns = [table.c[name] for name in names]
-        arrow = pa.table(
-            {
-                col.name: pa.array(
-                    [_arrow_value(col, row.get(col.name)) for row in rows], type=_arrow_type(col)
-                )
-                for col in columns
-            }
-        )
+        json_columns = [col.name for col in columns if isinstance(col.type, JSON)]
+        if json_columns:
+            rows = [
+                {**row, **{n: _arrow_value(table.c[n], row.get(n)) for n in json_columns}}
+                for row in rows
+            ]
+        schema = pa.schema([pa.field(col.name, _arrow_type(col)) for col in columns])
+        arrow = pa.Table.from_pylist(list(rows), schema=schema)
         raw = raw_connection(session)
         view = f"_bulk_{uuid.uuid4().hex}"
         quoted = ", ".join(f'"{name}"' for name in names)

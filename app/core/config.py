@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     generator_workers: int = Field(default=2, ge=1, le=32)
     default_run_timeout: int = Field(default=300, ge=1)
 
+    # DuckDB's memory limit per database (its default is 80% of RAM): keeps the server's RSS
+    # bounded during large exports and ingests; DuckDB spills to disk past it.
+    duckdb_memory_limit: str | None = Field(
+        default="256MB", pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+    )
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=20, ge=0)
     log_level: str = "info"

@@ -45,7 +45,9 @@ class AppContext:
     registry: DatabaseRegistry = field(init=False)
 
     def __post_init__(self) -> None:
-        self.registry = DatabaseRegistry(self.settings.pool_size, self.settings.max_overflow)
+        self.registry = DatabaseRegistry(
+            self.settings.pool_size, self.settings.max_overflow, self.settings.duckdb_memory_limit
+        )
 
     def database(self, component: str) -> Database:
         """Return a component's database."""

@@ -35,11 +35,16 @@ def duckdb_file(url: str) -> Path | None:
     return Path(database)
 
 
-def _set_utc(dbapi_connection: Any, _record: Any) -> None:
-    # Session time zone UTC, so timestamptz values read back as UTC whatever the host's TZ.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("SET TimeZone='UTC'")
-    cursor.close()
+def _on_connect(memory_limit: str | None) -> Any:
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # Session time zone UTC, so timestamptz values read back as UTC whatever the host's TZ.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET TimeZone='UTC'")
+        if memory_limit:
+            cursor.execute(f"SET memory_limit='{memory_limit}'")
+        cursor.close()
+
+    return configure
 
 
 def _in_use_message(url: str, exc: BaseException) -> str | None:
@@ -100,7 +105,10 @@ class Database:
 class DatabaseRegistry:
     """Engines by URL, so two components pointing at one database share one engine and lock."""
 
-    def __init__(self, pool_size: int = 10, max_overflow: int = 20) -> None:
+    def __init__(
+        self, pool_size: int = 10, max_overflow: int = 20, memory_limit: str | None = None
+    ) -> None:
+        self._memory_limit = memory_limit
         self._pool_size = pool_size
         self._max_overflow = max_overflow
         self._by_url: dict[str, Database] = {}
@@ -123,7 +131,7 @@ class DatabaseRegistry:
             kwargs.update(pool_size=self._pool_size, max_overflow=self._max_overflow)
         engine = create_engine(url, **kwargs)
         if engine.dialect.name == "duckdb":
-            event.listen(engine, "connect", _set_utc)
+            event.listen(engine, "connect", _on_connect(self._memory_limit))
         return engine
 
     def open_all(self) -> None:
