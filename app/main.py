@@ -6,10 +6,11 @@ import logging
 import math
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
@@ -111,6 +112,14 @@ def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error", "code": "internal"}, status_code=500)
 
 
+def _summaries_from_docstrings(router: APIRouter) -> APIRouter:
+    # Each route's one-line docstring is its OpenAPI summary (the rest stays the description).
+    for route in router.routes:
+        if isinstance(route, APIRoute) and not route.summary and route.endpoint.__doc__:
+            route.summary = route.endpoint.__doc__.strip().splitlines()[0].rstrip(".")
+    return router
+
+
 def create_app(settings: Settings | None = None) -> TrackingApp:
     """Build the app: plug in the enabled components, health, docs and error handling."""
     settings = settings or Settings()
@@ -128,8 +137,8 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
     app.started = []
     for _comp, runtime in app.runtimes:
         for router in runtime.routers:
-            app.include_router(router)
-    app.include_router(build_health_router(app.ctx, enabled, VERSION))
+            app.include_router(_summaries_from_docstrings(router))
+    app.include_router(_summaries_from_docstrings(build_health_router(app.ctx, enabled, VERSION)))
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _unexpected)

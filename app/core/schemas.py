@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -30,7 +31,14 @@ def _aware(value: datetime | None) -> datetime | None:
         raise ValueError("timestamp out of range") from None
 
 
-UTCTime = Annotated[datetime, AfterValidator(_aware)]
+def _no_epoch_numbers(value: object) -> object:
+    # Pydantic would read a bare number as Unix time; the API takes ISO 8601 text only.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("timestamps are ISO 8601 strings, not numbers")
+    return value
+
+
+UTCTime = Annotated[datetime, BeforeValidator(_no_epoch_numbers), AfterValidator(_aware)]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
 Device = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -53,7 +61,7 @@ class StepIn(Strict):
     progress: float = Field(0.0, ge=0.0, le=1.0)
     started_at: UTCTime | None = None
     completed_at: UTCTime | None = None
-    duration: float | None = Field(None, ge=0)
+    duration: float | None = Field(None, ge=0, allow_inf_nan=False)
     error: Text | None = None
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import tempfile
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
@@ -20,6 +20,7 @@ from app.components.generator.schemas import (
     HardwareStats,
     ModelStats,
     PerformanceReport,
+    StepWrite,
     TaskComplete,
     TaskCreate,
     TaskRead,
@@ -41,7 +42,6 @@ from app.core.schemas import (
     ImportResult,
     MetricIn,
     SearchIn,
-    StepIn,
     StepRead,
     Tags,
 )
@@ -96,7 +96,11 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         dependencies=write,
         responses=NOT_FOUND,
     )
-    def put_step(task_id: str, step_name: str, step: StepIn) -> StepRead:
+    def put_step(
+        task_id: str,
+        step: StepWrite,
+        step_name: str = Path(..., min_length=1, max_length=1024, description="may contain /"),
+    ) -> StepRead:
         """Create or update one step of a task."""
         with db().writing() as session:
             service.put_step(session, task_id, step_name, step)
@@ -283,11 +287,15 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         table: str | None = Query(None, description="jsonl/csv/parquet: the table to write"),
     ) -> FileResponse:
         """Stream an export as a download (the full JSON document, or one table)."""
-        folder = Path(tempfile.mkdtemp(prefix="download-", dir=ctx.settings.folder("export")))
+        folder = FilePath(tempfile.mkdtemp(prefix="download-", dir=ctx.settings.folder("export")))
         body = ExportIn(filename=f"{COMPONENT}-export.{format}", format=format, table=table)
-        rev = revision()
-        with db().reading() as session:
-            written = service.export(session, folder, body, rev)
+        try:
+            rev = revision()
+            with db().reading() as session:
+                written = service.export(session, folder, body, rev)
+        except BaseException:
+            _remove_folder(folder)
+            raise
         return FileResponse(
             written["path"],
             filename=written["filename"],
@@ -322,7 +330,7 @@ def build_db_router(ctx: AppContext) -> APIRouter:
     return router
 
 
-def _remove_folder(folder: Path) -> None:
+def _remove_folder(folder: FilePath) -> None:
     for item in folder.iterdir():
         item.unlink()
     folder.rmdir()

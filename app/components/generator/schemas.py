@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.core.schemas import (
     BatchCounts,
@@ -18,6 +19,7 @@ from app.core.schemas import (
     MetricStats,
     Name,
     NamedStepIn,
+    StepIn,
     StepRead,
     Strict,
     Tags,
@@ -26,12 +28,40 @@ from app.core.schemas import (
 )
 from app.core.statuses import BatchStatus, TaskStatus
 
+# Columns that are NOT NULL: sending them as null is a 422, not a failed INSERT (a 500).
+NOT_NULL_FIELDS = ("model_name", "hardware", "status", "progress", "task_type")
+
+
+def _finite_json(value: Any, where: str = "template_context") -> None:
+    # Python's JSON parser accepts NaN/Infinity; stored, they would break the JSON export.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must hold finite numbers only")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite_json(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _finite_json(item, f"{where}[{i}]")
+
+
+class StepWrite(StepIn):
+    """PUT /task/{task_id}/steps/{step_name}: one step's state (finite duration)."""
+
+    # Overrides core's StepIn, which lets an infinite duration through.
+    duration: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+class TaskStepIn(NamedStepIn):
+    """A step inside a task document (finite duration)."""
+
+    duration: float | None = Field(None, ge=0, allow_inf_nan=False)
+
 
 class TaskFields(Strict):
     """A task's own fields, all optional (PATCH applies only those sent)."""
 
     model_name: Name | None = None
-    hardware: list[Device] | None = Field(None, max_length=16)
+    hardware: list[Device] | None = Field(None, min_length=1, max_length=16)
     status: TaskStatus | None = None
     progress: float | None = Field(None, ge=0.0, le=1.0)
     current_step: str | None = Field(None, max_length=512)
@@ -41,11 +71,36 @@ class TaskFields(Strict):
     output_dir: str | None = Field(None, max_length=1024)
     started_at: UTCTime | None = None
     completed_at: UTCTime | None = None
-    duration: float | None = Field(None, ge=0)
+    duration: float | None = Field(None, ge=0, allow_inf_nan=False)
     error: Text | None = None
     architecture: str | None = Field(None, max_length=64)
     creator: str | None = Field(None, max_length=256)
-    task_type: str | None = Field(None, max_length=32)
+    task_type: str | None = Field(None, min_length=1, max_length=32)
+
+    @field_validator("hardware")
+    @classmethod
+    def _unique_devices(cls, value: list[str] | None) -> list[str] | None:
+        # A device listed twice would count the task twice in the per-device statistics.
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("hardware devices must be unique")
+        return value
+
+    @field_validator("template_context")
+    @classmethod
+    def _finite_context(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        _finite_json(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskFields:
+        nulls = [
+            n for n in NOT_NULL_FIELDS if n in self.model_fields_set and getattr(self, n) is None
+        ]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} must not be null")
+        if self.started_at and self.completed_at and self.completed_at < self.started_at:
+            raise ValueError("completed_at must not be before started_at")
+        return self
 
 
 class TaskUpdate(TaskFields):
@@ -57,7 +112,7 @@ class TaskCreate(TaskFields):
 
     task_id: Identifier | None = None
     model_name: Name
-    steps: list[NamedStepIn] | None = None
+    steps: list[TaskStepIn] | None = None
     metrics: list[MetricIn] | None = None
     tags: Tags | None = None
     batch_id: Identifier | None = None

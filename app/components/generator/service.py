@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from app.components.generator.schemas import (
     TaskUpdate,
 )
 from app.core import transfer
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.models import utcnow
 from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
@@ -28,15 +28,12 @@ from app.core.transfer import TableSpec
 
 COMPONENT = "generator"
 
+# Steps and metrics are exported in the order they were stored (their surrogate `id`), so an
+# import re-creates them in that order and a task reads back exactly as it did before.
 TABLES = (
     TableSpec(Task, ("task_id",), "tasks", keys=("task_id",)),
-    TableSpec(TaskStep, ("task_id", "step_name"), "steps", keys=("task_id", "step_name")),
-    TableSpec(
-        TaskMetric,
-        ("task_id", "timestamp", "metric_name", "hardware", "metric_value"),
-        "metrics",
-        owner="task_id",
-    ),
+    TableSpec(TaskStep, ("task_id", "id"), "steps", keys=("task_id", "step_name")),
+    TableSpec(TaskMetric, ("task_id", "timestamp", "id"), "metrics", owner="task_id"),
     TableSpec(TaskTag, ("task_id", "tag_name"), "tasks", keys=("task_id", "tag_name")),
     TableSpec(TaskBatch, ("batch_id",), "batches", keys=("batch_id",)),
 )
@@ -80,19 +77,8 @@ def _check_transition(task: Task, new_status: str | None) -> None:
         )
 
 
-def _finish_fields(fields: dict[str, Any], started_at: datetime | None) -> None:
-    status = fields.get("status")
-    if status is None or str(status) not in TERMINAL:
-        return
-    fields.setdefault("completed_at", utcnow())
-    if fields.get("duration") is None:
-        fields["duration"] = _seconds(fields.get("started_at", started_at), fields["completed_at"])
-    if str(status) == "completed":
-        fields.setdefault("progress", 1.0)
-
-
-def _metric_rows(metrics: list[MetricIn]) -> list[dict[str, Any]]:
-    now = utcnow()
+def _metric_rows(metrics: list[MetricIn], default: datetime | None = None) -> list[dict[str, Any]]:
+    now = default or utcnow()
     return [
         {
             "metric_name": m.name,
@@ -134,6 +120,27 @@ def _batches_of(*tasks: Task | None) -> list[str]:
 # --- recording -------------------------------------------------------------------------------
 
 
+def _derive_timing(fields: dict[str, Any], task: Task | None, *, status_changed: bool) -> None:
+    """Fill what a task's timestamps imply: the end of a terminal status, and the duration."""
+    started = fields.get("started_at", task.started_at if task else None)
+    completed = fields.get("completed_at", task.completed_at if task else None)
+    sent_times = "started_at" in fields or "completed_at" in fields
+    if sent_times and started and completed and completed < started:
+        raise Unprocessable(
+            f"completed_at {completed.isoformat()} is before started_at {started.isoformat()}",
+            code="invalid_timestamps",
+        )
+    status = str(fields["status"]) if status_changed and fields.get("status") else None
+    if status in TERMINAL:
+        if completed is None:
+            # Never before the start (a client clock ahead of ours would make it so).
+            completed = fields["completed_at"] = max(utcnow(), started or utcnow())
+        if status == "completed":
+            fields.setdefault("progress", 1.0)
+    if fields.get("duration") is None and (sent_times or status in TERMINAL):
+        fields["duration"] = _seconds(started, completed)
+
+
 def record_task(session: Session, doc: TaskCreate) -> str:
     """Store a whole task document atomically; re-posting a task_id upserts what was sent."""
     task_id = doc.task_id or new_id()
@@ -141,18 +148,22 @@ def record_task(session: Session, doc: TaskCreate) -> str:
     existing = store.get_task(session, task_id)
     old_batch = existing.batch_id if existing else None
     if existing is None:
-        fields.setdefault("started_at", utcnow())
+        if "started_at" not in fields:
+            # A finished task recorded after the fact started `duration` before it completed.
+            completed = fields.get("completed_at")
+            duration = fields.get("duration") or 0.0
+            fields["started_at"] = (
+                completed - timedelta(seconds=duration) if completed else utcnow()
+            )
         fields.setdefault("hardware", ["cpu"])
         fields.setdefault("status", "completed" if fields.get("completed_at") else "initializing")
         fields.setdefault("progress", 1.0 if fields["status"] == "completed" else 0.0)
         fields.setdefault("task_type", "single")
+        status_changed = True
     else:
         _check_transition(existing, fields.get("status"))
-    if fields.get("duration") is None and "completed_at" in fields:
-        started = fields.get("started_at") or (existing.started_at if existing else None)
-        fields["duration"] = _seconds(started, fields["completed_at"])
-    if "status" in fields:
-        _finish_fields(fields, existing.started_at if existing else fields.get("started_at"))
+        status_changed = "status" in fields and str(fields["status"]) != str(existing.status)
+    _derive_timing(fields, existing, status_changed=status_changed)
     batch_id = fields.get("batch_id")
     if batch_id and store.get_batch(session, batch_id) is None:
         store.add_batch(session, {"batch_id": batch_id, "status": "initializing"})
@@ -162,9 +173,12 @@ def record_task(session: Session, doc: TaskCreate) -> str:
         task = existing
         store.set_task_fields(session, task, fields)
     if doc.steps is not None:
-        store.replace_steps(session, task_id, [s.model_dump() for s in doc.steps])
+        store.replace_steps(session, task_id, [_step_values(s.model_dump()) for s in doc.steps])
     if doc.metrics is not None:
-        store.replace_metrics(session, task_id, _metric_rows(doc.metrics))
+        # Points sent without a timestamp take the task's own time, so re-posting the same
+        # document stores the same rows.
+        default = task.completed_at or task.started_at
+        store.replace_metrics(session, task_id, _metric_rows(doc.metrics, default))
     if doc.tags is not None:
         store.set_tags(session, task_id, doc.tags, replace=True)
     refresh_batches(session, sorted({b for b in (old_batch, task.batch_id) if b}))
@@ -174,23 +188,31 @@ def record_task(session: Session, doc: TaskCreate) -> str:
 def update_task(session: Session, task_id: str, upd: TaskUpdate) -> None:
     """Change only the fields sent; a status change must be a valid transition."""
     task = require_task(session, task_id)
-    old_batch = task.batch_id
     fields = upd.model_dump(exclude_unset=True)
     _check_transition(task, fields.get("status"))
-    if "status" in fields and str(fields["status"]) != str(task.status):
-        _finish_fields(fields, fields.get("started_at", task.started_at))
+    status_changed = "status" in fields and str(fields["status"]) != str(task.status)
+    _derive_timing(fields, task, status_changed=status_changed)
     store.set_task_fields(session, task, fields)
-    if "status" in fields or "batch_id" in fields:
-        refresh_batches(session, sorted({b for b in (old_batch, task.batch_id) if b}))
+    # Status and timestamps of a member decide its batch's status and timing.
+    refresh_batches(session, _batches_of(task))
+
+
+def _step_values(values: dict[str, Any]) -> dict[str, Any]:
+    started, completed = values.get("started_at"), values.get("completed_at")
+    if started and completed and completed < started:
+        raise Unprocessable(
+            f"step {values.get('step_name', '')!r}: completed_at is before started_at",
+            code="invalid_timestamps",
+        )
+    if values.get("duration") is None:
+        values["duration"] = _seconds(started, completed)
+    return values
 
 
 def put_step(session: Session, task_id: str, step_name: str, step: StepIn) -> None:
     """Create or update one step; a finished step gets its duration from its timestamps."""
     require_task(session, task_id)
-    values = step.model_dump()
-    if values["duration"] is None:
-        values["duration"] = _seconds(values["started_at"], values["completed_at"])
-    store.put_step(session, task_id, step_name, values)
+    store.put_step(session, task_id, step_name, _step_values(step.model_dump()))
 
 
 def add_metrics(session: Session, task_id: str, metrics: list[MetricIn]) -> int:
@@ -210,18 +232,21 @@ def complete_task(session: Session, task_id: str, body: TaskComplete) -> None:
     task = require_task(session, task_id)
     status = body.status.value
     if status not in TERMINAL:
-        raise Conflict(f"complete takes a terminal status, not {status}", code="invalid_transition")
+        raise Unprocessable(
+            f"complete takes a terminal status (completed, error, cancelled), not {status}",
+            code="invalid_status",
+        )
     if str(task.status) == status:
         return
     _check_transition(task, status)
-    fields: dict[str, Any] = {"status": status, "completed_at": body.completed_at or utcnow()}
-    for key in ("error", "output_file", "architecture"):
+    fields: dict[str, Any] = {"status": status}
+    for key in ("error", "completed_at", "output_file", "architecture"):
         value = getattr(body, key)
         if value is not None:
             fields[key] = value
     if status == "completed":
         fields["current_step"] = "completed"
-    _finish_fields(fields, task.started_at)
+    _derive_timing(fields, task, status_changed=True)
     store.set_task_fields(session, task, fields)
     refresh_batches(session, _batches_of(task))
 
@@ -349,3 +374,23 @@ def export(session: Session, folder: Path, body: ExportIn, revision: str | None)
 def import_document(session: Session, document: dict[str, Any]) -> dict[str, int]:
     """Load an export document atomically; loading it twice changes nothing."""
     return transfer.import_document(session, COMPONENT, TABLES, document)
+
+
+# --- execution -------------------------------------------------------------------------------
+
+
+def fail_unfinished(session: Session, creator: str, reason: str) -> list[str]:
+    """Mark tasks a stopped server left initializing, queued or running as errors."""
+    active = store.TaskFilter(status=("initializing", "queued", "running"))
+    failed: list[str] = []
+    kept = 0  # unfinished tasks of other creators stay as they are, and stay in the listing
+    while True:
+        rows, _ = store.list_tasks(session, active, Page(limit=1000, offset=kept))
+        if not rows:
+            return failed
+        for row in rows:
+            if row["creator"] == creator:
+                update_task(session, row["task_id"], TaskUpdate(status="error", error=reason))
+                failed.append(row["task_id"])
+            else:
+                kept += 1
