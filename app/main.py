@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -90,12 +91,17 @@ def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _finite(value: Any) -> Any:
-    # JSON has no NaN or Infinity: echo such inputs back as text.
+    # JSON has no NaN or Infinity and UTF-8 no lone surrogates: echo such inputs as text.
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {_finite(k): _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value

@@ -18,8 +18,6 @@ class SuiteType(StrEnum):
     fault_tolerance = "fault_tolerance"
 
 
-
-
 class RunRequest(Strict):
     """POST /run: run a model's test module."""
 
@@ -103,5 +101,3 @@ class SuiteTypeInfo(BaseModel):
     description: str
     markers: list[str]
     tests: list[str]
-
-

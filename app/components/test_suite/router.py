@@ -5,9 +5,10 @@ from __future__ import annotations
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
@@ -21,6 +22,7 @@ from app.components.test_suite.schemas import (
     ExportIn,
     HardwareStats,
     ImportDocument,
+    MetricsBody,
     ModelStats,
     PerformanceReport,
     ResultsIn,
@@ -29,6 +31,9 @@ from app.components.test_suite.schemas import (
     RunRead,
     RunSummary,
     RunUpdate,
+    SearchBody,
+    StepBody,
+    TagsBody,
 )
 from app.core.context import AppContext
 from app.core.migrate import revision_state
@@ -42,11 +47,7 @@ from app.core.schemas import (
     ExportFormat,
     ExportResult,
     ImportResult,
-    MetricIn,
-    SearchIn,
-    StepIn,
     StepRead,
-    Tags,
 )
 from app.core.stats import window_start
 from app.core.statuses import BatchStatus, RunStatus
@@ -97,7 +98,13 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         dependencies=write,
         responses=NOT_FOUND,
     )
-    def put_step(run_id: str, step_name: str, step: StepIn) -> StepRead:
+    def put_step(
+        run_id: str,
+        step: StepBody,
+        step_name: str = PathParam(
+            ..., min_length=1, max_length=1024, description="URL-encoded; may contain '/'"
+        ),
+    ) -> StepRead:
         """Create or update one step of a run."""
         with db().writing() as session:
             service.put_step(session, run_id, step_name, step)
@@ -106,7 +113,7 @@ def build_db_router(ctx: AppContext) -> APIRouter:
 
     @router.post("/run/{run_id}/metrics", status_code=201, dependencies=write, responses=NOT_FOUND)
     def add_metrics(
-        run_id: str, metrics: list[MetricIn] = Body(..., max_length=1_000_000)
+        run_id: str, metrics: Annotated[MetricsBody, Body(max_length=1_000_000)]
     ) -> dict[str, int]:
         """Append metric points to a run's series."""
         with db().writing() as session:
@@ -115,7 +122,9 @@ def build_db_router(ctx: AppContext) -> APIRouter:
 
     @router.put("/run/{run_id}/tags", dependencies=write, responses=NOT_FOUND)
     def put_tags(
-        run_id: str, tags: Tags, merge: bool = Query(False, description="keep tags not sent")
+        run_id: str,
+        tags: Annotated[TagsBody, Body()],
+        merge: bool = Query(False, description="keep tags not sent"),
     ) -> dict[str, str]:
         """Set a run's tags (replacing them, or merged with `merge=true`)."""
         with db().writing() as session:
@@ -287,7 +296,7 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         return PerformanceReport.model_validate(report)
 
     @router.post("/search", response_model=list[RunSummary])
-    def search(body: SearchIn) -> list[RunSummary]:
+    def search(body: SearchBody) -> list[RunSummary]:
         """Find runs whose id, model, hardware, test type, status or tag value contain the text."""
         with db().reading() as session:
             rows = store.search_runs(session, body.query, body.limit)

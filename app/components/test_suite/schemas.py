@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from app.core.errors import Unprocessable
 from app.core.schemas import (
     BatchCounts,
     Device,
@@ -19,14 +29,15 @@ from app.core.schemas import (
     MetricRead,
     MetricStats,
     Name,
-    NamedStepIn,
+    SearchIn,
+    StepIn,
     StepRead,
     Strict,
     Tags,
     Text,
     UTCTime,
 )
-from app.core.statuses import BatchStatus, RunStatus
+from app.core.statuses import TERMINAL, BatchStatus, RunStatus
 
 
 class CaseStatus(StrEnum):
@@ -45,13 +56,90 @@ PASSED = (CaseStatus.passed.value, CaseStatus.xpassed.value)
 FAILED = (CaseStatus.failed.value, CaseStatus.error.value)
 SKIPPED = (CaseStatus.skipped.value, CaseStatus.xfailed.value)
 
+INT32_MAX = 2**31 - 1
+# Counters and timeouts are INTEGER columns; larger values are refused, not overflowed.
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+# JSON has no NaN or Infinity, and 1e400 parses as Infinity: refuse them at the edge.
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Columns a run always has: they may be left out of a body, never sent as null.
+NOT_NULL_RUN_FIELDS = ("model_name", "hardware", "status", "progress")
 
-class CaseIn(Strict):
+
+def _check_json(data: Any, where: str) -> None:
+    # Free-form result data is stored as JSON: finite numbers, integers that fit in 64 bits.
+    stack = [(data, where)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{path}: numbers must be finite")
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:
+                raise ValueError(f"{path}: integers must fit in 64 bits")
+        elif isinstance(value, dict):
+            stack.extend((item, f"{path}.{key}") for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def valid_text(data: Any) -> Any:
+    """Refuse lone UTF-16 surrogates anywhere in a body (JSON allows them, UTF-8 cannot)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                # Not a ValueError: a validation error echoes the input, and a lone surrogate
+                # cannot be encoded into the error response (app/main.py renders it with 500).
+                raise Unprocessable(
+                    "text must be valid Unicode (a lone UTF-16 surrogate was sent)",
+                    code="invalid_text",
+                )
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return data
+
+
+class Body(Strict):
+    """A request body: unknown fields are errors, and every text is valid Unicode."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        return valid_text(data)
+
+
+# Bodies whose item types live in app.core: the same Unicode check around them.
+MetricsBody = Annotated[list[MetricIn], BeforeValidator(valid_text)]
+TagsBody = Annotated[Tags, BeforeValidator(valid_text)]
+
+
+class SearchBody(SearchIn):
+    """POST /search: a case-insensitive substring search."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        return valid_text(data)
+
+
+def _check_order(started_at: datetime | None, completed_at: datetime | None) -> None:
+    if started_at is not None and completed_at is not None and completed_at < started_at:
+        raise ValueError("completed_at must not be earlier than started_at")
+
+
+class CaseIn(Body):
     """One test's outcome."""
 
     name: LongName
     status: CaseStatus
-    duration_ms: float | None = Field(None, ge=0)
+    duration_ms: NonNegative | None = None
     error: Text | None = None
     hardware: Device | None = None
 
@@ -61,14 +149,25 @@ class ResultsIn(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    tests_passed: int | None = Field(None, ge=0)
-    tests_failed: int | None = Field(None, ge=0)
-    tests_skipped: int | None = Field(None, ge=0)
+    tests_passed: Count | None = None
+    tests_failed: Count | None = None
+    tests_skipped: Count | None = None
     test_details: list[CaseIn] | None = None
-    performance_metrics: dict[Device, dict[Name, float]] | None = None
+    performance_metrics: dict[Device, dict[Name, Finite]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        return valid_text(data)
+
+    @model_validator(mode="after")
+    def _finite_extras(self) -> ResultsIn:
+        for key, value in (self.model_extra or {}).items():
+            _check_json(value, key)
+        return self
 
 
-class ArtifactIn(Strict):
+class ArtifactIn(Body):
     """A file a run produced."""
 
     artifact_type: Name
@@ -76,23 +175,60 @@ class ArtifactIn(Strict):
     description: str = ""
 
 
-class RunFields(Strict):
+class StepBody(StepIn):
+    """PUT /run/{run_id}/steps/{step_name}: a step's state (finite duration, ordered times)."""
+
+    duration: NonNegative | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        return valid_text(data)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StepBody:
+        _check_order(self.started_at, self.completed_at)
+        return self
+
+
+class RunStepIn(StepBody):
+    """A step inside a recording document."""
+
+    step_name: LongName
+
+
+class RunFields(Body):
     """A run's own fields, all optional (PATCH applies only those sent)."""
 
     model_name: Name | None = None
-    hardware: list[Device] | None = Field(None, max_length=16)
+    hardware: list[Device] | None = Field(None, min_length=1, max_length=16)
     test_type: str | None = Field(None, max_length=32)
-    timeout: int | None = Field(None, ge=1)
+    timeout: int | None = Field(None, ge=1, le=INT32_MAX)
     save_results: bool | None = None
     status: RunStatus | None = None
     progress: float | None = Field(None, ge=0.0, le=1.0)
     current_step: str | None = Field(None, max_length=512)
     started_at: UTCTime | None = None
     completed_at: UTCTime | None = None
-    duration: float | None = Field(None, ge=0)
+    duration: NonNegative | None = None
     error: Text | None = None
     result_file: str | None = Field(None, max_length=1024)
     creator: str | None = Field(None, max_length=256)
+
+    @field_validator("hardware")
+    @classmethod
+    def _distinct_devices(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("hardware must not name a device twice")
+        return value
+
+    @model_validator(mode="after")
+    def _present_and_ordered(self) -> RunFields:
+        for name in NOT_NULL_RUN_FIELDS:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} may be left out but not null")
+        _check_order(self.started_at, self.completed_at)
+        return self
 
 
 class RunUpdate(RunFields):
@@ -105,7 +241,7 @@ class RunCreate(RunFields):
     run_id: Identifier | None = None
     model_name: Name
     results: ResultsIn | None = None
-    steps: list[NamedStepIn] | None = None
+    steps: list[RunStepIn] | None = None
     metrics: list[MetricIn] | None = None
     tags: Tags | None = None
     artifacts: list[ArtifactIn] | None = None
@@ -120,13 +256,20 @@ class RunCreate(RunFields):
         return self
 
 
-class RunComplete(Strict):
+class RunComplete(Body):
     """POST /run/{run_id}/complete: end a run; counts come from its cases when no results."""
 
     status: RunStatus = RunStatus.completed
     error: Text | None = None
     completed_at: UTCTime | None = None
     results: ResultsIn | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _terminal(cls, value: RunStatus) -> RunStatus:
+        if value.value not in TERMINAL:
+            raise ValueError(f"complete takes a terminal status ({', '.join(sorted(TERMINAL))})")
+        return value
 
 
 class CaseRead(BaseModel):
@@ -147,7 +290,7 @@ class ResultsRead(BaseModel):
     tests_passed: int
     tests_failed: int
     tests_skipped: int
-    test_details: list[CaseRead] | None = None
+    test_details: list[CaseRead] = Field(default_factory=list)
 
 
 class ArtifactRead(BaseModel):
@@ -194,7 +337,7 @@ class RunRead(RunSummary):
     artifacts: list[ArtifactRead]
 
 
-class BatchCreate(Strict):
+class BatchCreate(Body):
     """POST /batches: a batch, optionally with its member runs."""
 
     batch_id: Identifier | None = None
@@ -287,7 +430,7 @@ class PerformanceReport(BaseModel):
     generated_at: datetime
 
 
-class ExportIn(Strict):
+class ExportIn(Body):
     """POST /export: what to write, and where (a bare file name in the export folder)."""
 
     filename: str = Field(..., min_length=1, max_length=255)
@@ -310,3 +453,8 @@ class ImportDocument(BaseModel):
     component: str
     schema_revision: str | None = None
     tables: dict[str, list[dict[str, Any]]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        return valid_text(data)
