@@ -22,6 +22,7 @@ from app.core.db import check_reachable
 from app.core.errors import AppError, StartupError
 from app.core.health import build_health_router
 from app.core.migrate import revision_state, upgrade
+from app.core.unicode_body import UnicodeBodyMiddleware
 
 VERSION = "0.1.0"
 log = logging.getLogger("app")
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
         for router in runtime.routers:
             app.include_router(_summaries_from_docstrings(router))
     app.include_router(_summaries_from_docstrings(build_health_router(app.ctx, enabled, VERSION)))
+    app.add_middleware(UnicodeBodyMiddleware)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _unexpected)

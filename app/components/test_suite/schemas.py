@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-from app.core.errors import Unprocessable
 from app.core.schemas import (
     BatchCounts,
     Device,
@@ -82,51 +79,13 @@ def _check_json(data: Any, where: str) -> None:
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
 
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def valid_text(data: Any) -> Any:
-    """Refuse lone UTF-16 surrogates anywhere in a body (JSON allows them, UTF-8 cannot)."""
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                # Not a ValueError: a validation error echoes the input, and a lone surrogate
-                # cannot be encoded into the error response (app/main.py renders it with 500).
-                raise Unprocessable(
-                    "text must be valid Unicode (a lone UTF-16 surrogate was sent)",
-                    code="invalid_text",
-                )
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return data
-
-
 class Body(Strict):
-    """A request body: unknown fields are errors, and every text is valid Unicode."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        return valid_text(data)
+    """A request body: unknown fields are errors (lone surrogates are refused by the app)."""
 
 
-# Bodies whose item types live in app.core: the same Unicode check around them.
-MetricsBody = Annotated[list[MetricIn], BeforeValidator(valid_text)]
-TagsBody = Annotated[Tags, BeforeValidator(valid_text)]
-
-
-class SearchBody(SearchIn):
-    """POST /search: a case-insensitive substring search."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        return valid_text(data)
+MetricsBody = list[MetricIn]
+TagsBody = Tags
+SearchBody = SearchIn
 
 
 def _check_order(started_at: datetime | None, completed_at: datetime | None) -> None:
@@ -155,11 +114,6 @@ class ResultsIn(BaseModel):
     test_details: list[CaseIn] | None = None
     performance_metrics: dict[Device, dict[Name, Finite]] | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        return valid_text(data)
-
     @model_validator(mode="after")
     def _finite_extras(self) -> ResultsIn:
         for key, value in (self.model_extra or {}).items():
@@ -179,11 +133,6 @@ class StepBody(StepIn):
     """PUT /run/{run_id}/steps/{step_name}: a step's state (finite duration, ordered times)."""
 
     duration: NonNegative | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        return valid_text(data)
 
     @model_validator(mode="after")
     def _ordered(self) -> StepBody:
@@ -453,8 +402,3 @@ class ImportDocument(BaseModel):
     component: str
     schema_revision: str | None = None
     tables: dict[str, list[dict[str, Any]]]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        return valid_text(data)
