@@ -20,7 +20,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -35,7 +34,7 @@ from app.components.generator.models import (
 )
 from app.core.bulk import insert_rows
 from app.core.pagination import Page
-from app.core.records import delete_owned, replace_owned, table_of, upsert
+from app.core.records import delete_owned, replace_owned, rows_of, table_of, upsert
 from app.core.stats import count_where, duration_columns, escape_like, series_columns
 
 TASK_FIELDS = [c.key for c in Task.__table__.columns]
@@ -171,7 +170,7 @@ def member_tasks(session: Session, batch_id: str) -> list[dict[str, Any]]:
         .where(Task.batch_id == batch_id)
         .order_by(Task.started_at, Task.task_id)
     )
-    return [dict(r._mapping) for r in session.execute(query)]
+    return rows_of(session, query)
 
 
 def member_counts(session: Session, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -341,16 +340,20 @@ def _scope_conditions(scope: Scope) -> list[Any]:
     return conds
 
 
-def _stat_columns() -> list[Any]:
-    completed = Task.status == "completed"
+def _stat_columns(source: Any = None) -> list[Any]:
+    # `source` is a subquery with the task columns (per device), else the tasks table itself.
+    status = source.c.status if source is not None else Task.status
+    duration = source.c.duration if source is not None else Task.duration
+    started_at = source.c.started_at if source is not None else Task.started_at
+    completed = status == "completed"
     return [
         func.count().label("total_tasks"),
         count_where(completed, "completed_tasks"),
-        count_where(Task.status == "error", "failed_tasks"),
-        count_where(Task.status == "running", "running_tasks"),
-        count_where(Task.status == "cancelled", "cancelled_tasks"),
-        *duration_columns(Task.duration, completed),
-        func.max(Task.started_at).label("latest_task"),
+        count_where(status == "error", "failed_tasks"),
+        count_where(status == "running", "running_tasks"),
+        count_where(status == "cancelled", "cancelled_tasks"),
+        *duration_columns(duration, completed),
+        func.max(started_at).label("latest_task"),
     ]
 
 
@@ -362,24 +365,29 @@ def model_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
         .group_by(Task.model_name)
         .order_by(desc("total_tasks"), Task.model_name)
     )
-    return [dict(r._mapping) for r in session.execute(query)]
+    return rows_of(session, query)
 
 
 def hardware_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
     """Return one row of task statistics per device, most tasks first (one query)."""
-    device = func.unnest(Task.hardware).table_valued("device").render_derived(name="hw")
     conds = _scope_conditions(Scope(scope.since, scope.model_name, None))
-    if scope.hardware:
-        conds.append(device.c.device == scope.hardware)
-    query = (
-        select(device.c.device.label("hardware"), *_stat_columns())
-        .select_from(Task)
-        .join(device, true())
+    # Filter the tasks first, then unnest their devices: DuckDB does not push a filter below
+    # a lateral unnest join.
+    per_device = (
+        select(
+            Task.status, Task.duration, Task.started_at, func.unnest(Task.hardware).label("device")
+        )
         .where(*conds)
-        .group_by(device.c.device)
-        .order_by(desc("total_tasks"), device.c.device)
+        .subquery("per_device")
     )
-    return [dict(r._mapping) for r in session.execute(query)]
+    query = (
+        select(per_device.c.device.label("hardware"), *_stat_columns(per_device))
+        .group_by(per_device.c.device)
+        .order_by(desc("total_tasks"), per_device.c.device)
+    )
+    if scope.hardware:
+        query = query.where(per_device.c.device == scope.hardware)
+    return rows_of(session, query)
 
 
 def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
@@ -397,7 +405,7 @@ def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
         .group_by(day)
         .order_by(day)
     )
-    return [{**dict(r._mapping), "day": r.day.isoformat()} for r in session.execute(query)]
+    return [{**row, "day": row["day"].isoformat()} for row in rows_of(session, query)]
 
 
 def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
@@ -415,7 +423,7 @@ def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
             TaskMetric.metric_unit,
         )
     )
-    return [dict(r._mapping) for r in session.execute(query)]
+    return rows_of(session, query)
 
 
 def latest_tasks(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.orm import Session
@@ -42,7 +41,7 @@ from app.components.test_suite.models import (
 from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
 from app.core.bulk import insert_rows
 from app.core.pagination import Page
-from app.core.records import delete_owned, replace_owned, table_of, upsert
+from app.core.records import delete_owned, replace_owned, rows_of, table_of, upsert
 from app.core.stats import count_where, duration_columns, escape_like, series_columns
 
 RUN_FIELDS = [c.key for c in Run.__table__.columns]
@@ -425,18 +424,12 @@ def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
     if not found:
         return None
     item = found[0]
-    cases = [
-        {
-            "name": c.name,
-            "status": c.status,
-            "duration_ms": c.duration_ms,
-            "error": c.error,
-            "hardware": c.hardware,
-        }
-        for c in session.scalars(
-            select(RunCase).where(RunCase.run_id == run_id).order_by(RunCase.position)
-        )
-    ]
+    cases = rows_of(
+        session,
+        select(RunCase.name, RunCase.status, RunCase.duration_ms, RunCase.error, RunCase.hardware)
+        .where(RunCase.run_id == run_id)
+        .order_by(RunCase.position),
+    )
     result = get_results(session, run_id)
     if result is not None:
         # result_data is written as an object, but a hand-edited row must not break reads.
@@ -455,50 +448,46 @@ def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
         item.update(counts)
     else:
         item["results"] = None
-    item["steps"] = [
-        {
-            k: getattr(s, k)
-            for k in (
-                "step_name",
-                "status",
-                "progress",
-                "started_at",
-                "completed_at",
-                "duration",
-                "error",
-            )
-        }
-        # In the order they were first recorded (a PUT of a known step keeps its place).
-        for s in session.scalars(
-            select(RunStep).where(RunStep.run_id == run_id).order_by(RunStep.id)
+    # Steps in the order they were first recorded (a PUT of a known step keeps its place).
+    item["steps"] = rows_of(
+        session,
+        select(
+            RunStep.step_name,
+            RunStep.status,
+            RunStep.progress,
+            RunStep.started_at,
+            RunStep.completed_at,
+            RunStep.duration,
+            RunStep.error,
         )
-    ]
-    item["metrics"] = [
-        {
-            "name": m.metric_name,
-            "value": m.metric_value,
-            "unit": m.metric_unit,
-            "hardware": m.hardware,
-            "timestamp": m.timestamp,
-        }
-        for m in session.scalars(
-            select(RunMetric)
-            .where(RunMetric.run_id == run_id)
-            .order_by(RunMetric.timestamp, RunMetric.id)
+        .where(RunStep.run_id == run_id)
+        .order_by(RunStep.id),
+    )
+    item["metrics"] = rows_of(
+        session,
+        select(
+            RunMetric.metric_name.label("name"),
+            RunMetric.metric_value.label("value"),
+            RunMetric.metric_unit.label("unit"),
+            RunMetric.hardware,
+            RunMetric.timestamp,
         )
-    ]
-    item["tags"] = {
-        t.tag_name: t.tag_value
-        for t in session.scalars(
-            select(RunTag).where(RunTag.run_id == run_id).order_by(RunTag.tag_name)
+        .where(RunMetric.run_id == run_id)
+        .order_by(RunMetric.timestamp, RunMetric.id),
+    )
+    tags = select(RunTag.tag_name, RunTag.tag_value).where(RunTag.run_id == run_id)
+    item["tags"] = {name: value for name, value in session.execute(tags.order_by(RunTag.tag_name))}
+    item["artifacts"] = rows_of(
+        session,
+        select(
+            RunArtifact.artifact_type,
+            RunArtifact.artifact_path,
+            RunArtifact.description,
+            RunArtifact.created_at,
         )
-    }
-    item["artifacts"] = [
-        {k: getattr(a, k) for k in ("artifact_type", "artifact_path", "description", "created_at")}
-        for a in session.scalars(
-            select(RunArtifact).where(RunArtifact.run_id == run_id).order_by(RunArtifact.id)
-        )
-    ]
+        .where(RunArtifact.run_id == run_id)
+        .order_by(RunArtifact.id),
+    )
     return item
 
 
@@ -535,26 +524,29 @@ def _scope_conditions(scope: Scope) -> list[Any]:
     return conds
 
 
-def _stat_columns() -> list[Any]:
-    completed = Run.status == "completed"
+def _stat_columns(source: Any = None) -> list[Any]:
+    # `source` is a subquery with the run columns (per device), else the runs table itself.
+    status = source.c.status if source is not None else Run.status
+    duration = source.c.duration if source is not None else Run.duration
+    started_at = source.c.started_at if source is not None else Run.started_at
+    completed = status == "completed"
     return [
         func.count().label("total_runs"),
         count_where(completed, "completed_runs"),
-        count_where(Run.status == "error", "failed_runs"),
-        count_where(Run.status == "timeout", "timeout_runs"),
-        count_where(Run.status == "cancelled", "cancelled_runs"),
+        count_where(status == "error", "failed_runs"),
+        count_where(status == "timeout", "timeout_runs"),
+        count_where(status == "cancelled", "cancelled_runs"),
         func.coalesce(func.sum(RunResult.tests_passed), 0).label("tests_passed"),
         func.coalesce(func.sum(RunResult.tests_failed), 0).label("tests_failed"),
         func.coalesce(func.sum(RunResult.tests_skipped), 0).label("tests_skipped"),
-        *duration_columns(Run.duration, completed),
-        func.max(Run.started_at).label("latest_run"),
+        *duration_columns(duration, completed),
+        func.max(started_at).label("latest_run"),
     ]
 
 
-def _with_pass_rate(rows: Any) -> list[dict[str, Any]]:
+def _with_pass_rate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for row in rows:
-        item = dict(row._mapping)
+    for item in rows:
         decided = item["tests_passed"] + item["tests_failed"]
         item["pass_rate"] = item["tests_passed"] / decided if decided else None
         out.append(item)
@@ -570,25 +562,35 @@ def model_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
         .group_by(Run.model_name)
         .order_by(desc("total_runs"), Run.model_name)
     )
-    return _with_pass_rate(session.execute(query))
+    return _with_pass_rate(rows_of(session, query))
 
 
 def hardware_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
     """Return one row of run statistics per device, most runs first (one query)."""
-    device = func.unnest(Run.hardware).table_valued("device").render_derived(name="hw")
     conds = _scope_conditions(Scope(scope.since, scope.model_name, None, scope.test_type))
-    if scope.hardware:
-        conds.append(device.c.device == scope.hardware)
-    query = (
-        select(device.c.device.label("hardware"), *_stat_columns())
-        .select_from(Run)
-        .join(device, true())
-        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+    # Filter the runs first, then unnest their devices: DuckDB does not push a filter below
+    # a lateral unnest join (measured: 217 ms → 24 ms for a 30-day window over 100k runs).
+    per_device = (
+        select(
+            Run.run_id,
+            Run.status,
+            Run.duration,
+            Run.started_at,
+            func.unnest(Run.hardware).label("device"),
+        )
         .where(*conds)
-        .group_by(device.c.device)
-        .order_by(desc("total_runs"), device.c.device)
+        .subquery("per_device")
     )
-    return _with_pass_rate(session.execute(query))
+    query = (
+        select(per_device.c.device.label("hardware"), *_stat_columns(per_device))
+        .select_from(per_device)
+        .outerjoin(RunResult, RunResult.run_id == per_device.c.run_id)
+        .group_by(per_device.c.device)
+        .order_by(desc("total_runs"), per_device.c.device)
+    )
+    if scope.hardware:
+        query = query.where(per_device.c.device == scope.hardware)
+    return _with_pass_rate(rows_of(session, query))
 
 
 def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
@@ -607,7 +609,7 @@ def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
         .group_by(day)
         .order_by(day)
     )
-    return [{**dict(r._mapping), "day": r.day.isoformat()} for r in session.execute(query)]
+    return [{**row, "day": row["day"].isoformat()} for row in rows_of(session, query)]
 
 
 def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
@@ -630,7 +632,7 @@ def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
             RunMetric.metric_unit,
         )
     )
-    return [dict(r._mapping) for r in session.execute(query)]
+    return rows_of(session, query)
 
 
 def latest_runs(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:
