@@ -53,11 +53,18 @@ def _arrow_value(column: Any, value: Any) -> Any:
     return value
 
 
-def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert rows in the session's transaction, by Arrow on DuckDB for large batches."""
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    constants: dict[str, Any] | None = None,
+) -> int:
+    """Insert rows (plus `constants` in every row), by Arrow on DuckDB for large batches."""
     if not rows:
         return 0
-    names = list(dict.fromkeys(name for row in rows for name in row))
+    constants = constants or {}
+    names = list(rows[0])
+    names += sorted(set().union(*rows) - set(names))  # rows may differ in their keys
     if is_duckdb(session) and len(rows) >= ARROW_THRESHOLD:
         columns = [table.c[name] for name in names]
         json_columns = [col.name for col in columns if isinstance(col.type, JSON)]
@@ -70,14 +77,21 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         arrow = pa.Table.from_pylist(list(rows), schema=schema)
         raw = raw_connection(session)
         view = f"_bulk_{uuid.uuid4().hex}"
-        quoted = ", ".join(f'"{name}"' for name in names)
+        targets = ", ".join(f'"{name}"' for name in [*constants, *names])
+        # Constants are bound once as parameters, not copied into every row.
+        sources = ", ".join(["?"] * len(constants) + [f'"{name}"' for name in names])
         raw.register(view, arrow)
         try:
-            raw.execute(f'INSERT INTO "{table.name}" ({quoted}) SELECT {quoted} FROM "{view}"')
+            raw.execute(
+                f'INSERT INTO "{table.name}" ({targets}) SELECT {sources} FROM "{view}"',
+                list(constants.values()),
+            )
         finally:
             raw.unregister(view)
     else:
-        session.execute(insert(table), [{name: row.get(name) for name in names} for row in rows])
+        session.execute(
+            insert(table), [{**constants, **{n: row.get(n) for n in names}} for row in rows]
+        )
     return len(rows)
 
 

@@ -57,7 +57,7 @@ def replace_owned(
     """Replace every row an owner has in a child table with `rows`."""
     table = table_of(model)
     session.execute(delete(table).where(table.c[owner] == owner_id))
-    return insert_rows(session, table, [{owner: owner_id, **row} for row in rows])
+    return insert_rows(session, table, rows, constants={owner: owner_id})
 
 
 def delete_owned(

@@ -119,7 +119,7 @@ def replace_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, 
 
 def append_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, Any]]) -> int:
     """Append metric points to a task's series."""
-    return insert_rows(session, table_of(TaskMetric), [{"task_id": task_id, **m} for m in metrics])
+    return insert_rows(session, table_of(TaskMetric), metrics, constants={"task_id": task_id})
 
 
 def set_tags(session: Session, task_id: str, tags: dict[str, str], *, replace: bool) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
@@ -72,12 +72,28 @@ def build_db_router(ctx: AppContext) -> APIRouter:
     # --- recording ---------------------------------------------------------------------------
 
     @router.post(
-        "/runs", status_code=201, response_model=RunRead, dependencies=write, responses=CONFLICT
+        "/runs",
+        status_code=201,
+        response_model=RunRead | RunSummary,
+        dependencies=write,
+        responses=CONFLICT,
     )
-    def record_run(doc: RunCreate) -> RunRead:
+    def record_run(
+        doc: RunCreate,
+        response: Response,
+        prefer: str | None = Header(
+            None,
+            description="`return=minimal` answers with the run's summary (no child rows): "
+            "the fast path for large documents",
+        ),
+    ) -> RunRead | RunSummary:
         """Record a whole run (results, steps, metrics, tags, artifacts) atomically."""
         with db().writing() as session:
             run_id = service.record_run(session, doc)
+        if prefer and "return=minimal" in prefer.replace(" ", "").lower():
+            response.headers["Preference-Applied"] = "return=minimal"
+            with db().reading() as session:
+                return RunSummary.model_validate(store.run_summary(session, run_id))
         return detail(run_id)
 
     @router.patch(

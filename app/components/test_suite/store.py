@@ -174,7 +174,7 @@ def replace_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, A
 
 def append_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, Any]]) -> int:
     """Append metric points to a run's series."""
-    return insert_rows(session, table_of(RunMetric), [{"run_id": run_id, **m} for m in metrics])
+    return insert_rows(session, table_of(RunMetric), metrics, constants={"run_id": run_id})
 
 
 def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str, Any]]) -> int:
@@ -418,12 +418,17 @@ def list_runs(session: Session, f: RunFilter, page: Page) -> tuple[list[dict[str
     return _summaries(session, query), int(total)
 
 
+def run_summary(session: Session, run_id: str) -> dict[str, Any] | None:
+    """Return a run's own fields, batch ids and test counts (no child rows)."""
+    found = _summaries(session, _summary_query().where(Run.run_id == run_id))
+    return found[0] if found else None
+
+
 def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
     """Return a run with every child row, in the shape of the recording document."""
-    found = _summaries(session, _summary_query().where(Run.run_id == run_id))
-    if not found:
+    item = run_summary(session, run_id)
+    if item is None:
         return None
-    item = found[0]
     cases = rows_of(
         session,
         select(RunCase.name, RunCase.status, RunCase.duration_ms, RunCase.error, RunCase.hardware)
