@@ -21,7 +21,6 @@ from app.components.test_suite.schemas import (
     CaseIn,
     ExportIn,
     HardwareStats,
-    ImportDocument,
     MetricsBody,
     ModelStats,
     PerformanceReport,
@@ -46,6 +45,7 @@ from app.core.schemas import (
     Deleted,
     ExportFormat,
     ExportResult,
+    ImportDocument,
     ImportResult,
     StepRead,
 )

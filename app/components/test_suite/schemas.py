@@ -391,14 +391,3 @@ class ExportIn(Body):
     include_cases: bool = True
     table: str | None = Field(None, description="jsonl/csv/parquet: the table to write")
     overwrite: bool = False
-
-
-class ImportDocument(BaseModel):
-    """POST /import: an export document exactly as `POST /export` with format json wrote it."""
-
-    model_config = ConfigDict(extra="allow")
-
-    format: str
-    component: str
-    schema_revision: str | None = None
-    tables: dict[str, list[dict[str, Any]]]
