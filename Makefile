@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create .venv and install the app with its dev tools
 
+MODELS := $(VENV)/.installed-models
+
+$(MODELS): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,models]'
+	touch $(MODELS)
+
 run: $(STAMP)  ## migrate both databases, then serve on $(HOST):$(PORT)
 	$(BIN)/python -m app serve --host $(HOST) --port $(PORT)
 
@@ -35,6 +41,9 @@ format: $(STAMP)
 
 test: lint  ## the whole suite: lint, types, unit, API, migrations, end-to-end
 	$(BIN)/python -m pytest -q
+
+test-models: $(MODELS)  ## generate the six families' suites and run them on tiny CPU models (torch)
+	$(BIN)/python -m pytest -q -m models tests/models
 
 bench: $(STAMP)  ## benchmarks against raw DuckDB (BENCH_SCALE=full for the full data set)
 	$(BIN)/python -m bench

@@ -1,0 +1,281 @@
+"""HTTP routes of the Generator execution API (/api/generator): generate, follow, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response, WebSocket
+from fastapi.responses import FileResponse, StreamingResponse
+
+from app.components.generator import service, store
+from app.components.generator.exec_schemas import (
+    BatchGenerateRequest,
+    BatchGenerateStarted,
+    CancelResult,
+    GenerateRequest,
+    GenerateStarted,
+    GenerationOptions,
+    TaskStatusRead,
+    TemplateInfo,
+)
+from app.components.generator.families import Family, list_families, resolve_family
+from app.components.generator.render import (
+    normalize_context,
+    normalize_hardware,
+    safe_output_dir,
+)
+from app.components.generator.runner import CREATOR, GenerationRunner, Job, status_event
+from app.components.generator.schemas import BatchCreate, TaskCreate, TaskRead, TaskSummary
+from app.core.context import AppContext
+from app.core.errors import NotFound, Unprocessable
+from app.core.hardware import Backend, detect
+from app.core.live import EventHub, sse_stream, websocket_session
+from app.core.naming import module_filename
+from app.core.pagination import Page, page_params, set_total
+from app.core.schemas import BAD_REQUEST, NOT_FOUND, Responses
+from app.core.statuses import TaskStatus
+
+COMPONENT = service.COMPONENT
+INVALID: Responses = {**BAD_REQUEST, 422: {"description": "unknown model, template or option"}}
+
+
+def _plan(
+    output_root: Path, model_name: str, options: GenerationOptions
+) -> tuple[Family, tuple[str, ...], dict[str, Any], Path]:
+    """Check what is cheap to check before queueing: family, hardware, options, folder."""
+    if not model_name.strip():
+        raise Unprocessable("model_name must not be blank", code="invalid_model_name")
+    family = resolve_family(model_name, options.template_type)
+    devices = normalize_hardware(family, options.hardware)
+    context = normalize_context(options.template_context)
+    directory = safe_output_dir(output_root, options.output_dir)
+    return family, devices, context, directory
+
+
+def build_exec_router(ctx: AppContext, runner: GenerationRunner, hub: EventHub) -> APIRouter:
+    """Return the /api/generator execution router."""
+    router = APIRouter(
+        prefix="/api/generator", tags=["generator"], dependencies=[Depends(ctx.require_read())]
+    )
+    write = [Depends(ctx.require_write())]
+
+    def db() -> Any:
+        return ctx.database(COMPONENT)
+
+    def output_root() -> Path:
+        return ctx.settings.folder("output")
+
+    def queue(
+        model_name: str,
+        options: GenerationOptions,
+        plan: tuple[Family, tuple[str, ...], dict[str, Any], Path],
+        batch_id: str | None = None,
+    ) -> str:
+        _family, devices, context, directory = plan
+        tags = dict(options.tags)
+        if options.task:
+            tags["task"] = options.task
+        doc = TaskCreate(
+            model_name=model_name,
+            hardware=list(devices),
+            status=TaskStatus.queued,
+            current_step="queued",
+            template_type=options.template_type,
+            template_context=context,
+            output_dir=str(directory),
+            creator=CREATOR,
+            task_type="batch" if batch_id else "single",
+            tags=tags or None,
+            batch_id=batch_id,
+        )
+        with db().writing() as session:
+            task_id = service.record_task(session, doc)
+        runner.submit(
+            Job(
+                task_id=task_id,
+                model_name=model_name,
+                hardware=devices,
+                template_type=options.template_type,
+                template_context=context,
+                directory=directory,
+                force=options.force,
+                fix_syntax=options.fix_syntax,
+            )
+        )
+        return task_id
+
+    @router.post(
+        "/model",
+        status_code=202,
+        response_model=GenerateStarted,
+        dependencies=write,
+        responses=INVALID,
+    )
+    def generate_model(req: GenerateRequest) -> GenerateStarted:
+        """Queue a task that renders, checks and writes the model's test file."""
+        plan = _plan(output_root(), req.model_name, req)
+        task_id = queue(req.model_name, req, plan)
+        family, _devices, _context, directory = plan
+        with db().reading() as session:
+            task = service.require_task(session, task_id)
+            return GenerateStarted(
+                task_id=task_id,
+                status=str(task.status),
+                message=f"generation queued for {req.model_name} ({family.name})",
+                started_at=task.started_at,
+                architecture=family.name,
+                output_file=str(directory / module_filename(req.model_name)),
+            )
+
+    @router.post(
+        "/batch",
+        status_code=202,
+        response_model=BatchGenerateStarted,
+        dependencies=write,
+        responses=INVALID,
+    )
+    def generate_batch(req: BatchGenerateRequest) -> BatchGenerateStarted:
+        """Queue one task per model, grouped in a batch whose status follows its tasks."""
+        root = output_root()
+        unknown: list[str] = []
+        plans = {}
+        for name in req.model_names:
+            try:
+                plans[name] = _plan(root, name, req)
+            except Unprocessable as exc:
+                if exc.code != "unknown_architecture":
+                    raise
+                unknown.append(name)
+        if unknown:
+            families = [f.name for f in list_families()]
+            raise Unprocessable(
+                f"cannot tell the architecture of {', '.join(map(repr, unknown))}; "
+                f"pass template_type as one of: {', '.join(families)}",
+                code="unknown_architecture",
+                extra={"families": families, "models": unknown},
+            )
+        description = req.description or f"generate {len(plans)} test files"
+        with db().writing() as session:
+            batch_id = service.create_batch(
+                session, BatchCreate(description=description, creator=CREATOR)
+            )
+        task_ids = [queue(name, req, plan, batch_id) for name, plan in plans.items()]
+        with db().reading() as session:
+            status = str(service.require_batch(session, batch_id).status)
+        return BatchGenerateStarted(
+            batch_id=batch_id,
+            task_ids=task_ids,
+            status=status,
+            message=f"{len(task_ids)} generation tasks queued",
+        )
+
+    @router.get("/status/{task_id}", response_model=TaskStatusRead, responses=NOT_FOUND)
+    def task_status(task_id: str) -> TaskStatusRead:
+        """Return a task's status, progress, current step and elapsed time."""
+        with db().reading() as session:
+            return TaskStatusRead.model_validate(
+                status_event(service.require_task(session, task_id))
+            )
+
+    @router.get("/result/{task_id}", response_model=TaskRead, responses=NOT_FOUND)
+    def task_result(task_id: str) -> TaskRead:
+        """Return a task with its output file, architecture, steps, metrics and tags."""
+        with db().reading() as session:
+            return TaskRead.model_validate(service.task_detail(session, task_id))
+
+    @router.get(
+        "/file/{task_id}",
+        response_class=FileResponse,
+        responses={**NOT_FOUND, 200: {"content": {"text/x-python": {}}}},
+    )
+    def task_file(task_id: str) -> FileResponse:
+        """Return the test file this task wrote (only that file, only inside the output folder)."""
+        with db().reading() as session:
+            task = service.require_task(session, task_id)
+            output_file = task.output_file
+        if not output_file:
+            raise NotFound(f"task {task_id} wrote no file", code="no_file")
+        root = output_root()
+        # resolve() follows symlinks and `..`: a path recorded by hand, or a file swapped for a
+        # link since, cannot lead out of the output folder.
+        path = Path(output_file).resolve()
+        if not path.is_relative_to(root):
+            raise NotFound(
+                f"task {task_id}'s file is not inside the output folder", code="file_not_served"
+            )
+        if not path.is_file():
+            raise NotFound(f"task {task_id}'s file {path.name} no longer exists", code="file_gone")
+        return FileResponse(path, media_type="text/x-python", filename=path.name)
+
+    @router.post(
+        "/cancel/{task_id}", response_model=CancelResult, dependencies=write, responses=NOT_FOUND
+    )
+    def cancel(task_id: str) -> CancelResult:
+        """Cancel a queued or running task; its status becomes final and no file is written."""
+        cancelled = runner.cancel(task_id)
+        with db().reading() as session:
+            status = str(service.require_task(session, task_id).status)
+        message = "task cancelled" if cancelled else f"task already finished ({status})"
+        return CancelResult(task_id=task_id, cancelled=cancelled, status=status, message=message)
+
+    @router.get("/tasks", response_model=list[TaskSummary])
+    def tasks(
+        response: Response,
+        page: Page = Depends(page_params),
+        status: list[TaskStatus] = Query(default_factory=list),
+        model_name: str | None = None,
+        batch_id: str | None = None,
+        since: datetime | None = None,
+    ) -> list[TaskSummary]:
+        """List tasks, newest first (the total is in X-Total-Count)."""
+        f = store.TaskFilter(
+            status=[s.value for s in status], model_name=model_name, batch_id=batch_id, since=since
+        )
+        with db().reading() as session:
+            rows, total = store.list_tasks(session, f, page)
+        set_total(response, total)
+        return [TaskSummary.model_validate(r) for r in rows]
+
+    @router.get("/templates", response_model=list[TemplateInfo])
+    def templates() -> list[TemplateInfo]:
+        """List the architecture families: template, example model, classes, hardware."""
+        return [TemplateInfo.model_validate(f.as_dict()) for f in list_families()]
+
+    @router.get("/hardware", response_model=list[Backend])
+    def hardware() -> list[Backend]:
+        """List hardware backends: cpu always; others when their library finds a device."""
+        return list(detect())
+
+    @router.get("/events/{task_id}", responses=NOT_FOUND, response_class=StreamingResponse)
+    def events(task_id: str) -> StreamingResponse:
+        """Stream a task's steps and state changes as Server-Sent Events until it ends."""
+        with db().reading() as session:
+            service.require_task(session, task_id)
+        return StreamingResponse(
+            sse_stream(hub, task_id, lambda: runner.snapshot(task_id)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.websocket("/ws/{task_id}")
+    async def live(websocket: WebSocket, task_id: str) -> None:
+        """Push a task's steps and state changes; answer ping, status and cancel messages."""
+
+        def cancel_task() -> dict[str, Any]:
+            return {"task_id": task_id, "cancelled": runner.cancel(task_id)}
+
+        try:
+            await asyncio.to_thread(runner.snapshot, task_id)
+        except NotFound as exc:
+            await websocket.accept()
+            await websocket.send_json({"type": "error", "detail": exc.detail, "code": exc.code})
+            await websocket.close(code=4404)
+            return
+        await websocket_session(
+            websocket, hub, task_id, lambda: runner.snapshot(task_id), cancel_task
+        )
+
+    return router
