@@ -49,6 +49,7 @@ def run(scale: Scale, work: Path) -> dict[str, Any]:
     log(f"  {built}")
 
     docs_large = ingest.documents(scale, anchor, "large", scale.large_runs, scale.large_details)
+    docs_echo = ingest.documents(scale, anchor, "echo", scale.large_runs, scale.large_details)
     docs_small = ingest.documents(scale, anchor, "small", scale.small_runs, scale.small_details)
 
     log("ingest in-process: store.replace_cases vs raw DuckDB Arrow INSERT … SELECT")
@@ -87,8 +88,10 @@ def run(scale: Scale, work: Path) -> dict[str, Any]:
             for name, e in results["export"].items():
                 log(f"  {name}: {e}")
             log(f"HTTP ingest: {scale.large_runs} runs of {scale.large_details:,} details")
-            http_large = ingest.http_sequential(server.url, docs_large, sampler)
-            log(f"  {http_large}")
+            http_large = ingest.http_sequential(server.url, docs_large, sampler, minimal=True)
+            log(f"  Prefer: return=minimal: {http_large}")
+            http_echo = ingest.http_sequential(server.url, docs_echo, sampler)
+            log(f"  full answer: {http_echo}")
             log(
                 f"HTTP ingest: {scale.small_runs} runs of {scale.small_details} details, "
                 f"{scale.small_clients} clients"
@@ -97,7 +100,11 @@ def run(scale: Scale, work: Path) -> dict[str, Any]:
                 server.url, docs_small, scale.small_clients, sampler
             )
             log(f"  {http_small}")
-            results["ingest"] = {"http_large": http_large, "http_small": http_small}
+            results["ingest"] = {
+                "http_large": http_large,
+                "http_large_full_answer": http_echo,
+                "http_small": http_small,
+            }
             log(f"small writes: {scale.write_clients} clients for {scale.write_seconds} s")
             results["writes"] = writes.measure(
                 server.url, scale.write_clients, scale.write_seconds, sampler
