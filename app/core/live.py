@@ -10,6 +10,9 @@ from contextlib import suppress
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from app.core.errors import NotFound
 
 # A subscriber that stops reading is dropped once this many events wait for it.
 QUEUE_LIMIT = 10_000
@@ -109,6 +112,17 @@ async def sse_stream(
         sub.close()
 
 
+def sse_response(
+    hub: EventHub, key: str, snapshot: Callable[[], list[dict[str, Any]]]
+) -> StreamingResponse:
+    """Return a response that streams `key`'s state and events as Server-Sent Events."""
+    return StreamingResponse(
+        sse_stream(hub, key, snapshot),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 async def websocket_session(
     websocket: WebSocket,
     hub: EventHub,
@@ -117,6 +131,14 @@ async def websocket_session(
     cancel: Callable[[], dict[str, Any]],
 ) -> None:
     """Serve one WebSocket: push events; answer `ping`, `status` and `cancel` messages."""
+    try:
+        await asyncio.to_thread(snapshot)
+    except NotFound as exc:
+        # An unknown run or task: say so in the error shape, then close with 4404.
+        await websocket.accept()
+        await websocket.send_json({"type": "error", "detail": exc.detail, "code": exc.code})
+        await websocket.close(code=4404)
+        return
     await websocket.accept()
     sub = hub.subscribe(key)
     done = asyncio.Event()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Select, Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from app.core.bulk import chunks, insert_rows
+
+if TYPE_CHECKING:
+    from app.core.pagination import Page
+
+M = TypeVar("M", bound=DeclarativeBase)
 
 
 def table_of(model: type[DeclarativeBase]) -> Table:
@@ -87,3 +92,49 @@ def rows_of(session: Session, query: Any) -> list[dict[str, Any]]:
     result = session.execute(query)
     keys = list(result.keys())
     return [dict(zip(keys, row, strict=True)) for row in result]
+
+
+def add_row(session: Session, model: type[M], fields: dict[str, Any]) -> M:
+    """Insert one row through the ORM and return it."""
+    row = model(**fields)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def set_fields(session: Session, row: DeclarativeBase, fields: dict[str, Any]) -> None:
+    """Change some of a row's own fields."""
+    for key, value in fields.items():
+        setattr(row, key, value)
+    session.flush()
+
+
+def existing_keys(session: Session, column: Any, keys: Sequence[str]) -> set[str]:
+    """Return which of the given keys a key column holds."""
+    if not keys:
+        return set()
+    return set(session.scalars(select(column).where(column.in_(list(keys)))))
+
+
+def set_owned_tags(
+    session: Session,
+    model: type[DeclarativeBase],
+    owner: str,
+    owner_id: str,
+    tags: dict[str, str],
+    *,
+    replace: bool,
+) -> None:
+    """Set an owner's tags (name → value), replacing all of them or merging."""
+    table = table_of(model)
+    if replace:
+        session.execute(delete(table).where(table.c[owner] == owner_id))
+    rows = [{owner: owner_id, "tag_name": k, "tag_value": v} for k, v in tags.items()]
+    upsert(session, model, [owner, "tag_name"], rows)
+
+
+def page_of(session: Session, query: Select[M], page: Page, *order_by: Any) -> tuple[list[M], int]:
+    """Return one page of a query's entities in the given order, and the number of matches."""
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(*order_by).limit(page.limit).offset(page.offset))
+    return list(rows), int(total)

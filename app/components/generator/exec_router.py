@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from app.components.generator.schemas import BatchCreate, TaskCreate, TaskRead, 
 from app.core.context import AppContext
 from app.core.errors import NotFound, Unprocessable
 from app.core.hardware import Backend, detect
-from app.core.live import EventHub, sse_stream, websocket_session
+from app.core.live import EventHub, sse_response, websocket_session
 from app.core.naming import module_filename
 from app.core.pagination import Page, page_params, set_total
 from app.core.schemas import BAD_REQUEST, NOT_FOUND, Responses
@@ -254,11 +253,7 @@ def build_exec_router(ctx: AppContext, runner: GenerationRunner, hub: EventHub) 
         """Stream a task's steps and state changes as Server-Sent Events until it ends."""
         with db().reading() as session:
             service.require_task(session, task_id)
-        return StreamingResponse(
-            sse_stream(hub, task_id, lambda: runner.snapshot(task_id)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return sse_response(hub, task_id, lambda: runner.snapshot(task_id))
 
     @router.websocket("/ws/{task_id}")
     async def live(websocket: WebSocket, task_id: str) -> None:
@@ -267,13 +262,6 @@ def build_exec_router(ctx: AppContext, runner: GenerationRunner, hub: EventHub) 
         def cancel_task() -> dict[str, Any]:
             return {"task_id": task_id, "cancelled": runner.cancel(task_id)}
 
-        try:
-            await asyncio.to_thread(runner.snapshot, task_id)
-        except NotFound as exc:
-            await websocket.accept()
-            await websocket.send_json({"type": "error", "detail": exc.detail, "code": exc.code})
-            await websocket.close(code=4404)
-            return
         await websocket_session(
             websocket, hub, task_id, lambda: runner.snapshot(task_id), cancel_task
         )

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime
-from pathlib import Path as FilePath
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
 
 from app.components.generator import service, store
 from app.components.generator.schemas import (
@@ -28,18 +24,12 @@ from app.components.generator.schemas import (
     TaskUpdate,
 )
 from app.core.context import AppContext
-from app.core.migrate import revision_state
 from app.core.models import utcnow
 from app.core.pagination import Page, page_params, set_total
 from app.core.schemas import (
-    BAD_REQUEST,
     CONFLICT,
     NOT_FOUND,
     Deleted,
-    ExportFormat,
-    ExportResult,
-    ImportDocument,
-    ImportResult,
     MetricIn,
     SearchIn,
     StepRead,
@@ -47,6 +37,7 @@ from app.core.schemas import (
 )
 from app.core.stats import window_start
 from app.core.statuses import BatchStatus, TaskStatus
+from app.core.transfer_routes import add_delete_batch_route, add_transfer_routes
 
 COMPONENT = service.COMPONENT
 
@@ -265,49 +256,15 @@ def build_db_router(ctx: AppContext) -> APIRouter:
 
     # --- export, import, delete --------------------------------------------------------------
 
-    def revision() -> str | None:
-        return revision_state(COMPONENT, db()).current
-
-    @router.post(
-        "/export",
-        response_model=ExportResult,
-        dependencies=write,
-        responses={**BAD_REQUEST, **CONFLICT},
+    add_transfer_routes(
+        router,
+        ctx,
+        COMPONENT,
+        write=write,
+        export_in=ExportIn,
+        export=service.export,
+        import_document=service.import_document,
     )
-    def export(body: ExportIn) -> ExportResult:
-        """Write an export (json, jsonl, csv, parquet) into the export folder."""
-        folder = ctx.settings.folder("export")
-        rev = revision()
-        with db().reading() as session:
-            return ExportResult.model_validate(service.export(session, folder, body, rev))
-
-    @router.get("/export", dependencies=write, response_class=FileResponse)
-    def download(
-        format: ExportFormat = Query("json"),
-        table: str | None = Query(None, description="jsonl/csv/parquet: the table to write"),
-    ) -> FileResponse:
-        """Stream an export as a download (the full JSON document, or one table)."""
-        folder = FilePath(tempfile.mkdtemp(prefix="download-", dir=ctx.settings.folder("export")))
-        body = ExportIn(filename=f"{COMPONENT}-export.{format}", format=format, table=table)
-        try:
-            rev = revision()
-            with db().reading() as session:
-                written = service.export(session, folder, body, rev)
-        except BaseException:
-            _remove_folder(folder)
-            raise
-        return FileResponse(
-            written["path"],
-            filename=written["filename"],
-            background=BackgroundTask(_remove_folder, folder),
-        )
-
-    @router.post("/import", response_model=ImportResult, dependencies=write)
-    def import_(document: ImportDocument) -> ImportResult:
-        """Load an export document back, atomically and idempotently."""
-        with db().writing() as session:
-            rows = service.import_document(session, document.model_dump())
-        return ImportResult(rows=rows, schema_revision=document.schema_revision)
 
     @router.delete(
         "/task/{task_id}", response_model=Deleted, dependencies=write, responses=NOT_FOUND
@@ -318,19 +275,15 @@ def build_db_router(ctx: AppContext) -> APIRouter:
             counts = service.delete_task(session, task_id)
         return Deleted(message=f"task {task_id} deleted", timestamp=utcnow(), deleted=counts)
 
-    @router.delete(
-        "/batch/{batch_id}", response_model=Deleted, dependencies=write, responses=NOT_FOUND
+    add_delete_batch_route(
+        router,
+        ctx,
+        COMPONENT,
+        write=write,
+        members="tasks",
+        delete_batch=lambda session, batch_id, with_members: service.delete_batch(
+            session, batch_id, delete_tasks=with_members
+        ),
     )
-    def delete_batch(batch_id: str, delete_tasks: bool = False) -> Deleted:
-        """Delete a batch; its tasks too with `delete_tasks=true`, else they are only unlinked."""
-        with db().writing() as session:
-            counts = service.delete_batch(session, batch_id, delete_tasks=delete_tasks)
-        return Deleted(message=f"batch {batch_id} deleted", timestamp=utcnow(), deleted=counts)
 
     return router
-
-
-def _remove_folder(folder: FilePath) -> None:
-    for item in folder.iterdir():
-        item.unlink()
-    folder.rmdir()

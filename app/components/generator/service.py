@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,11 @@ from app.components.generator.schemas import (
     TaskCreate,
     TaskUpdate,
 )
-from app.core import transfer
+from app.core import lifecycle, transfer
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.core.models import utcnow
 from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
-from app.core.statuses import TERMINAL, batch_status, transition_allowed
+from app.core.statuses import TERMINAL
 from app.core.transfer import TableSpec
 
 COMPONENT = "generator"
@@ -44,73 +42,27 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return max((end - start).total_seconds(), 0.0)
-
-
 def require_task(session: Session, task_id: str) -> Task:
     """Return a task or raise 404."""
-    task = store.get_task(session, task_id)
-    if task is None:
-        raise NotFound(f"task {task_id} not found")
-    return task
+    return lifecycle.require(store.get_task(session, task_id), f"task {task_id}")
 
 
 def require_batch(session: Session, batch_id: str) -> TaskBatch:
     """Return a batch or raise 404."""
-    batch = store.get_batch(session, batch_id)
-    if batch is None:
-        raise NotFound(f"batch {batch_id} not found")
-    return batch
+    return lifecycle.require(store.get_batch(session, batch_id), f"batch {batch_id}")
 
 
 def _check_transition(task: Task, new_status: str | None) -> None:
-    if new_status is None:
-        return
-    current = str(task.status)
-    if not transition_allowed(current, str(new_status)):
-        raise Conflict(
-            f"task {task.task_id} is {current}; it cannot become {new_status}",
-            code="invalid_transition",
-        )
-
-
-def _metric_rows(metrics: list[MetricIn], default: datetime | None = None) -> list[dict[str, Any]]:
-    now = default or utcnow()
-    return [
-        {
-            "metric_name": m.name,
-            "metric_value": m.value,
-            "metric_unit": m.unit,
-            "hardware": m.hardware,
-            "timestamp": m.timestamp or now,
-        }
-        for m in metrics
-    ]
+    lifecycle.check_transition("task", task.task_id, str(task.status), new_status)
 
 
 def refresh_batches(session: Session, batch_ids: list[str]) -> None:
     """Derive each batch's status, timing and member count from its tasks."""
     for batch_id in batch_ids:
         counts = store.member_counts(session, [batch_id]).get(batch_id, {})
-        statuses = [status for status, n in counts.items() for _ in range(n)]
         timing = store.member_timing(session, batch_id)
-        status = batch_status(statuses)
-        done = status in {"completed", "partial", "error", "cancelled"}
-        completed_at = timing["completed_at"] if done else None
-        store.set_batch_fields(
-            session,
-            batch_id,
-            {
-                "status": status,
-                "task_count": int(timing["members"]),
-                "started_at": timing["started_at"],
-                "completed_at": completed_at,
-                "duration": _seconds(timing["started_at"], completed_at),
-            },
-        )
+        fields = lifecycle.batch_fields(counts, timing, "task_count")
+        store.set_batch_fields(session, batch_id, fields)
 
 
 def _batches_of(*tasks: Task | None) -> list[str]:
@@ -130,15 +82,10 @@ def _derive_timing(fields: dict[str, Any], task: Task | None, *, status_changed:
             f"completed_at {completed.isoformat()} is before started_at {started.isoformat()}",
             code="invalid_timestamps",
         )
-    status = str(fields["status"]) if status_changed and fields.get("status") else None
-    if status in TERMINAL:
-        if completed is None:
-            # Never before the start (a client clock ahead of ours would make it so).
-            completed = fields["completed_at"] = max(utcnow(), started or utcnow())
-        if status == "completed":
-            fields.setdefault("progress", 1.0)
-    if fields.get("duration") is None and (sent_times or status in TERMINAL):
-        fields["duration"] = _seconds(started, completed)
+    if status_changed:
+        lifecycle.finish_fields(fields, started, completed)
+    if fields.get("duration") is None and sent_times:
+        fields["duration"] = lifecycle.seconds(started, fields.get("completed_at", completed))
 
 
 def record_task(session: Session, doc: TaskCreate) -> str:
@@ -149,15 +96,8 @@ def record_task(session: Session, doc: TaskCreate) -> str:
     old_batch = existing.batch_id if existing else None
     if existing is None:
         if "started_at" not in fields:
-            # A finished task recorded after the fact started `duration` before it completed.
-            completed = fields.get("completed_at")
-            duration = fields.get("duration") or 0.0
-            fields["started_at"] = (
-                completed - timedelta(seconds=duration) if completed else utcnow()
-            )
-        fields.setdefault("hardware", ["cpu"])
-        fields.setdefault("status", "completed" if fields.get("completed_at") else "initializing")
-        fields.setdefault("progress", 1.0 if fields["status"] == "completed" else 0.0)
+            fields["started_at"] = lifecycle.implied_start(fields)
+        lifecycle.new_record_defaults(fields)
         fields.setdefault("task_type", "single")
         status_changed = True
     else:
@@ -178,7 +118,7 @@ def record_task(session: Session, doc: TaskCreate) -> str:
         # Points sent without a timestamp take the task's own time, so re-posting the same
         # document stores the same rows.
         default = task.completed_at or task.started_at
-        store.replace_metrics(session, task_id, _metric_rows(doc.metrics, default))
+        store.replace_metrics(session, task_id, lifecycle.metric_rows(doc.metrics, default))
     if doc.tags is not None:
         store.set_tags(session, task_id, doc.tags, replace=True)
     refresh_batches(session, sorted({b for b in (old_batch, task.batch_id) if b}))
@@ -205,7 +145,7 @@ def _step_values(values: dict[str, Any]) -> dict[str, Any]:
             code="invalid_timestamps",
         )
     if values.get("duration") is None:
-        values["duration"] = _seconds(started, completed)
+        values["duration"] = lifecycle.seconds(started, completed)
     return values
 
 
@@ -218,7 +158,7 @@ def put_step(session: Session, task_id: str, step_name: str, step: StepIn) -> No
 def add_metrics(session: Session, task_id: str, metrics: list[MetricIn]) -> int:
     """Append metric points to a task."""
     require_task(session, task_id)
-    return store.append_metrics(session, task_id, _metric_rows(metrics))
+    return store.append_metrics(session, task_id, lifecycle.metric_rows(metrics))
 
 
 def put_tags(session: Session, task_id: str, tags: dict[str, str], *, merge: bool) -> None:
@@ -318,22 +258,13 @@ def delete_batch(session: Session, batch_id: str, *, delete_tasks: bool) -> dict
 
 def task_detail(session: Session, task_id: str) -> dict[str, Any]:
     """Return a task with its steps, metrics and tags, or raise 404."""
-    detail = store.task_detail(session, task_id)
-    if detail is None:
-        raise NotFound(f"task {task_id} not found")
-    return detail
+    return lifecycle.require(store.task_detail(session, task_id), f"task {task_id}")
 
 
 def batch_summary(session: Session, batches: list[TaskBatch]) -> list[dict[str, Any]]:
     """Return batches with their members counted by status."""
     counts = store.member_counts(session, [b.batch_id for b in batches])
-    out = []
-    for batch in batches:
-        by_status = counts.get(batch.batch_id, {})
-        item = {k: getattr(batch, k) for k in store.BATCH_FIELDS}
-        item["counts"] = {"total": sum(by_status.values()), "by_status": by_status}
-        out.append(item)
-    return out
+    return lifecycle.batch_rows(batches, counts, store.BATCH_FIELDS)
 
 
 def batch_detail(session: Session, batch_id: str) -> dict[str, Any]:

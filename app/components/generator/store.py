@@ -34,7 +34,18 @@ from app.components.generator.models import (
 )
 from app.core.bulk import insert_rows
 from app.core.pagination import Page
-from app.core.records import delete_owned, replace_owned, rows_of, table_of, upsert
+from app.core.records import (
+    add_row,
+    delete_owned,
+    existing_keys,
+    page_of,
+    replace_owned,
+    rows_of,
+    set_fields,
+    set_owned_tags,
+    table_of,
+    upsert,
+)
 from app.core.stats import count_where, duration_columns, escape_like, series_columns
 
 TASK_FIELDS = [c.key for c in Task.__table__.columns]
@@ -74,24 +85,17 @@ def get_task(session: Session, task_id: str) -> Task | None:
 
 def add_task(session: Session, fields: dict[str, Any]) -> Task:
     """Insert a task row."""
-    task = Task(**fields)
-    session.add(task)
-    session.flush()
-    return task
+    return add_row(session, Task, fields)
 
 
 def set_task_fields(session: Session, task: Task, fields: dict[str, Any]) -> None:
     """Change some of a task's own fields."""
-    for key, value in fields.items():
-        setattr(task, key, value)
-    session.flush()
+    set_fields(session, task, fields)
 
 
 def existing_tasks(session: Session, task_ids: Sequence[str]) -> set[str]:
     """Return which of the given task ids exist."""
-    if not task_ids:
-        return set()
-    return set(session.scalars(select(Task.task_id).where(Task.task_id.in_(list(task_ids)))))
+    return existing_keys(session, Task.task_id, task_ids)
 
 
 def replace_steps(session: Session, task_id: str, steps: Sequence[dict[str, Any]]) -> int:
@@ -124,10 +128,7 @@ def append_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, A
 
 def set_tags(session: Session, task_id: str, tags: dict[str, str], *, replace: bool) -> None:
     """Set tags on a task (replacing all of them, or merging)."""
-    if replace:
-        session.execute(delete(TaskTag).where(TaskTag.task_id == task_id))
-    rows = [{"task_id": task_id, "tag_name": k, "tag_value": v} for k, v in tags.items()]
-    upsert(session, TaskTag, ["task_id", "tag_name"], rows)
+    set_owned_tags(session, TaskTag, "task_id", task_id, tags, replace=replace)
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -140,10 +141,7 @@ def get_batch(session: Session, batch_id: str) -> TaskBatch | None:
 
 def add_batch(session: Session, fields: dict[str, Any]) -> TaskBatch:
     """Insert a batch row."""
-    batch = TaskBatch(**fields)
-    session.add(batch)
-    session.flush()
-    return batch
+    return add_row(session, TaskBatch, fields)
 
 
 def assign(session: Session, task_ids: Sequence[str], batch_id: str | None) -> None:
@@ -209,13 +207,7 @@ def list_batches(session: Session, status: str | None, page: Page) -> tuple[list
     query = select(TaskBatch)
     if status:
         query = query.where(TaskBatch.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(desc(TaskBatch.created_at), desc(TaskBatch.batch_id))
-        .limit(page.limit)
-        .offset(page.offset)
-    )
-    return list(rows), int(total)
+    return page_of(session, query, page, desc(TaskBatch.created_at), desc(TaskBatch.batch_id))
 
 
 def task_ids_of_batch(session: Session, batch_id: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from app.components.test_suite.schemas import BatchCreate, RunCreate, RunRead, R
 from app.core.context import AppContext
 from app.core.errors import NotFound
 from app.core.hardware import Backend, detect
-from app.core.live import EventHub, sse_stream, websocket_session
+from app.core.live import EventHub, sse_response, websocket_session
 from app.core.naming import model_slug, module_filename
 from app.core.pagination import Page, page_params, set_total
 from app.core.schemas import NOT_FOUND
@@ -284,11 +283,7 @@ def build_exec_router(ctx: AppContext, runner: SuiteRunner, hub: EventHub) -> AP
         """Stream a run's state changes as Server-Sent Events until it ends."""
         with db().reading() as session:
             service.require_run(session, run_id)
-        return StreamingResponse(
-            sse_stream(hub, run_id, lambda: snapshot(run_id)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return sse_response(hub, run_id, lambda: snapshot(run_id))
 
     @router.websocket("/ws/{run_id}")
     async def live(websocket: WebSocket, run_id: str) -> None:
@@ -298,13 +293,6 @@ def build_exec_router(ctx: AppContext, runner: SuiteRunner, hub: EventHub) -> AP
             done = runner.cancel(run_id)
             return {"run_id": run_id, "cancelled": done}
 
-        try:
-            await asyncio.to_thread(snapshot, run_id)
-        except NotFound as exc:
-            await websocket.accept()
-            await websocket.send_json({"type": "error", "detail": exc.detail, "code": exc.code})
-            await websocket.close(code=4404)
-            return
         await websocket_session(websocket, hub, run_id, lambda: snapshot(run_id), cancel_run)
 
     return router

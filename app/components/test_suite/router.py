@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
 
 from app.components.test_suite import service, store
 from app.components.test_suite.schemas import (
@@ -35,22 +31,17 @@ from app.components.test_suite.schemas import (
     TagsBody,
 )
 from app.core.context import AppContext
-from app.core.migrate import revision_state
 from app.core.models import utcnow
 from app.core.pagination import Page, page_params, set_total
 from app.core.schemas import (
-    BAD_REQUEST,
     CONFLICT,
     NOT_FOUND,
     Deleted,
-    ExportFormat,
-    ExportResult,
-    ImportDocument,
-    ImportResult,
     StepRead,
 )
 from app.core.stats import window_start
 from app.core.statuses import BatchStatus, RunStatus
+from app.core.transfer_routes import add_delete_batch_route, add_transfer_routes
 
 COMPONENT = service.COMPONENT
 
@@ -320,47 +311,15 @@ def build_db_router(ctx: AppContext) -> APIRouter:
 
     # --- export, import, delete --------------------------------------------------------------
 
-    def revision() -> str | None:
-        return revision_state(COMPONENT, db()).current
-
-    @router.post(
-        "/export",
-        response_model=ExportResult,
-        dependencies=write,
-        responses={**BAD_REQUEST, **CONFLICT},
+    add_transfer_routes(
+        router,
+        ctx,
+        COMPONENT,
+        write=write,
+        export_in=ExportIn,
+        export=service.export,
+        import_document=service.import_document,
     )
-    def export(body: ExportIn) -> ExportResult:
-        """Write an export (json, jsonl, csv, parquet) into the export folder."""
-        folder = ctx.settings.folder("export")
-        rev = revision()
-        with db().reading() as session:
-            return ExportResult.model_validate(service.export(session, folder, body, rev))
-
-    @router.get("/export", dependencies=write, response_class=FileResponse)
-    def download(
-        format: ExportFormat = Query("json"),
-        table: str | None = Query(None, description="jsonl/csv/parquet: the table to write"),
-    ) -> FileResponse:
-        """Stream an export as a download (the full JSON document, or one table)."""
-        folder = Path(tempfile.mkdtemp(prefix="download-", dir=ctx.settings.folder("export")))
-        body = ExportIn(filename=f"{COMPONENT}-export.{format}", format=format, table=table)
-        rev = revision()
-        with db().reading() as session:
-            written = service.export(session, folder, body, rev)
-        media = {"json": "application/json", "jsonl": "application/x-ndjson", "csv": "text/csv"}
-        return FileResponse(
-            written["path"],
-            media_type=media.get(format, "application/octet-stream"),
-            filename=written["filename"],
-            background=BackgroundTask(_remove_folder, folder),
-        )
-
-    @router.post("/import", response_model=ImportResult, dependencies=write)
-    def import_(document: ImportDocument) -> ImportResult:
-        """Load an export document back, atomically and idempotently."""
-        with db().writing() as session:
-            rows = service.import_document(session, document.model_dump())
-        return ImportResult(rows=rows, schema_revision=document.schema_revision)
 
     @router.delete("/run/{run_id}", response_model=Deleted, dependencies=write, responses=NOT_FOUND)
     def delete_run(run_id: str) -> Deleted:
@@ -369,19 +328,15 @@ def build_db_router(ctx: AppContext) -> APIRouter:
             counts = service.delete_run(session, run_id)
         return Deleted(message=f"run {run_id} deleted", timestamp=utcnow(), deleted=counts)
 
-    @router.delete(
-        "/batch/{batch_id}", response_model=Deleted, dependencies=write, responses=NOT_FOUND
+    add_delete_batch_route(
+        router,
+        ctx,
+        COMPONENT,
+        write=write,
+        members="runs",
+        delete_batch=lambda session, batch_id, with_members: service.delete_batch(
+            session, batch_id, delete_runs=with_members
+        ),
     )
-    def delete_batch(batch_id: str, delete_runs: bool = False) -> Deleted:
-        """Delete a batch; its runs too with `delete_runs=true`, else they are only unlinked."""
-        with db().writing() as session:
-            counts = service.delete_batch(session, batch_id, delete_runs=delete_runs)
-        return Deleted(message=f"batch {batch_id} deleted", timestamp=utcnow(), deleted=counts)
 
     return router
-
-
-def _remove_folder(folder: Path) -> None:
-    for item in folder.iterdir():
-        item.unlink()
-    folder.rmdir()

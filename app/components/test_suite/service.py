@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,13 @@ from app.components.test_suite.schemas import (
     RunCreate,
     RunUpdate,
 )
-from app.core import transfer
-from app.core.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.core import lifecycle, transfer
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.models import utcnow
 from app.core.naming import metric_unit
 from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
-from app.core.statuses import TERMINAL, StepStatus, batch_status, transition_allowed
+from app.core.statuses import TERMINAL, StepStatus
 from app.core.transfer import TableSpec
 
 COMPONENT = "test_suite"
@@ -70,12 +70,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return max((end - start).total_seconds(), 0.0)
-
-
 def _check_order(what: str, start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None and end < start:
         raise Unprocessable(
@@ -85,63 +79,18 @@ def _check_order(what: str, start: datetime | None, end: datetime | None) -> Non
         )
 
 
-def _end_time(started_at: datetime | None) -> datetime:
-    # A run that ends "now" never ends before it started (clients may send started_at).
-    now = utcnow()
-    return max(now, started_at) if started_at is not None else now
-
-
 def require_run(session: Session, run_id: str) -> Run:
     """Return a run or raise 404."""
-    run = store.get_run(session, run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} not found")
-    return run
+    return lifecycle.require(store.get_run(session, run_id), f"run {run_id}")
 
 
 def require_batch(session: Session, batch_id: str) -> RunBatch:
     """Return a batch or raise 404."""
-    batch = store.get_batch(session, batch_id)
-    if batch is None:
-        raise NotFound(f"batch {batch_id} not found")
-    return batch
+    return lifecycle.require(store.get_batch(session, batch_id), f"batch {batch_id}")
 
 
 def _check_transition(run: Run, new_status: str | None) -> None:
-    if new_status is None:
-        return
-    current = str(run.status)
-    if not transition_allowed(current, new_status):
-        raise Conflict(
-            f"run {run.run_id} is {current}; it cannot become {new_status}",
-            code="invalid_transition",
-        )
-
-
-def _finish_fields(fields: dict[str, Any], started_at: datetime | None) -> None:
-    # A terminal status closes the run: completed_at, duration, and full progress if completed.
-    status = fields.get("status")
-    if status is None or str(status) not in TERMINAL:
-        return
-    if fields.get("completed_at") is None:
-        fields["completed_at"] = _end_time(fields.get("started_at", started_at))
-    if fields.get("duration") is None:
-        fields["duration"] = _seconds(fields.get("started_at", started_at), fields["completed_at"])
-    if str(status) == "completed":
-        fields.setdefault("progress", 1.0)
-
-
-def _metric_rows(metrics: list[MetricIn], default_time: datetime) -> list[dict[str, Any]]:
-    return [
-        {
-            "metric_name": m.name,
-            "metric_value": m.value,
-            "metric_unit": m.unit,
-            "hardware": m.hardware,
-            "timestamp": m.timestamp or default_time,
-        }
-        for m in metrics
-    ]
+    lifecycle.check_transition("run", run.run_id, str(run.status), new_status)
 
 
 def _performance_rows(results: ResultsIn, default_time: datetime) -> list[dict[str, Any]]:
@@ -172,7 +121,7 @@ def _step_values(step: StepIn) -> dict[str, Any]:
         raise Unprocessable("step duration must be a finite number >= 0", code="invalid_step")
     _check_order("step", values["started_at"], values["completed_at"])
     if duration is None:
-        values["duration"] = _seconds(values["started_at"], values["completed_at"])
+        values["duration"] = lifecycle.seconds(values["started_at"], values["completed_at"])
     return values
 
 
@@ -209,22 +158,9 @@ def refresh_batches(session: Session, batch_ids: list[str]) -> None:
     """Derive each batch's status, timing and member count from its runs."""
     for batch_id in batch_ids:
         counts = store.member_counts(session, [batch_id]).get(batch_id, {})
-        statuses = [status for status, n in counts.items() for _ in range(n)]
         timing = store.member_timing(session, batch_id)
-        status = batch_status(statuses)
-        done = status in {"completed", "partial", "error", "cancelled"}
-        completed_at = timing["completed_at"] if done else None
-        store.set_batch_fields(
-            session,
-            batch_id,
-            {
-                "status": status,
-                "run_count": int(timing["members"]),
-                "started_at": timing["started_at"],
-                "completed_at": completed_at,
-                "duration": _seconds(timing["started_at"], completed_at),
-            },
-        )
+        fields = lifecycle.batch_fields(counts, timing, "run_count")
+        store.set_batch_fields(session, batch_id, fields)
 
 
 def _after_status_change(session: Session, run_id: str) -> None:
@@ -235,14 +171,9 @@ def _after_status_change(session: Session, run_id: str) -> None:
 
 
 def _new_run_defaults(fields: dict[str, Any]) -> None:
-    completed_at = fields.get("completed_at")
     if fields.get("started_at") is None:
-        # A finished run sent without its start started `duration` seconds before its end.
-        back = timedelta(seconds=fields.get("duration") or 0.0)
-        fields["started_at"] = completed_at - back if completed_at else utcnow()
-    fields.setdefault("hardware", ["cpu"])
-    fields.setdefault("status", "completed" if completed_at else "initializing")
-    fields.setdefault("progress", 1.0 if str(fields["status"]) == "completed" else 0.0)
+        fields["started_at"] = lifecycle.implied_start(fields)
+    lifecycle.new_record_defaults(fields)
 
 
 def _timing_fields(fields: dict[str, Any], run: Run | None) -> None:
@@ -254,7 +185,7 @@ def _timing_fields(fields: dict[str, Any], run: Run | None) -> None:
     _check_order("run", started, completed)
     times_sent = "started_at" in fields or "completed_at" in fields
     if fields.get("duration") is None and times_sent and completed is not None:
-        fields["duration"] = _seconds(started, completed)
+        fields["duration"] = lifecycle.seconds(started, completed)
 
 
 def record_run(session: Session, doc: RunCreate) -> str:
@@ -270,7 +201,8 @@ def record_run(session: Session, doc: RunCreate) -> str:
     _timing_fields(fields, existing)
     # Only a change of status closes the run: re-posting a finished run changes nothing.
     if "status" in fields and (existing is None or str(existing.status) != str(fields["status"])):
-        _finish_fields(fields, existing.started_at if existing else fields.get("started_at"))
+        started_at = existing.started_at if existing else fields.get("started_at")
+        lifecycle.finish_fields(fields, started_at)
         _timing_fields(fields, existing)
     steps = [_step_values(s) | {"step_name": s.step_name} for s in doc.steps or []]
     if existing is None:
@@ -285,7 +217,7 @@ def record_run(session: Session, doc: RunCreate) -> str:
     at = _run_time(run)
     perf_rows = _performance_rows(doc.results, at) if doc.results else []
     if doc.metrics is not None:
-        store.replace_metrics(session, run_id, _metric_rows(doc.metrics, at) + perf_rows)
+        store.replace_metrics(session, run_id, lifecycle.metric_rows(doc.metrics, at) + perf_rows)
     elif perf_rows:
         store.replace_metric_points(session, run_id, perf_rows)
     if doc.tags is not None:
@@ -307,7 +239,7 @@ def update_run(session: Session, run_id: str, upd: RunUpdate) -> None:
     _check_transition(run, fields.get("status"))
     _timing_fields(fields, run)
     if "status" in fields and str(fields["status"]) != str(run.status):
-        _finish_fields(fields, fields.get("started_at", run.started_at))
+        lifecycle.finish_fields(fields, fields.get("started_at", run.started_at))
         _timing_fields(fields, run)
     store.set_run_fields(session, run, fields)
     if {"status", "started_at", "completed_at"} & fields.keys():
@@ -325,7 +257,7 @@ def put_step(session: Session, run_id: str, step_name: str, step: StepIn) -> Non
 def add_metrics(session: Session, run_id: str, metrics: list[MetricIn]) -> int:
     """Append metric points to a run (points without a timestamp are taken now)."""
     require_run(session, run_id)
-    return store.append_metrics(session, run_id, _metric_rows(metrics, utcnow()))
+    return store.append_metrics(session, run_id, lifecycle.metric_rows(metrics, utcnow()))
 
 
 def put_tags(session: Session, run_id: str, tags: dict[str, str], *, merge: bool) -> None:
@@ -368,22 +300,17 @@ def complete_run(session: Session, run_id: str, body: RunComplete) -> None:
     if body.results is not None:
         put_results(session, run_id, body.results)
     elif store.get_results(session, run_id) is None or store.case_counts(session, run_id)["total"]:
-        counts = store.case_counts(session, run_id)
-        counts.pop("total")
-        existing = store.get_results(session, run_id)
-        store.set_results(
-            session, run_id, counts, (existing.result_data if existing else None) or {}
-        )
+        settle_results(session, run_id)
     _check_order("run", run.started_at, body.completed_at)
     fields: dict[str, Any] = {
         "status": status,
-        "completed_at": body.completed_at or _end_time(run.started_at),
+        "completed_at": body.completed_at or lifecycle.end_time(run.started_at),
     }
     if body.error is not None:
         fields["error"] = body.error
     if status == "completed":
         fields["current_step"] = "completed"
-    _finish_fields(fields, run.started_at)
+    lifecycle.finish_fields(fields, run.started_at)
     store.set_run_fields(session, run, fields)
     _after_status_change(session, run_id)
 
@@ -455,10 +382,7 @@ def delete_batch(session: Session, batch_id: str, *, delete_runs: bool) -> dict[
 
 def run_detail(session: Session, run_id: str) -> dict[str, Any]:
     """Return a run with every child row, or raise 404."""
-    detail = store.run_detail(session, run_id)
-    if detail is None:
-        raise NotFound(f"run {run_id} not found")
-    return detail
+    return lifecycle.require(store.run_detail(session, run_id), f"run {run_id}")
 
 
 def batch_detail(session: Session, batch_id: str) -> dict[str, Any]:
@@ -472,13 +396,7 @@ def batch_detail(session: Session, batch_id: str) -> dict[str, Any]:
 def batch_summary(session: Session, batches: list[RunBatch]) -> list[dict[str, Any]]:
     """Return batches with their members counted by status."""
     counts = store.member_counts(session, [b.batch_id for b in batches])
-    out = []
-    for batch in batches:
-        by_status = counts.get(batch.batch_id, {})
-        item = {k: getattr(batch, k) for k in store.BATCH_FIELDS}
-        item["counts"] = {"total": sum(by_status.values()), "by_status": by_status}
-        out.append(item)
-    return out
+    return lifecycle.batch_rows(batches, counts, store.BATCH_FIELDS)
 
 
 def list_batches(
@@ -506,33 +424,7 @@ def export_tables(body: ExportIn) -> list[TableSpec]:
 
 def export(session: Session, folder: Path, body: ExportIn, revision: str | None) -> dict[str, Any]:
     """Write an export file into the export folder and say what was written."""
-    path = transfer.export_path(folder, body.filename, body.overwrite)
-    fmt = transfer.format_for(body.filename, body.format)
-    if fmt == "json":
-        rows = transfer.export_document(session, COMPONENT, revision, export_tables(body), path)
-    else:
-        spec = _single_table(body.table)
-        tmp = path.with_name(f".{path.name}.tmp")
-        rows = {spec.name: transfer.export_table(session, spec, tmp, fmt)}
-        tmp.replace(path)
-    return {
-        "path": str(path),
-        "filename": path.name,
-        "format": fmt,
-        "bytes": path.stat().st_size,
-        "rows": rows,
-        "schema_revision": revision,
-    }
-
-
-def _single_table(name: str | None) -> TableSpec:
-    by_name = {spec.name: spec for spec in TABLES}
-    chosen = name or Run.__tablename__
-    if chosen not in by_name:
-        raise BadRequest(
-            f"unknown table {chosen!r}; one of {', '.join(by_name)}", code="unknown_table"
-        )
-    return by_name[chosen]
+    return transfer.export(session, COMPONENT, folder, body, export_tables(body), TABLES, revision)
 
 
 def import_document(session: Session, document: dict[str, Any]) -> dict[str, int]:

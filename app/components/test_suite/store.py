@@ -41,7 +41,18 @@ from app.components.test_suite.models import (
 from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
 from app.core.bulk import insert_rows
 from app.core.pagination import Page
-from app.core.records import delete_owned, replace_owned, rows_of, table_of, upsert
+from app.core.records import (
+    add_row,
+    delete_owned,
+    existing_keys,
+    page_of,
+    replace_owned,
+    rows_of,
+    set_fields,
+    set_owned_tags,
+    table_of,
+    upsert,
+)
 from app.core.stats import count_where, duration_columns, escape_like, series_columns
 
 RUN_FIELDS = [c.key for c in Run.__table__.columns]
@@ -82,24 +93,17 @@ def get_run(session: Session, run_id: str) -> Run | None:
 
 def add_run(session: Session, fields: dict[str, Any]) -> Run:
     """Insert a run row."""
-    run = Run(**fields)
-    session.add(run)
-    session.flush()
-    return run
+    return add_row(session, Run, fields)
 
 
 def set_run_fields(session: Session, run: Run, fields: dict[str, Any]) -> None:
     """Change some of a run's own fields."""
-    for key, value in fields.items():
-        setattr(run, key, value)
-    session.flush()
+    set_fields(session, run, fields)
 
 
 def run_exists(session: Session, run_ids: Sequence[str]) -> set[str]:
     """Return which of the given run ids exist."""
-    if not run_ids:
-        return set()
-    return set(session.scalars(select(Run.run_id).where(Run.run_id.in_(list(run_ids)))))
+    return existing_keys(session, Run.run_id, run_ids)
 
 
 # --- children --------------------------------------------------------------------------------
@@ -190,10 +194,7 @@ def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str
 
 def set_tags(session: Session, run_id: str, tags: dict[str, str], *, replace: bool) -> None:
     """Set tags on a run (replacing all of them, or merging)."""
-    if replace:
-        session.execute(delete(RunTag).where(RunTag.run_id == run_id))
-    rows = [{"run_id": run_id, "tag_name": k, "tag_value": v} for k, v in tags.items()]
-    upsert(session, RunTag, ["run_id", "tag_name"], rows)
+    set_owned_tags(session, RunTag, "run_id", run_id, tags, replace=replace)
 
 
 def put_artifacts(
@@ -224,10 +225,7 @@ def get_batch(session: Session, batch_id: str) -> RunBatch | None:
 
 def add_batch(session: Session, fields: dict[str, Any]) -> RunBatch:
     """Insert a batch row."""
-    batch = RunBatch(**fields)
-    session.add(batch)
-    session.flush()
-    return batch
+    return add_row(session, RunBatch, fields)
 
 
 def link(session: Session, run_ids: Sequence[str], batch_id: str) -> None:
@@ -310,21 +308,12 @@ def list_batches(session: Session, status: str | None, page: Page) -> tuple[list
     query = select(RunBatch)
     if status:
         query = query.where(RunBatch.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(desc(RunBatch.created_at), desc(RunBatch.batch_id))
-        .limit(page.limit)
-        .offset(page.offset)
-    )
-    return list(rows), int(total)
+    return page_of(session, query, page, desc(RunBatch.created_at), desc(RunBatch.batch_id))
 
 
 def batch_exists(session: Session, batch_ids: Sequence[str]) -> set[str]:
     """Return which of the given batch ids exist."""
-    if not batch_ids:
-        return set()
-    query = select(RunBatch.batch_id).where(RunBatch.batch_id.in_(list(batch_ids)))
-    return set(session.scalars(query))
+    return existing_keys(session, RunBatch.batch_id, batch_ids)
 
 
 def run_ids_of_batch(session: Session, batch_id: str) -> list[str]:
