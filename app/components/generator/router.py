@@ -26,6 +26,7 @@ from app.components.generator.schemas import (
 from app.core.context import AppContext
 from app.core.models import utcnow
 from app.core.pagination import Page, page_params, set_total
+from app.core.responses import rows_response
 from app.core.schemas import (
     CONFLICT,
     NOT_FOUND,
@@ -159,7 +160,6 @@ def build_db_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/tasks", response_model=list[TaskSummary])
     def list_tasks(
-        response: Response,
         page: Page = Depends(page_params),
         status: list[TaskStatus] = Query(default_factory=list),
         model_name: str | None = None,
@@ -168,7 +168,7 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         architecture: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> list[TaskSummary]:
+    ) -> Response:
         """List tasks, newest first; the total is in X-Total-Count."""
         f = store.TaskFilter(
             status=[s.value for s in status],
@@ -181,13 +181,13 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         )
         with db().reading() as session:
             rows, total = store.list_tasks(session, f, page)
-        set_total(response, total)
-        return [TaskSummary.model_validate(r) for r in rows]
+        return rows_response(rows, total=total)
 
     @router.get("/task/{task_id}", response_model=TaskRead, responses=NOT_FOUND)
-    def get_task(task_id: str) -> TaskRead:
+    def get_task(task_id: str) -> Response:
         """Return a task with its steps, metrics and tags."""
-        return detail(task_id)
+        with db().reading() as session:
+            return rows_response(service.task_detail(session, task_id))
 
     @router.get("/batches", response_model=list[BatchSummary])
     def list_batches(
@@ -210,28 +210,26 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         days: int | None = Query(None, ge=1, le=3650),
         model_name: str | None = None,
         hardware: str | None = None,
-    ) -> list[ModelStats]:
+    ) -> Response:
         """Summarise tasks per model (counts and durations), most tasks first."""
         with db().reading() as session:
             rows = store.model_stats(session, store.Scope(window_start(days), model_name, hardware))
-        return [ModelStats.model_validate(r) for r in rows]
+        return rows_response(rows)
 
     @router.get("/hardware/stats", response_model=list[HardwareStats])
     def hardware_stats(
         days: int | None = Query(None, ge=1, le=3650),
         model_name: str | None = None,
         hardware: str | None = None,
-    ) -> list[HardwareStats]:
+    ) -> Response:
         """Summarise tasks per device (a task for two devices counts for both)."""
         scope = store.Scope(window_start(days), model_name, hardware)
         with db().reading() as session:
             rows = store.hardware_stats(session, scope)
-        return [HardwareStats.model_validate(r) for r in rows]
+        return rows_response(rows)
 
     @router.get("/performance", response_model=PerformanceReport)
-    def performance(
-        days: int = Query(30, ge=1, le=365), model_name: str | None = None
-    ) -> PerformanceReport:
+    def performance(days: int = Query(30, ge=1, le=365), model_name: str | None = None) -> Response:
         """Report the last `days` of tasks: per day, model, device, latest tasks and metrics."""
         scope = store.Scope(window_start(days), model_name, None)
         with db().reading() as session:
@@ -245,14 +243,14 @@ def build_db_router(ctx: AppContext) -> APIRouter:
                 "performance_metrics": store.metric_stats(session, scope),
                 "generated_at": utcnow(),
             }
-        return PerformanceReport.model_validate(report)
+        return rows_response(report)
 
     @router.post("/search", response_model=list[TaskSummary])
-    def search(body: SearchIn) -> list[TaskSummary]:
+    def search(body: SearchIn) -> Response:
         """Find tasks whose id, model, hardware, status, architecture or tag contain the text."""
         with db().reading() as session:
             rows = store.search_tasks(session, body.query, body.limit)
-        return [TaskSummary.model_validate(r) for r in rows]
+        return rows_response(rows)
 
     # --- export, import, delete --------------------------------------------------------------
 

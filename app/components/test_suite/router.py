@@ -33,6 +33,7 @@ from app.components.test_suite.schemas import (
 from app.core.context import AppContext
 from app.core.models import utcnow
 from app.core.pagination import Page, page_params, set_total
+from app.core.responses import rows_response
 from app.core.schemas import (
     CONFLICT,
     NOT_FOUND,
@@ -206,7 +207,6 @@ def build_db_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/runs", response_model=list[RunSummary])
     def list_runs(
-        response: Response,
         page: Page = Depends(page_params),
         status: list[RunStatus] = Query(default_factory=list),
         model_name: str | None = None,
@@ -216,7 +216,7 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         tag: str | None = Query(None, description="name:value (or name)"),
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> list[RunSummary]:
+    ) -> Response:
         """List runs, newest first; the total is in X-Total-Count."""
         f = store.RunFilter(
             status=[s.value for s in status],
@@ -230,13 +230,13 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         )
         with db().reading() as session:
             rows, total = store.list_runs(session, f, page)
-        set_total(response, total)
-        return [RunSummary.model_validate(r) for r in rows]
+        return rows_response(rows, total=total)
 
     @router.get("/run/{run_id}", response_model=RunRead, responses=NOT_FOUND)
-    def get_run(run_id: str) -> RunRead:
+    def get_run(run_id: str) -> Response:
         """Return a run with its results, per-test details, steps, metrics, tags and artifacts."""
-        return detail(run_id)
+        with db().reading() as session:
+            return rows_response(service.run_detail(session, run_id))
 
     @router.get("/batches", response_model=list[BatchSummary])
     def list_batches(
@@ -265,11 +265,11 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         model_name: str | None = None,
         hardware: str | None = None,
         test_type: str | None = None,
-    ) -> list[ModelStats]:
+    ) -> Response:
         """Summarise runs per model (counts, tests, pass rate, durations), most runs first."""
         with db().reading() as session:
             rows = store.model_stats(session, scope(days, model_name, hardware, test_type))
-        return [ModelStats.model_validate(r) for r in rows]
+        return rows_response(rows)
 
     @router.get("/hardware/stats", response_model=list[HardwareStats])
     def hardware_stats(
@@ -277,16 +277,14 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         model_name: str | None = None,
         hardware: str | None = None,
         test_type: str | None = None,
-    ) -> list[HardwareStats]:
+    ) -> Response:
         """Summarise runs per device (a run on two devices counts for both)."""
         with db().reading() as session:
             rows = store.hardware_stats(session, scope(days, model_name, hardware, test_type))
-        return [HardwareStats.model_validate(r) for r in rows]
+        return rows_response(rows)
 
     @router.get("/performance", response_model=PerformanceReport)
-    def performance(
-        days: int = Query(30, ge=1, le=365), model_name: str | None = None
-    ) -> PerformanceReport:
+    def performance(days: int = Query(30, ge=1, le=365), model_name: str | None = None) -> Response:
         """Report the last `days` of runs: per day, model, device, latest runs and metrics."""
         s = scope(days, model_name, None, None)
         with db().reading() as session:
@@ -300,14 +298,14 @@ def build_db_router(ctx: AppContext) -> APIRouter:
                 "performance_metrics": store.metric_stats(session, s),
                 "generated_at": utcnow(),
             }
-        return PerformanceReport.model_validate(report)
+        return rows_response(report)
 
     @router.post("/search", response_model=list[RunSummary])
-    def search(body: SearchBody) -> list[RunSummary]:
+    def search(body: SearchBody) -> Response:
         """Find runs whose id, model, hardware, test type, status or tag value contain the text."""
         with db().reading() as session:
             rows = store.search_runs(session, body.query, body.limit)
-        return [RunSummary.model_validate(r) for r in rows]
+        return rows_response(rows)
 
     # --- export, import, delete --------------------------------------------------------------
 
