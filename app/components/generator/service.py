@@ -21,7 +21,7 @@ from app.core import lifecycle, transfer
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
-from app.core.statuses import TERMINAL
+from app.core.statuses import TERMINAL, StepStatus
 from app.core.transfer import TableSpec
 
 COMPONENT = "generator"
@@ -304,7 +304,39 @@ def export(session: Session, folder: Path, body: ExportIn, revision: str | None)
 
 def import_document(session: Session, document: dict[str, Any]) -> dict[str, int]:
     """Load an export document atomically; loading it twice changes nothing."""
-    return transfer.import_document(session, COMPONENT, TABLES, document)
+    counts = transfer.import_document(session, COMPONENT, TABLES, document)
+    # The rows are loaded in this transaction: a broken reference or an unknown step status
+    # raises here, and the route rolls everything back.
+    _check_imported(session, document["tables"])
+    return counts
+
+
+_STEP_STATUSES = {s.value for s in StepStatus}
+
+
+def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -> None:
+    for i, row in enumerate(tables.get(TaskStep.__tablename__, [])):
+        if row.get("status") not in _STEP_STATUSES:
+            raise Unprocessable(
+                f"tables.{TaskStep.__tablename__}[{i}]: status must be one of "
+                f"{', '.join(sorted(_STEP_STATUSES))}",
+                code="invalid_import",
+            )
+    for i, row in enumerate(tables.get(Task.__tablename__, [])):
+        devices = row.get("hardware") or []
+        if not devices or len(set(devices)) != len(devices):
+            raise Unprocessable(
+                f"tables.{Task.__tablename__}[{i}]: hardware must name distinct devices",
+                code="invalid_import",
+            )
+    children = (TaskStep.__tablename__, TaskMetric.__tablename__, TaskTag.__tablename__)
+    referenced = {row["task_id"] for name in children for row in tables.get(name, [])}
+    missing = sorted(referenced - store.existing_tasks(session, sorted(referenced)))
+    if missing:
+        raise Unprocessable(
+            f"rows refer to tasks that are neither imported nor stored: {missing[:10]}",
+            code="invalid_import",
+        )
 
 
 # --- execution -------------------------------------------------------------------------------
