@@ -292,3 +292,38 @@ def export(
         "rows": rows,
         "schema_revision": revision,
     }
+
+
+# --- checks a component runs after loading (the import's transaction rolls back on failure) ---
+
+
+def check_values(
+    tables: dict[str, list[dict[str, Any]]], table: str, column: str, allowed: set[str]
+) -> None:
+    """Refuse rows of `table` whose `column` is not one of `allowed`."""
+    for i, row in enumerate(tables.get(table, [])):
+        if row.get(column) not in allowed:
+            raise Unprocessable(
+                f"tables.{table}[{i}]: {column} must be one of {', '.join(sorted(allowed))}",
+                code="invalid_import",
+            )
+
+
+def check_devices(tables: dict[str, list[dict[str, Any]]], table: str) -> None:
+    """Refuse rows of `table` whose `hardware` list is empty or repeats a device."""
+    for i, row in enumerate(tables.get(table, [])):
+        devices = row.get("hardware") or []
+        if not devices or len(set(devices)) != len(devices):
+            raise Unprocessable(
+                f"tables.{table}[{i}]: hardware must name distinct devices", code="invalid_import"
+            )
+
+
+def check_references(referenced: set[str], existing: set[str], what: str) -> None:
+    """Refuse an import whose rows refer to ids that are neither imported nor stored."""
+    missing = sorted(referenced - existing)
+    if missing:
+        raise Unprocessable(
+            f"rows refer to {what} that are neither imported nor stored: {missing[:10]}",
+            code="invalid_import",
+        )

@@ -311,32 +311,13 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
     return counts
 
 
-_STEP_STATUSES = {s.value for s in StepStatus}
-
-
 def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -> None:
-    for i, row in enumerate(tables.get(TaskStep.__tablename__, [])):
-        if row.get("status") not in _STEP_STATUSES:
-            raise Unprocessable(
-                f"tables.{TaskStep.__tablename__}[{i}]: status must be one of "
-                f"{', '.join(sorted(_STEP_STATUSES))}",
-                code="invalid_import",
-            )
-    for i, row in enumerate(tables.get(Task.__tablename__, [])):
-        devices = row.get("hardware") or []
-        if not devices or len(set(devices)) != len(devices):
-            raise Unprocessable(
-                f"tables.{Task.__tablename__}[{i}]: hardware must name distinct devices",
-                code="invalid_import",
-            )
+    transfer.check_values(tables, TaskStep.__tablename__, "status", {s.value for s in StepStatus})
+    transfer.check_devices(tables, Task.__tablename__)
     children = (TaskStep.__tablename__, TaskMetric.__tablename__, TaskTag.__tablename__)
     referenced = {row["task_id"] for name in children for row in tables.get(name, [])}
-    missing = sorted(referenced - store.existing_tasks(session, sorted(referenced)))
-    if missing:
-        raise Unprocessable(
-            f"rows refer to tasks that are neither imported nor stored: {missing[:10]}",
-            code="invalid_import",
-        )
+    existing = store.existing_tasks(session, sorted(referenced))
+    transfer.check_references(referenced, existing, "tasks")
 
 
 # --- execution -------------------------------------------------------------------------------

@@ -436,39 +436,15 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
     return counts
 
 
-_ROW_VALUES = {
-    RunStep.__tablename__: ("status", {s.value for s in StepStatus}),
-    RunCase.__tablename__: ("status", {s.value for s in CaseStatus}),
-}
-
-
 def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -> None:
-    def bad(detail: str) -> Unprocessable:
-        return Unprocessable(detail, code="invalid_import")
-
-    for name, (column, allowed) in _ROW_VALUES.items():
-        for i, row in enumerate(tables.get(name, [])):
-            if row.get(column) not in allowed:
-                raise bad(
-                    f"tables.{name}[{i}]: {column} must be one of {', '.join(sorted(allowed))}"
-                )
-    for i, row in enumerate(tables.get(Run.__tablename__, [])):
-        devices = row.get("hardware") or []
-        if not devices or len(set(devices)) != len(devices):
-            raise bad(f"tables.{Run.__tablename__}[{i}]: hardware must name distinct devices")
-    referenced = {
-        row["run_id"]
-        for name, rows in tables.items()
-        if name != Run.__tablename__ and name != RunBatch.__tablename__
-        for row in rows
-    }
-    missing = sorted(referenced - store.run_exists(session, sorted(referenced)))
-    if missing:
-        raise bad(f"rows refer to runs that are neither imported nor stored: {missing[:10]}")
+    transfer.check_values(tables, RunStep.__tablename__, "status", {s.value for s in StepStatus})
+    transfer.check_values(tables, RunCase.__tablename__, "status", {s.value for s in CaseStatus})
+    transfer.check_devices(tables, Run.__tablename__)
+    owned = (name for name in tables if name not in {Run.__tablename__, RunBatch.__tablename__})
+    referenced = {row["run_id"] for name in owned for row in tables[name]}
+    transfer.check_references(referenced, store.run_exists(session, sorted(referenced)), "runs")
     linked = {row["batch_id"] for row in tables.get(RunBatchLink.__tablename__, [])}
-    missing = sorted(linked - store.batch_exists(session, sorted(linked)))
-    if missing:
-        raise bad(f"test_run_batch refers to unknown batches: {missing[:10]}")
+    transfer.check_references(linked, store.batch_exists(session, sorted(linked)), "batches")
 
 
 # --- runner support --------------------------------------------------------------------------
