@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
         ),
     )
     app.ctx = AppContext(settings)
+    app.state.ctx = app.ctx
     enabled = tuple(c for c in COMPONENTS if c.name in settings.components)
     app.runtimes = [(c, c.build(app.ctx)) for c in enabled]
     app.started = []

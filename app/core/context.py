@@ -53,7 +53,8 @@ class AppContext:
         """Return a component's database."""
         return self.registry.get(self.settings.database_url(component))
 
-    def _check_key(self, key: str | None) -> None:
+    def check_key(self, key: str | None) -> None:
+        """Raise 401/403 unless `key` is a configured API key (no keys: open)."""
         keys = self.settings.api_keys
         if not keys:
             return
@@ -66,7 +67,7 @@ class AppContext:
         """Return a dependency that enforces API keys on writes, deletes, export and import."""
 
         def dependency(x_api_key: str | None = Header(default=None)) -> None:
-            self._check_key(x_api_key)
+            self.check_key(x_api_key)
 
         return dependency
 
@@ -75,7 +76,7 @@ class AppContext:
 
         def dependency(x_api_key: str | None = Header(default=None)) -> None:
             if self.settings.protect_reads:
-                self._check_key(x_api_key)
+                self.check_key(x_api_key)
 
         return dependency
 
