@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from app.core.config import KNOWN_COMPONENTS, Settings
+from pydantic import ValidationError
+
+from app.core.config import Settings, component_names, config_error
 from app.core.errors import StartupError
 
 
@@ -44,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--generator-db-path", type=Path)
     common.add_argument("--test-database-url")
     common.add_argument("--generator-database-url")
-    common.add_argument("--components", help=f"comma-separated, of {','.join(KNOWN_COMPONENTS)}")
+    common.add_argument("--components", help=f"comma-separated, of {','.join(component_names())}")
     serve = sub.add_parser("serve", parents=[common], help="migrate, then serve the API")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
@@ -82,6 +85,39 @@ def _migrate(settings: Settings, revision: str | None = None) -> None:
         ctx.registry.dispose()
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket, or raise StartupError naming the address taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    # The port is taken before any database is opened or migrated: a port in use is found
+    # at once, not after a migration (uvicorn binds only after the lifespan start-up).
+    sock = bind(settings.host, settings.port)
+    config = uvicorn.Config(
+        create_app(settings), log_level=settings.log_level, workers=1, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0 if server.started else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line."""
     args = _parser().parse_args(argv)
@@ -96,17 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "downgrade":
             _migrate(settings, args.revision)
         else:
-            import uvicorn
-
-            from app.main import create_app
-
-            uvicorn.run(
-                create_app(settings),
-                host=settings.host,
-                port=settings.port,
-                log_level=settings.log_level,
-                workers=1,
-            )
+            return _serve(settings)
+    except ValidationError as exc:
+        print(f"error: {config_error(exc)}", file=sys.stderr)
+        return 2
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

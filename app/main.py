@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -12,15 +13,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from app.components import COMPONENTS
-from app.core.config import Settings
-from app.core.context import AppContext, Component, Runtime
+from app import components
+from app.core import health
+from app.core.config import Settings, config_error
+from app.core.context import AppContext
 from app.core.db import check_reachable
+from app.core.deps import KnownQuery
 from app.core.errors import AppError, StartupError
-from app.core.health import build_health_router
 from app.core.migrate import revision_state, upgrade
 from app.core.unicode_body import UnicodeBodyMiddleware
 
@@ -29,11 +32,11 @@ log = logging.getLogger("app")
 
 
 class TrackingApp(FastAPI):
-    """FastAPI with a start-up that reports a failure as one sentence, not a traceback."""
+    """FastAPI with a lifespan that reports any failure as one sentence, not a traceback.
 
-    ctx: AppContext
-    runtimes: list[tuple[Component, Runtime]]
-    started: list[Runtime]
+    Its state lives on `app.state`: `ctx` (the AppContext), `components` (the enabled
+    registry entries), `runtimes` (name -> Runtime: runner and event hub) and `started`.
+    """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve HTTP and WebSocket; run the lifespan protocol ourselves."""
@@ -43,24 +46,32 @@ class TrackingApp(FastAPI):
         await receive()  # lifespan.startup
         try:
             await run_in_threadpool(self.startup)
-        except StartupError as exc:
-            log.error("%s", exc)
-            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+        except Exception as exc:
+            message = _sentence(exc)
+            log.error("start-up failed: %s", message)
+            await run_in_threadpool(self.shutdown)
+            await send({"type": "lifespan.startup.failed", "message": message})
             return
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
-        await run_in_threadpool(self.shutdown)
+        try:
+            await run_in_threadpool(self.shutdown)
+        except Exception as exc:
+            message = _sentence(exc)
+            log.error("shutdown failed: %s", message)
+            await send({"type": "lifespan.shutdown.failed", "message": message})
+            return
         await send({"type": "lifespan.shutdown.complete"})
 
     def startup(self) -> None:
         """Open and migrate every component's database, then start the components."""
-        settings = self.ctx.settings
-        for comp, runtime in self.runtimes:
-            db = self.ctx.database(comp.name)
+        ctx: AppContext = self.state.ctx
+        for comp in self.state.components:
+            db = ctx.database(comp.name)
             check_reachable(db)
-            if settings.migrate_on_start:
+            if ctx.settings.migrate_on_start:
                 try:
-                    upgrade(comp.name, db, backup=settings.backup_before_migrate)
+                    upgrade(comp.name, db, backup=ctx.settings.backup_before_migrate)
                 except StartupError:
                     raise
                 except Exception as exc:
@@ -76,14 +87,29 @@ class TrackingApp(FastAPI):
                         state.head,
                     )
                     continue
+            runtime = self.state.runtimes[comp.name]
             runtime.start()
-            self.started.append(runtime)
+            self.state.started.append(runtime)
 
     def shutdown(self) -> None:
-        """Stop the components and close every database."""
-        while self.started:
-            self.started.pop().stop()
-        self.ctx.registry.dispose()
+        """Stop the components and close every database (all of them, even when one fails)."""
+        failures: list[BaseException] = []
+        while self.state.started:
+            try:
+                self.state.started.pop().stop()
+            except Exception as exc:
+                failures.append(exc)
+        self.state.ctx.registry.dispose()
+        if failures:
+            raise failures[0]
+
+
+def _sentence(exc: BaseException) -> str:
+    # An AppError/StartupError already is a sentence; anything else is named by its type.
+    if isinstance(exc, StartupError | AppError):
+        return str(exc)
+    text = " ".join(str(exc).split()) or "no detail"
+    return f"{type(exc).__name__}: {text}"
 
 
 def _app_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -137,16 +163,18 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
             "Generate, run and track model test suites across hardware backends. "
             "Test Suite under /api/test, Generator under /api/generator."
         ),
+        dependencies=[KnownQuery],
     )
-    app.ctx = AppContext(settings)
-    app.state.ctx = app.ctx
-    enabled = tuple(c for c in COMPONENTS if c.name in settings.components)
-    app.runtimes = [(c, c.build(app.ctx)) for c in enabled]
-    app.started = []
-    for _comp, runtime in app.runtimes:
-        for router in runtime.routers:
+    ctx = AppContext(settings)
+    enabled = tuple(c for c in components.COMPONENTS if c.name in settings.components)
+    app.state.ctx = ctx
+    app.state.components = enabled
+    app.state.runtimes = {c.name: c.build(ctx) for c in enabled}
+    app.state.started = []
+    for comp in enabled:
+        for router in comp.routers:
             app.include_router(_summaries_from_docstrings(router))
-    app.include_router(_summaries_from_docstrings(build_health_router(app.ctx, enabled, VERSION)))
+    app.include_router(_summaries_from_docstrings(health.router))
     app.add_middleware(UnicodeBodyMiddleware)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -154,4 +182,15 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
     return app
 
 
-app = create_app()
+def _default_app() -> TrackingApp:
+    # `uvicorn app.main:app`: a configuration error is one line naming the variable, not a
+    # traceback, and the process exits non-zero.
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: {config_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return create_app(settings)
+
+
+app = _default_app()

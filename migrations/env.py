@@ -1,4 +1,4 @@
-"""Alembic environment: one per component section, DuckDB impl registered here."""
+"""Alembic environment: one per component (from `app.components.COMPONENTS`), DuckDB impl here."""
 
 from __future__ import annotations
 
@@ -20,14 +20,11 @@ if config.config_file_name and not config.attributes.get("connection"):
 
 
 def _metadata() -> MetaData:
-    if component == "test_suite":
-        from app.components.test_suite.models import Base as SuiteBase
+    from app.core.config import registered
 
-        return SuiteBase.metadata
-    if component == "generator":
-        from app.components.generator.models import Base as GeneratorBase
-
-        return GeneratorBase.metadata
+    for comp in registered():
+        if comp.name == component:
+            return comp.metadata
     raise RuntimeError(f"unknown component section {component!r}")
 
 

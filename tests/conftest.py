@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app import components
 from app.core.config import Settings
 from app.core.db import DatabaseRegistry
 from app.core.migrate import upgrade
@@ -23,14 +25,41 @@ from app.main import create_app
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def database_settings(folder: Path) -> dict[str, object]:
+    """Return the settings that put every registered component's database file in `folder`.
+
+    A component with its own `<key>_db_path` field gets it; any other (a plugged-in one) is
+    configured through `database_paths`.
+    """
+    values: dict[str, object] = {}
+    paths: dict[str, Path] = {}
+    for comp in components.COMPONENTS:
+        field = f"{comp.settings_key}_db_path"
+        if field in Settings.model_fields:
+            values[field] = folder / comp.default_db
+        else:
+            paths[comp.name] = folder / comp.default_db
+    if paths:
+        values["database_paths"] = paths
+    return values
+
+
+def database_env(folder: Path) -> dict[str, str]:
+    """Return `database_settings(folder)` as APP_* environment variables."""
+    env = {}
+    for name, value in database_settings(folder).items():
+        text = (
+            json.dumps({k: str(v) for k, v in value.items()}) if isinstance(value, dict) else value
+        )
+        env[f"APP_{name.upper()}"] = str(text)
+    return env
+
+
 @pytest.fixture(scope="session")
 def template_dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Migrate one empty DuckDB file per component once per session."""
+    """Migrate one empty DuckDB file per registered component once per session."""
     folder = tmp_path_factory.mktemp("templates")
-    files = {
-        "test_suite": folder / "test_runs.duckdb",
-        "generator": folder / "generator_tasks.duckdb",
-    }
+    files = {comp.name: folder / comp.default_db for comp in components.COMPONENTS}
     registry = DatabaseRegistry()
     for component, path in files.items():
         upgrade(component, registry.get(f"duckdb:///{path}"), backup=False)
@@ -41,13 +70,10 @@ def template_dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def make_settings(folder: Path, template_dbs: dict[str, Path], **overrides: object) -> Settings:
     """Return settings whose databases are fresh copies of the migrated templates."""
     folder.mkdir(parents=True, exist_ok=True)
-    test_db = folder / "test_runs.duckdb"
-    gen_db = folder / "generator_tasks.duckdb"
-    shutil.copy(template_dbs["test_suite"], test_db)
-    shutil.copy(template_dbs["generator"], gen_db)
+    for comp in components.COMPONENTS:
+        shutil.copy(template_dbs[comp.name], folder / comp.default_db)
     values: dict[str, object] = {
-        "test_db_path": test_db,
-        "generator_db_path": gen_db,
+        **database_settings(folder),
         "export_dir": folder / "exports",
         "output_dir": folder / "generated",
         "results_dir": folder / "results",
@@ -86,8 +112,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / "server.log"
         base = {
-            "APP_TEST_DB_PATH": str(folder / "test_runs.duckdb"),
-            "APP_GENERATOR_DB_PATH": str(folder / "generator_tasks.duckdb"),
+            **database_env(folder),
             "APP_EXPORT_DIR": str(folder / "exports"),
             "APP_OUTPUT_DIR": str(folder / "generated"),
             "APP_RESULTS_DIR": str(folder / "results"),

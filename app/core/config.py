@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-KNOWN_COMPONENTS = ("test_suite", "generator")
+if TYPE_CHECKING:
+    from app.core.context import Component
+
+ENV_PREFIX = "APP_"
+
+
+def registered() -> tuple[Component, ...]:
+    """Return the plugged-in components (read at call time: `app.components.COMPONENTS`)."""
+    from app import components
+
+    return components.COMPONENTS
+
+
+def component_names() -> list[str]:
+    """Return the names of the plugged-in components, in order."""
+    return [c.name for c in registered()]
 
 
 def _split_csv(value: object) -> object:
@@ -20,18 +35,20 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """Every setting of the service; each field is also `APP_<NAME>` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="APP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    components: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(KNOWN_COMPONENTS)
-    )
+    components: Annotated[list[str], NoDecode] = Field(default_factory=component_names)
 
     test_db_path: Path = Path("./data/test_runs.duckdb")
     generator_db_path: Path = Path("./data/generator_tasks.duckdb")
     test_database_url: str | None = None
     generator_database_url: str | None = None
+    # Any component's database by name (JSON in the environment): what a component without
+    # its own `<key>_db_path` / `<key>_database_url` fields is configured with.
+    database_paths: dict[str, Path] = Field(default_factory=dict)
+    database_urls: dict[str, str] = Field(default_factory=dict)
 
     export_dir: Path = Path("./data/exports")
     output_dir: Path = Path("./generated_tests")
@@ -65,20 +82,25 @@ class Settings(BaseSettings):
     @field_validator("components")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in KNOWN_COMPONENTS]
+        known = component_names()
+        unknown = [name for name in value if name not in known]
         if unknown:
-            raise ValueError(f"unknown components {unknown}; known: {', '.join(KNOWN_COMPONENTS)}")
+            raise ValueError(f"unknown components {unknown}; known: {', '.join(known)}")
         return value
 
     def database_url(self, component: str) -> str:
-        """Return the SQLAlchemy URL of a component's database."""
-        if component == "test_suite":
-            url, path = self.test_database_url, self.test_db_path
-        elif component == "generator":
-            url, path = self.generator_database_url, self.generator_db_path
-        else:
+        """Return the SQLAlchemy URL of a component's database (KeyError: no such component)."""
+        comp = next((c for c in registered() if c.name == component), None)
+        if comp is None:
             raise KeyError(component)
-        return url or f"duckdb:///{path.expanduser().resolve()}"
+        key = comp.settings_key
+        url = getattr(self, f"{key}_database_url", None) or self.database_urls.get(component)
+        path = (
+            getattr(self, f"{key}_db_path", None)
+            or self.database_paths.get(component)
+            or Path("./data") / comp.default_db
+        )
+        return str(url or f"duckdb:///{Path(path).expanduser().resolve()}")
 
     @property
     def effective_tests_dir(self) -> Path:
@@ -98,3 +120,41 @@ class Settings(BaseSettings):
         path = path.expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+_PLAIN = {
+    "int_parsing": "not an integer",
+    "int_from_float": "not an integer",
+    "float_parsing": "not a number",
+    "bool_parsing": "not a boolean (use true or false)",
+    "json_invalid": "not valid JSON",
+    "path_type": "not a path",
+}
+
+
+def _reason(error: dict[str, object]) -> str:
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx")
+    limits = ctx if isinstance(ctx, dict) else {}
+    if kind in _PLAIN:
+        return _PLAIN[kind]
+    if kind == "greater_than_equal":
+        return f"must be at least {limits.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {limits.get('le')}"
+    if kind == "string_pattern_mismatch":
+        return f"must match {limits.get('pattern')}"
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def config_error(exc: ValidationError) -> str:
+    """Return a settings error as one line naming each variable: `APP_RUN_WORKERS=two: ...`."""
+    parts = []
+    for error in exc.errors():
+        loc = error.get("loc") or ("?",)
+        name = f"{ENV_PREFIX}{str(loc[0]).upper()}"
+        value = error.get("input")
+        shown = value if isinstance(value, str | int | float) else None
+        head = name if shown is None else f"{name}={shown}"
+        parts.append(f"{head}: {_reason(dict(error))}")
+    return "; ".join(parts)

@@ -1,24 +1,24 @@
-"""What a component gets from the app: settings, its database, and the auth dependencies."""
+"""What a component is (the registry entry) and what it gets from the app (the shared context)."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from sqlalchemy import MetaData
 
 from app.core.config import Settings
 from app.core.db import Database, DatabaseRegistry
 from app.core.errors import Forbidden, Unauthorized
+from app.core.live import EventHub
 
 
-class Runtime(Protocol):
-    """What a plugged-in component contributes: routers and start/stop hooks."""
-
-    routers: list[APIRouter]
+class Worker(Protocol):
+    """Background work a component runs while the app serves (a runner)."""
 
     def start(self) -> None:
         """Start background work (after its database is migrated)."""
@@ -27,14 +27,46 @@ class Runtime(Protocol):
         """Stop background work."""
 
 
+@dataclass
+class Runtime:
+    """One component's live parts in one app: its runner and event hub (on `app.state`)."""
+
+    runner: Worker | None = None
+    hub: EventHub | None = None
+
+    def start(self) -> None:
+        """Start the runner, if any."""
+        if self.runner is not None:
+            self.runner.start()
+
+    def stop(self) -> None:
+        """Stop the runner, if any."""
+        if self.runner is not None:
+            self.runner.stop()
+
+
+def no_runtime(_ctx: AppContext) -> Runtime:
+    """Build the runtime of a component with no background work."""
+    return Runtime()
+
+
 @dataclass(frozen=True)
 class Component:
-    """A pluggable component: its name, its tables, and how to build its runtime."""
+    """A pluggable component: the one registry entry every part of the app iterates over.
+
+    `settings_key` names its settings (`APP_<KEY>_DB_PATH`, `APP_<KEY>_DATABASE_URL`),
+    `migrations` is its Alembic version folder (version table `alembic_version_<name>`),
+    `routers` are its module-level routers and `build` makes its runner and event hub.
+    """
 
     name: str
     title: str
     metadata: MetaData
-    build: Callable[[AppContext], Runtime]
+    settings_key: str
+    migrations: Path
+    default_db: str
+    routers: tuple[APIRouter, ...] = ()
+    build: Callable[[AppContext], Runtime] = no_runtime
 
 
 @dataclass
@@ -62,39 +94,3 @@ class AppContext:
             raise Unauthorized("this operation needs an API key in the X-API-Key header")
         if not any(secrets.compare_digest(key, k) for k in keys):
             raise Forbidden("the X-API-Key sent is not a valid key")
-
-    def require_write(self) -> Callable[..., None]:
-        """Return a dependency that enforces API keys on writes, deletes, export and import."""
-
-        def dependency(x_api_key: str | None = Header(default=None)) -> None:
-            self.check_key(x_api_key)
-
-        return dependency
-
-    def require_read(self) -> Callable[..., None]:
-        """Return a dependency that enforces API keys on reads when `protect_reads` is set."""
-
-        def dependency(x_api_key: str | None = Header(default=None)) -> None:
-            if self.settings.protect_reads:
-                self.check_key(x_api_key)
-
-        return dependency
-
-
-@dataclass
-class BasicRuntime:
-    """A runtime made of routers and optional start/stop callables."""
-
-    routers: list[APIRouter]
-    on_start: list[Callable[[], None]] = field(default_factory=list)
-    on_stop: list[Callable[[], None]] = field(default_factory=list)
-
-    def start(self) -> None:
-        """Run the start hooks in order."""
-        for hook in self.on_start:
-            hook()
-
-    def stop(self) -> None:
-        """Run the stop hooks in reverse order."""
-        for hook in reversed(self.on_stop):
-            hook()

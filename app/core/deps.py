@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.requests import HTTPConnection
 
 from app.core.config import Settings
-from app.core.context import AppContext
+from app.core.context import AppContext, Component, Runtime
 from app.core.db import Database
+from app.core.live import EventHub
+
+T = TypeVar("T")
 
 
-def get_context(request: Request) -> AppContext:
+def get_context(connection: HTTPConnection) -> AppContext:
     """Return the app's shared context (settings, databases)."""
-    ctx: AppContext = request.app.state.ctx
+    ctx: AppContext = connection.app.state.ctx
     return ctx
 
 
@@ -39,6 +46,47 @@ def database_of(component: str) -> Callable[[AppContext], Database]:
     return dependency
 
 
+def get_components(connection: HTTPConnection) -> tuple[Component, ...]:
+    """Return the components this app serves (the enabled part of `COMPONENTS`)."""
+    enabled: tuple[Component, ...] = connection.app.state.components
+    return enabled
+
+
+RegistryDep = Annotated[tuple[Component, ...], Depends(get_components)]
+
+
+def runtime_of(connection: HTTPConnection, component: str) -> Runtime:
+    """Return a component's runtime (its runner and event hub) from `app.state.runtimes`."""
+    runtime: Runtime = connection.app.state.runtimes[component]
+    return runtime
+
+
+def runner_of(component: str, kind: type[T]) -> Callable[[HTTPConnection], T]:
+    """Return a dependency that yields one component's runner, typed as `kind`."""
+
+    def dependency(connection: HTTPConnection) -> T:
+        runner = runtime_of(connection, component).runner
+        if not isinstance(runner, kind):
+            raise TypeError(f"{component}'s runner is {type(runner).__name__}, not {kind.__name__}")
+        return runner
+
+    dependency.__name__ = f"{component}_runner"
+    return dependency
+
+
+def hub_of(component: str) -> Callable[[HTTPConnection], EventHub]:
+    """Return a dependency that yields one component's event hub."""
+
+    def dependency(connection: HTTPConnection) -> EventHub:
+        hub = runtime_of(connection, component).hub
+        if hub is None:
+            raise TypeError(f"{component} has no event hub")
+        return hub
+
+    dependency.__name__ = f"{component}_hub"
+    return dependency
+
+
 def _require_write(ctx: ContextDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
     ctx.check_key(x_api_key)
 
@@ -53,3 +101,61 @@ WriteAccess = Depends(_require_write)
 
 ReadAccess = Depends(_require_read)
 """Use as `dependencies=[ReadAccess]`: API keys on reads when `protect_reads` is set."""
+
+
+# --- unknown query parameters ---------------------------------------------------------------
+
+_DECLARED: dict[int, frozenset[str]] = {}
+
+
+def _query_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def declared_query(route: APIRoute) -> frozenset[str]:
+    """Return the query parameter names a route declares (its own, its dependencies', models')."""
+    cached = _DECLARED.get(id(route))
+    if cached is not None:
+        return cached
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        pending.extend(dependant.dependencies)
+        for param in dependant.query_params:
+            model = _query_model(param.field_info.annotation)
+            if model is None:
+                names.add(param.alias)
+                continue
+            for name, info in model.model_fields.items():
+                names.add(info.alias or name)
+    _DECLARED[id(route)] = frozenset(names)
+    return _DECLARED[id(route)]
+
+
+def _refuse_unknown_query(connection: HTTPConnection) -> None:
+    if connection.scope["type"] != "http" or not connection.query_params:
+        return
+    route = connection.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = declared_query(route)
+    unknown = [name for name in dict.fromkeys(connection.query_params.keys()) if name not in known]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": "Unknown query parameter",
+                    "input": connection.query_params.get(name),
+                }
+                for name in unknown
+            ]
+        )
+
+
+KnownQuery = Depends(_refuse_unknown_query)
+"""App-wide: a query parameter no route declares is a 422 naming it (not silently ignored)."""

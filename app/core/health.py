@@ -1,11 +1,11 @@
-"""GET /health: each component database's reachability and schema revision."""
+"""GET /health: each enabled component database's reachability and schema revision."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from app.core.context import AppContext, Component
+from app.core.deps import ContextDep, RegistryDep
 from app.core.migrate import revision_state
 
 
@@ -36,35 +36,31 @@ def redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def build_health_router(
-    ctx: AppContext, components: tuple[Component, ...], version: str
-) -> APIRouter:
-    """Return the router of GET /health."""
-    router = APIRouter(tags=["health"])
+def database_health(ctx: ContextDep, name: str) -> DatabaseHealth:
+    """Return one component database's reachability and revision (failures reported, not raised)."""
+    url = ctx.settings.database_url(name)
+    try:
+        state = revision_state(name, ctx.database(name))
+    except Exception as exc:  # a health check reports failures, it does not raise them
+        return DatabaseHealth(component=name, database=redact(url), reachable=False, error=str(exc))
+    return DatabaseHealth(
+        component=name,
+        database=redact(url),
+        reachable=True,
+        revision=state.current,
+        head=state.head,
+        at_head=state.at_head,
+    )
 
-    @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-    def health(response: Response) -> Health:
-        """Report each database's reachability and schema revision."""
-        report: dict[str, DatabaseHealth] = {}
-        for comp in components:
-            url = ctx.settings.database_url(comp.name)
-            try:
-                state = revision_state(comp.name, ctx.database(comp.name))
-                report[comp.name] = DatabaseHealth(
-                    component=comp.name,
-                    database=redact(url),
-                    reachable=True,
-                    revision=state.current,
-                    head=state.head,
-                    at_head=state.at_head,
-                )
-            except Exception as exc:  # a health check reports failures, it does not raise them
-                report[comp.name] = DatabaseHealth(
-                    component=comp.name, database=redact(url), reachable=False, error=str(exc)
-                )
-        ok = all(h.reachable and h.at_head for h in report.values())
-        if not ok:
-            response.status_code = 503
-        return Health(status="ok" if ok else "degraded", version=version, components=report)
 
-    return router
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+def health(request: Request, response: Response, ctx: ContextDep, enabled: RegistryDep) -> Health:
+    """Report each database's reachability and schema revision."""
+    report = {comp.name: database_health(ctx, comp.name) for comp in enabled}
+    ok = all(h.reachable and h.at_head for h in report.values())
+    if not ok:
+        response.status_code = 503
+    return Health(status="ok" if ok else "degraded", version=request.app.version, components=report)

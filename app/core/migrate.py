@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 import app.core.alembic_duckdb  # noqa: F401  (registers the DuckDB impl)
+from app.core.config import registered
 from app.core.db import Database, duckdb_file
 
 log = logging.getLogger(__name__)
@@ -22,10 +23,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def alembic_config(component: str) -> Config:
-    """Return the Alembic config of a component's section of alembic.ini."""
+    """Return the Alembic config of a component: its registry entry's folder, its version table.
+
+    A component's alembic.ini section (for the `alembic -n <name>` command line) is optional:
+    everything the app needs comes from `Component`.
+    """
+    comp = next((c for c in registered() if c.name == component), None)
+    if comp is None:
+        raise KeyError(component)
     cfg = Config(str(ROOT / "alembic.ini"), ini_section=component)
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
-    cfg.set_main_option("version_locations", str(ROOT / "migrations" / "versions" / component))
+    cfg.set_main_option("version_locations", str(comp.migrations))
+    cfg.set_main_option("version_table", version_table(component))
+    cfg.set_main_option("component", component)
+    cfg.set_main_option("path_separator", "os")
     return cfg
 
 

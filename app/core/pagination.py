@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 
 
 @dataclass(frozen=True)
@@ -16,11 +17,15 @@ class Page:
 
 
 def page_params(
-    limit: int = Query(100, ge=1, le=1000, description="rows per page (1-1000)"),
-    offset: int = Query(0, ge=0, description="rows to skip"),
+    limit: Annotated[int, Query(ge=1, le=1000, description="rows per page (1-1000)")] = 100,
+    offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
 ) -> Page:
     """Read `limit` and `offset` from the query string."""
     return Page(limit=limit, offset=offset)
+
+
+PageDep = Annotated[Page, Depends(page_params)]
+"""A list route's page: `limit` (1-1000, default 100) and `offset`."""
 
 
 def set_total(response: Response, total: int) -> None:

@@ -1,36 +1,25 @@
-"""Export, download, import and batch-delete routes that every component's database API shares."""
+"""Export, download, import and delete helpers that every component's database router calls."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Query
-from fastapi.params import Depends
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from app.core.context import AppContext
+from app.core.config import Settings
+from app.core.db import Database
 from app.core.migrate import revision_state
 from app.core.models import utcnow
-from app.core.schemas import (
-    BAD_REQUEST,
-    CONFLICT,
-    NOT_FOUND,
-    Deleted,
-    ExportFormat,
-    ExportResult,
-    ImportDocument,
-    ImportResult,
-)
+from app.core.schemas import Deleted, ExportResult, ImportDocument, ImportResult
 
 Export = Callable[[Session, Path, Any, str | None], dict[str, Any]]
 Import = Callable[[Session, dict[str, Any]], dict[str, int]]
-DeleteBatch = Callable[[Session, str, bool], dict[str, int]]
 
 # The content type of each download format (parquet is binary: application/octet-stream).
 DOWNLOAD_TYPES: Mapping[str, str] = {
@@ -47,103 +36,43 @@ def remove_folder(folder: Path) -> None:
     folder.rmdir()
 
 
-def add_transfer_routes(
-    router: APIRouter,
-    ctx: AppContext,
-    component: str,
-    *,
-    write: Sequence[Depends],
-    export_in: type[BaseModel],
-    export: Export,
-    import_document: Import,
-    media_types: Mapping[str, str] = DOWNLOAD_TYPES,
-) -> None:
-    """Add POST and GET /export and POST /import of one component's tables to its router."""
+def write_export(
+    db: Database, component: str, folder: Path, body: BaseModel, export: Export
+) -> ExportResult:
+    """Write one component's export (json, jsonl, csv, parquet) into `folder`."""
+    revision = revision_state(component, db).current
+    with db.reading() as session:
+        return ExportResult.model_validate(export(session, folder, body, revision))
 
-    def db() -> Any:
-        return ctx.database(component)
 
-    def revision() -> str | None:
-        return revision_state(component, db()).current
-
-    def export_route(body: Any) -> ExportResult:
-        """Write an export (json, jsonl, csv, parquet) into the export folder."""
-        folder = ctx.settings.folder("export")
-        rev = revision()
-        with db().reading() as session:
-            return ExportResult.model_validate(export(session, folder, body, rev))
-
-    # The body is the component's own ExportIn: FastAPI reads the model from the annotation.
-    export_route.__annotations__["body"] = export_in
-    router.add_api_route(
-        "/export",
-        export_route,
-        methods=["POST"],
-        name="export",
-        response_model=ExportResult,
-        dependencies=write,
-        responses={**BAD_REQUEST, **CONFLICT},
+def download(
+    db: Database, component: str, settings: Settings, body: BaseModel, export: Export, fmt: str
+) -> FileResponse:
+    """Write an export into a scratch folder and stream it; the folder goes once it is sent."""
+    folder = Path(tempfile.mkdtemp(prefix="download-", dir=settings.folder("export")))
+    try:
+        revision = revision_state(component, db).current
+        with db.reading() as session:
+            written = export(session, folder, body, revision)
+    except BaseException:
+        remove_folder(folder)
+        raise
+    media = DOWNLOAD_TYPES.get(fmt, "application/octet-stream")
+    return FileResponse(
+        written["path"],
+        media_type=media,
+        filename=written["filename"],
+        background=BackgroundTask(remove_folder, folder),
     )
 
-    @router.get("/export", dependencies=write, response_class=FileResponse)
-    def download(
-        format: ExportFormat = Query("json"),
-        table: str | None = Query(None, description="jsonl/csv/parquet: the table to write"),
-    ) -> FileResponse:
-        """Stream an export as a download (the full JSON document, or one table)."""
-        folder = Path(tempfile.mkdtemp(prefix="download-", dir=ctx.settings.folder("export")))
-        body = export_in(filename=f"{component}-export.{format}", format=format, table=table)
-        try:
-            rev = revision()
-            with db().reading() as session:
-                written = export(session, folder, body, rev)
-        except BaseException:
-            remove_folder(folder)
-            raise
-        media = media_types.get(format, "application/octet-stream")
-        return FileResponse(
-            written["path"],
-            media_type=media,
-            filename=written["filename"],
-            background=BackgroundTask(remove_folder, folder),
-        )
 
-    @router.post("/import", response_model=ImportResult, dependencies=write)
-    def import_(document: ImportDocument) -> ImportResult:
-        """Load an export document back, atomically and idempotently."""
-        with db().writing() as session:
-            rows = import_document(session, document.model_dump())
-        return ImportResult(rows=rows, schema_revision=document.schema_revision)
+def import_into(db: Database, document: ImportDocument, import_document: Import) -> ImportResult:
+    """Load an export document back into one component's database in one transaction."""
+    with db.writing() as session:
+        rows = import_document(session, document.model_dump())
+    return ImportResult(rows=rows, schema_revision=document.schema_revision)
 
 
-def add_delete_batch_route(
-    router: APIRouter,
-    ctx: AppContext,
-    component: str,
-    *,
-    write: Sequence[Depends],
-    members: str,
-    delete_batch: DeleteBatch,
-) -> None:
-    """Add DELETE /batch/{batch_id}, whose `delete_<members>` flag deletes the members too."""
-    flag = f"delete_{members}"
-
-    def delete_batch_route(
-        batch_id: str, delete_members: bool = Query(False, alias=flag)
-    ) -> Deleted:
-        with ctx.database(component).writing() as session:
-            counts = delete_batch(session, batch_id, delete_members)
-        return Deleted(message=f"batch {batch_id} deleted", timestamp=utcnow(), deleted=counts)
-
-    delete_batch_route.__doc__ = (
-        f"Delete a batch; its {members} too with `{flag}=true`, else they are only unlinked."
-    )
-    router.add_api_route(
-        "/batch/{batch_id}",
-        delete_batch_route,
-        methods=["DELETE"],
-        name="delete_batch",
-        response_model=Deleted,
-        dependencies=write,
-        responses=NOT_FOUND,
-    )
+def deleted(kind: str, key: str, counts: dict[str, int]) -> Deleted:
+    """Return the answer of a delete: what went, and how many rows of each table."""
+    return Deleted(message=f"{kind} {key} deleted", timestamp=utcnow(), deleted=counts)

@@ -1,25 +1,31 @@
-"""The Generator component: its tables, database API and execution API."""
+"""The Generator component: its registry entry (tables, settings, migrations, routers, runtime)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from app.components.generator import exec_router, router
 from app.components.generator.models import Base
-from app.core.context import AppContext, BasicRuntime, Component, Runtime
+from app.components.generator.runner import GenerationRunner
+from app.core.context import AppContext, Component, Runtime
+from app.core.live import EventHub
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations" / "versions" / "generator"
 
 
 def build(ctx: AppContext) -> Runtime:
-    """Build the Generator's routers and background workers."""
-    from app.components.generator.exec_router import build_exec_router
-    from app.components.generator.router import build_db_router
-    from app.components.generator.runner import GenerationRunner
-    from app.core.live import EventHub
-
+    """Build the Generator's event hub and runner (started once its database is migrated)."""
     hub = EventHub()
-    runner = GenerationRunner(ctx, hub)
-    return BasicRuntime(
-        routers=[build_db_router(ctx), build_exec_router(ctx, runner, hub)],
-        on_start=[runner.start],
-        on_stop=[runner.stop],
-    )
+    return Runtime(runner=GenerationRunner(ctx, hub), hub=hub)
 
 
-component = Component(name="generator", title="Generator", metadata=Base.metadata, build=build)
+component = Component(
+    name="generator",
+    title="Generator",
+    metadata=Base.metadata,
+    settings_key="generator",
+    migrations=MIGRATIONS,
+    default_db="generator_tasks.duckdb",
+    routers=(router.router, exec_router.router),
+    build=build,
+)

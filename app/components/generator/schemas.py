@@ -259,3 +259,35 @@ class ExportIn(ExportBase):
     """POST /export for the Generator's tables."""
 
     include_tasks: bool = True
+
+
+# --- query filters (taken with `Annotated[TaskFilter, Query()]`) -------------------------------
+
+
+class TaskFilter(BaseModel):
+    """GET /db/tasks: which tasks to list (every filter optional, all must hold)."""
+
+    status: list[TaskStatus] = Field(default_factory=list)
+    model_name: str | None = None
+    batch_id: str | None = None
+    hardware: str | None = None
+    architecture: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class RecentTaskFilter(BaseModel):
+    """GET /api/generator/tasks: the execution API's short filter of tasks."""
+
+    status: list[TaskStatus] = Field(default_factory=list)
+    model_name: str | None = None
+    batch_id: str | None = None
+    since: datetime | None = None
+
+
+class StatsFilter(BaseModel):
+    """GET /models/stats and /hardware/stats: the window (days) and narrowing of statistics."""
+
+    days: int | None = Field(None, ge=1, le=3650)
+    model_name: str | None = None
+    hardware: str | None = None

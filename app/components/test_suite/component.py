@@ -1,25 +1,31 @@
-"""The Test Suite component: its tables, database API and execution API."""
+"""The Test Suite component: its registry entry (tables, settings, migrations, routers, runtime)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from app.components.test_suite import exec_router, router
 from app.components.test_suite.models import Base
-from app.core.context import AppContext, BasicRuntime, Component, Runtime
+from app.components.test_suite.runner import SuiteRunner
+from app.core.context import AppContext, Component, Runtime
+from app.core.live import EventHub
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations" / "versions" / "test_suite"
 
 
 def build(ctx: AppContext) -> Runtime:
-    """Build the Test Suite's routers and background workers."""
-    from app.components.test_suite.exec_router import build_exec_router
-    from app.components.test_suite.router import build_db_router
-    from app.components.test_suite.runner import SuiteRunner
-    from app.core.live import EventHub
-
+    """Build the Test Suite's event hub and runner (started once its database is migrated)."""
     hub = EventHub()
-    runner = SuiteRunner(ctx, hub)
-    return BasicRuntime(
-        routers=[build_db_router(ctx), build_exec_router(ctx, runner, hub)],
-        on_start=[runner.start],
-        on_stop=[runner.stop],
-    )
+    return Runtime(runner=SuiteRunner(ctx, hub), hub=hub)
 
 
-component = Component(name="test_suite", title="Test Suite", metadata=Base.metadata, build=build)
+component = Component(
+    name="test_suite",
+    title="Test Suite",
+    metadata=Base.metadata,
+    settings_key="test",
+    migrations=MIGRATIONS,
+    default_db="test_runs.duckdb",
+    routers=(router.router, exec_router.router),
+    build=build,
+)

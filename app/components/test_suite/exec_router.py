@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, WebSocket
 from fastapi.responses import StreamingResponse
@@ -32,13 +31,21 @@ from app.components.test_suite.runner import (
     SuiteRunner,
     status_event,
 )
-from app.components.test_suite.schemas import BatchCreate, RunCreate, RunRead, RunSummary
-from app.core.context import AppContext
+from app.components.test_suite.schemas import (
+    BatchCreate,
+    RecentRunFilter,
+    RunCreate,
+    RunRead,
+    RunSummary,
+)
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.deps import ReadAccess, SettingsDep, WriteAccess, database_of, hub_of, runner_of
 from app.core.errors import NotFound
 from app.core.hardware import Backend, detect
 from app.core.live import EventHub, sse_response, websocket_session
 from app.core.naming import model_slug, module_filename
-from app.core.pagination import Page, page_params, set_total
+from app.core.pagination import PageDep, set_total
 from app.core.schemas import NOT_FOUND
 from app.core.statuses import RunStatus
 
@@ -81,218 +88,211 @@ def collect(path: Path, test_type: str) -> list[str]:
     return [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
 
 
-def build_exec_router(ctx: AppContext, runner: SuiteRunner, hub: EventHub) -> APIRouter:
-    """Return the /api/test execution router."""
-    router = APIRouter(
-        prefix="/api/test", tags=["test-suite"], dependencies=[Depends(ctx.require_read())]
+SuiteDb = Annotated[Database, Depends(database_of(COMPONENT))]
+"""The Test Suite's database."""
+Runner = Annotated[SuiteRunner, Depends(runner_of(COMPONENT, SuiteRunner))]
+"""The Test Suite's runner (its worker pool)."""
+Hub = Annotated[EventHub, Depends(hub_of(COMPONENT))]
+"""The Test Suite's event hub (SSE and WebSocket subscribers)."""
+
+router = APIRouter(prefix="/api/test", tags=["test-suite"], dependencies=[ReadAccess])
+WRITE = [WriteAccess]
+
+
+def queue(
+    db: Database,
+    settings: Settings,
+    model_name: str,
+    req: RunRequest | BatchRequest,
+    batch_id: str | None = None,
+) -> tuple[str, Path]:
+    """Record a queued run of a model's test module; return its id and the module's path."""
+    path = module_for(settings.effective_tests_dir, model_name)
+    doc = RunCreate(
+        model_name=model_name,
+        hardware=req.hardware,
+        test_type=req.test_type.value,
+        timeout=req.timeout,
+        save_results=req.save_results,
+        status=RunStatus.queued,
+        current_step="queued",
+        creator=CREATOR,
+        tags=req.tags or None,
+        batch_id=batch_id,
     )
-    write = [Depends(ctx.require_write())]
+    with db.writing() as session:
+        run_id = service.record_run(session, doc)
+    return run_id, path
 
-    def db() -> Any:
-        return ctx.database(COMPONENT)
 
-    def queue(
-        model_name: str,
-        hardware: list[str],
-        test_type: str,
-        timeout: int,
-        save: bool,
-        tags: dict[str, str],
-        batch_id: str | None = None,
-    ) -> tuple[str, Path]:
-        path = module_for(ctx.settings.effective_tests_dir, model_name)
-        doc = RunCreate(
-            model_name=model_name,
-            hardware=hardware,
-            test_type=test_type,
-            timeout=timeout,
-            save_results=save,
-            status=RunStatus.queued,
-            current_step="queued",
-            creator=CREATOR,
-            tags=tags or None,
-            batch_id=batch_id,
+def start(runner: SuiteRunner, run_id: str, path: Path, req: RunRequest | BatchRequest) -> None:
+    """Hand a queued run to the worker pool."""
+    runner.submit(
+        Job(
+            run_id=run_id,
+            test_file=path,
+            hardware=list(req.hardware),
+            test_type=req.test_type.value,
+            timeout_s=float(req.timeout),
+            save_results=req.save_results,
         )
-        with db().writing() as session:
-            run_id = service.record_run(session, doc)
-        return run_id, path
-
-    def start(run_id: str, path: Path, req: RunRequest | BatchRequest) -> None:
-        runner.submit(
-            Job(
-                run_id=run_id,
-                test_file=path,
-                hardware=list(req.hardware),
-                test_type=req.test_type.value,
-                timeout_s=float(req.timeout),
-                save_results=req.save_results,
-            )
-        )
-
-    @router.post(
-        "/run", status_code=202, response_model=RunStarted, dependencies=write, responses=NOT_FOUND
     )
-    def run_tests(req: RunRequest) -> RunStarted:
-        """Queue a run of the model's test module (test_<slug>.py in the tests folder)."""
-        run_id, path = queue(
-            req.model_name,
-            req.hardware,
-            req.test_type.value,
-            req.timeout,
-            req.save_results,
-            req.tags,
+
+
+def snapshot(db: Database, run_id: str) -> list[dict[str, Any]]:
+    """Return the events a new subscriber first gets: the run's state (and `end` if final)."""
+    with db.reading() as session:
+        event = status_event(service.require_run(session, run_id))
+    return (
+        [event, {**event, "type": "end"}]
+        if event["status"] in {"completed", "error", "timeout", "cancelled"}
+        else [event]
+    )
+
+
+@router.post(
+    "/run", status_code=202, response_model=RunStarted, dependencies=WRITE, responses=NOT_FOUND
+)
+def run_tests(req: RunRequest, db: SuiteDb, settings: SettingsDep, runner: Runner) -> RunStarted:
+    """Queue a run of the model's test module (test_<slug>.py in the tests folder)."""
+    run_id, path = queue(db, settings, req.model_name, req)
+    start(runner, run_id, path, req)
+    with db.reading() as session:
+        run = service.require_run(session, run_id)
+        return RunStarted(
+            run_id=run_id,
+            status=str(run.status),
+            message=f"run queued for {req.model_name}",
+            started_at=run.started_at,
+            test_file=str(path),
         )
-        start(run_id, path, req)
-        with db().reading() as session:
-            run = service.require_run(session, run_id)
-            return RunStarted(
-                run_id=run_id,
-                status=str(run.status),
-                message=f"run queued for {req.model_name}",
-                started_at=run.started_at,
+
+
+@router.post(
+    "/batch", status_code=202, response_model=BatchStarted, dependencies=WRITE, responses=NOT_FOUND
+)
+def run_batch(
+    req: BatchRequest, db: SuiteDb, settings: SettingsDep, runner: Runner
+) -> BatchStarted:
+    """Queue one run per model, grouped in a batch whose status follows its runs."""
+    tests_dir = settings.effective_tests_dir
+    paths = {name: module_for(tests_dir, name) for name in req.model_names}
+    with db.writing() as session:
+        batch_id = service.create_batch(
+            session, BatchCreate(description=req.description or f"batch of {len(paths)} models")
+        )
+    run_ids = []
+    for name, path in paths.items():
+        run_id, _ = queue(db, settings, name, req, batch_id)
+        run_ids.append(run_id)
+        start(runner, run_id, path, req)
+    with db.reading() as session:
+        status = str(service.require_batch(session, batch_id).status)
+    return BatchStarted(
+        batch_id=batch_id, run_ids=run_ids, status=status, message=f"{len(run_ids)} runs queued"
+    )
+
+
+@router.get("/status/{run_id}", response_model=RunStatusRead, responses=NOT_FOUND)
+def run_status(run_id: str, db: SuiteDb) -> RunStatusRead:
+    """Return a run's status, progress, current step, elapsed and estimated remaining time."""
+    with db.reading() as session:
+        return RunStatusRead.model_validate(status_event(service.require_run(session, run_id)))
+
+
+@router.get("/results/{run_id}", response_model=RunRead, responses=NOT_FOUND)
+def run_results(run_id: str, db: SuiteDb) -> RunRead:
+    """Return a run's results, per-test details, steps, metrics and artifacts."""
+    with db.reading() as session:
+        return RunRead.model_validate(service.run_detail(session, run_id))
+
+
+@router.post(
+    "/cancel/{run_id}", response_model=CancelResult, dependencies=WRITE, responses=NOT_FOUND
+)
+def cancel(run_id: str, db: SuiteDb, runner: Runner) -> CancelResult:
+    """Cancel a queued or running run; its pytest process group is killed."""
+    cancelled = runner.cancel(run_id)
+    with db.reading() as session:
+        status = str(service.require_run(session, run_id).status)
+    message = "run cancelled" if cancelled else f"run already finished ({status})"
+    return CancelResult(run_id=run_id, cancelled=cancelled, status=status, message=message)
+
+
+@router.get("/runs", response_model=list[RunSummary])
+def runs(
+    response: Response, db: SuiteDb, page: PageDep, f: Annotated[RecentRunFilter, Query()]
+) -> list[RunSummary]:
+    """List runs, newest first (the total is in X-Total-Count)."""
+    filters = store.RunFilter(
+        status=[s.value for s in f.status], model_name=f.model_name, since=f.since
+    )
+    with db.reading() as session:
+        rows, total = store.list_runs(session, filters, page)
+    set_total(response, total)
+    return [RunSummary.model_validate(r) for r in rows]
+
+
+@router.get("/models", response_model=list[ModelModule])
+def models(db: SuiteDb, settings: SettingsDep) -> list[ModelModule]:
+    """List the models that have a test module in the tests folder, with their last run."""
+    tests_dir = settings.effective_tests_dir
+    modules = sorted(tests_dir.glob("test_*.py")) if tests_dir.is_dir() else []
+    with db.reading() as session:
+        latest = {model_slug(r["model_name"]): r for r in store.latest_run_per_model(session)}
+    out = []
+    for path in modules:
+        slug = path.stem.removeprefix("test_")
+        last = latest.get(slug)
+        out.append(
+            ModelModule(
+                model_name=last["model_name"] if last else slug,
                 test_file=str(path),
+                last_run_id=last["run_id"] if last else None,
+                last_status=str(last["status"]) if last else None,
+                last_started_at=last["started_at"] if last else None,
             )
-
-    @router.post(
-        "/batch",
-        status_code=202,
-        response_model=BatchStarted,
-        dependencies=write,
-        responses=NOT_FOUND,
-    )
-    def run_batch(req: BatchRequest) -> BatchStarted:
-        """Queue one run per model, grouped in a batch whose status follows its runs."""
-        tests_dir = ctx.settings.effective_tests_dir
-        paths = {name: module_for(tests_dir, name) for name in req.model_names}
-        with db().writing() as session:
-            batch_id = service.create_batch(
-                session, BatchCreate(description=req.description or f"batch of {len(paths)} models")
-            )
-        run_ids = []
-        for name, path in paths.items():
-            run_id, _ = queue(
-                name,
-                req.hardware,
-                req.test_type.value,
-                req.timeout,
-                req.save_results,
-                req.tags,
-                batch_id,
-            )
-            run_ids.append(run_id)
-            start(run_id, path, req)
-        with db().reading() as session:
-            batch = service.require_batch(session, batch_id)
-            status = str(batch.status)
-        return BatchStarted(
-            batch_id=batch_id, run_ids=run_ids, status=status, message=f"{len(run_ids)} runs queued"
         )
+    return out
 
-    @router.get("/status/{run_id}", response_model=RunStatusRead, responses=NOT_FOUND)
-    def run_status(run_id: str) -> RunStatusRead:
-        """Return a run's status, progress, current step, elapsed and estimated remaining time."""
-        with db().reading() as session:
-            return RunStatusRead.model_validate(status_event(service.require_run(session, run_id)))
 
-    @router.get("/results/{run_id}", response_model=RunRead, responses=NOT_FOUND)
-    def run_results(run_id: str) -> RunRead:
-        """Return a run's results, per-test details, steps, metrics and artifacts."""
-        with db().reading() as session:
-            return RunRead.model_validate(service.run_detail(session, run_id))
+@router.get("/hardware", response_model=list[Backend])
+def hardware() -> list[Backend]:
+    """List hardware backends: cpu always; others when their library finds a device."""
+    return list(detect())
 
-    @router.post(
-        "/cancel/{run_id}", response_model=CancelResult, dependencies=write, responses=NOT_FOUND
-    )
-    def cancel(run_id: str) -> CancelResult:
-        """Cancel a queued or running run; its pytest process group is killed."""
-        cancelled = runner.cancel(run_id)
-        with db().reading() as session:
-            status = str(service.require_run(session, run_id).status)
-        message = "run cancelled" if cancelled else f"run already finished ({status})"
-        return CancelResult(run_id=run_id, cancelled=cancelled, status=status, message=message)
 
-    @router.get("/runs", response_model=list[RunSummary])
-    def runs(
-        response: Response,
-        page: Page = Depends(page_params),
-        status: list[RunStatus] = Query(default_factory=list),
-        model_name: str | None = None,
-        since: datetime | None = None,
-    ) -> list[RunSummary]:
-        """List runs, newest first (the total is in X-Total-Count)."""
-        f = store.RunFilter(status=[s.value for s in status], model_name=model_name, since=since)
-        with db().reading() as session:
-            rows, total = store.list_runs(session, f, page)
-        set_total(response, total)
-        return [RunSummary.model_validate(r) for r in rows]
-
-    @router.get("/models", response_model=list[ModelModule])
-    def models() -> list[ModelModule]:
-        """List the models that have a test module in the tests folder, with their last run."""
-        tests_dir = ctx.settings.effective_tests_dir
-        modules = sorted(tests_dir.glob("test_*.py")) if tests_dir.is_dir() else []
-        with db().reading() as session:
-            latest = {model_slug(r["model_name"]): r for r in store.latest_run_per_model(session)}
-        out = []
-        for path in modules:
-            slug = path.stem.removeprefix("test_")
-            last = latest.get(slug)
-            out.append(
-                ModelModule(
-                    model_name=last["model_name"] if last else slug,
-                    test_file=str(path),
-                    last_run_id=last["run_id"] if last else None,
-                    last_status=str(last["status"]) if last else None,
-                    last_started_at=last["started_at"] if last else None,
-                )
-            )
-        return out
-
-    @router.get("/hardware", response_model=list[Backend])
-    def hardware() -> list[Backend]:
-        """List hardware backends: cpu always; others when their library finds a device."""
-        return list(detect())
-
-    @router.get("/types", response_model=list[SuiteTypeInfo], responses=NOT_FOUND)
-    def types(
-        model_name: str | None = Query(None, description="collect this model's module"),
-    ) -> list[SuiteTypeInfo]:
-        """List test types, their markers, and (for a model) the tests each selects."""
-        path = module_for(ctx.settings.effective_tests_dir, model_name) if model_name else None
-        return [
-            SuiteTypeInfo(
-                name=t.value,
-                description=text,
-                markers=markers,
-                tests=collect(path, t.value) if path else [],
-            )
-            for t, (text, markers) in TYPE_INFO.items()
-        ]
-
-    def snapshot(run_id: str) -> list[dict[str, Any]]:
-        with db().reading() as session:
-            event = status_event(service.require_run(session, run_id))
-        return (
-            [event, {**event, "type": "end"}]
-            if event["status"] in {"completed", "error", "timeout", "cancelled"}
-            else [event]
+@router.get("/types", response_model=list[SuiteTypeInfo], responses=NOT_FOUND)
+def types(
+    settings: SettingsDep,
+    model_name: Annotated[str | None, Query(description="collect this model's module")] = None,
+) -> list[SuiteTypeInfo]:
+    """List test types, their markers, and (for a model) the tests each selects."""
+    path = module_for(settings.effective_tests_dir, model_name) if model_name else None
+    return [
+        SuiteTypeInfo(
+            name=t.value,
+            description=text,
+            markers=markers,
+            tests=collect(path, t.value) if path else [],
         )
+        for t, (text, markers) in TYPE_INFO.items()
+    ]
 
-    @router.get("/events/{run_id}", responses=NOT_FOUND, response_class=StreamingResponse)
-    def events(run_id: str) -> StreamingResponse:
-        """Stream a run's state changes as Server-Sent Events until it ends."""
-        with db().reading() as session:
-            service.require_run(session, run_id)
-        return sse_response(hub, run_id, lambda: snapshot(run_id))
 
-    @router.websocket("/ws/{run_id}")
-    async def live(websocket: WebSocket, run_id: str) -> None:
-        """Push a run's state changes; answer ping, status and cancel messages."""
+@router.get("/events/{run_id}", responses=NOT_FOUND, response_class=StreamingResponse)
+def events(run_id: str, db: SuiteDb, hub: Hub) -> StreamingResponse:
+    """Stream a run's state changes as Server-Sent Events until it ends."""
+    with db.reading() as session:
+        service.require_run(session, run_id)
+    return sse_response(hub, run_id, lambda: snapshot(db, run_id))
 
-        def cancel_run() -> dict[str, Any]:
-            done = runner.cancel(run_id)
-            return {"run_id": run_id, "cancelled": done}
 
-        await websocket_session(websocket, hub, run_id, lambda: snapshot(run_id), cancel_run)
+@router.websocket("/ws/{run_id}")
+async def live(websocket: WebSocket, run_id: str, db: SuiteDb, runner: Runner, hub: Hub) -> None:
+    """Push a run's state changes; answer ping, status and cancel messages."""
 
-    return router
+    def cancel_run() -> dict[str, Any]:
+        return {"run_id": run_id, "cancelled": runner.cancel(run_id)}
+
+    await websocket_session(websocket, hub, run_id, lambda: snapshot(db, run_id), cancel_run)

@@ -391,3 +391,36 @@ class ExportIn(Body):
     include_cases: bool = True
     table: str | None = Field(None, description="jsonl/csv/parquet: the table to write")
     overwrite: bool = False
+
+
+# --- query filters (taken with `Annotated[RunFilter, Query()]`) --------------------------------
+
+
+class RunFilter(BaseModel):
+    """GET /db/runs: which runs to list (every filter optional, all must hold)."""
+
+    status: list[RunStatus] = Field(default_factory=list)
+    model_name: str | None = None
+    test_type: str | None = None
+    hardware: str | None = None
+    batch_id: str | None = None
+    tag: str | None = Field(None, description="name:value (or name)")
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class RecentRunFilter(BaseModel):
+    """GET /api/test/runs: the execution API's short filter of runs."""
+
+    status: list[RunStatus] = Field(default_factory=list)
+    model_name: str | None = None
+    since: datetime | None = None
+
+
+class StatsFilter(BaseModel):
+    """GET /models/stats and /hardware/stats: the window (days) and narrowing of statistics."""
+
+    days: int | None = Field(None, ge=1, le=3650)
+    model_name: str | None = None
+    hardware: str | None = None
+    test_type: str | None = None
