@@ -38,6 +38,12 @@ class TrackingApp(FastAPI):
     registry entries), `runtimes` (name -> Runtime: runner and event hub) and `started`.
     """
 
+    @property
+    def ctx(self) -> AppContext:
+        """Return the app's shared context (`app.state.ctx`)."""
+        ctx: AppContext = self.state.ctx
+        return ctx
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve HTTP and WebSocket; run the lifespan protocol ourselves."""
         if scope["type"] != "lifespan":
