@@ -1,4 +1,4 @@
-"""The lifespan is total: any start-up or shutdown failure is one sentence, the app state on app.state."""
+"""The lifespan is total: any start-up or shutdown failure is one sentence; state on app.state."""
 
 from __future__ import annotations
 
