@@ -55,7 +55,10 @@ class TrackingApp(FastAPI):
         except Exception as exc:
             message = _sentence(exc)
             log.error("start-up failed: %s", message)
-            await run_in_threadpool(self.shutdown)
+            try:
+                await run_in_threadpool(self.shutdown)  # stop what did start, close databases
+            except Exception as again:
+                log.error("stopping after the failed start-up failed too: %s", _sentence(again))
             await send({"type": "lifespan.startup.failed", "message": message})
             return
         await send({"type": "lifespan.startup.complete"})

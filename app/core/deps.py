@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Header
 from fastapi.exceptions import RequestValidationError
@@ -105,7 +106,8 @@ ReadAccess = Depends(_require_read)
 
 # --- unknown query parameters ---------------------------------------------------------------
 
-_DECLARED: dict[int, frozenset[str]] = {}
+# Per route object (weakly held: apps built and dropped in tests must not leave stale entries).
+_DECLARED: WeakKeyDictionary[APIRoute, frozenset[str]] = WeakKeyDictionary()
 
 
 def _query_model(annotation: Any) -> type[BaseModel] | None:
@@ -116,7 +118,7 @@ def _query_model(annotation: Any) -> type[BaseModel] | None:
 
 def declared_query(route: APIRoute) -> frozenset[str]:
     """Return the query parameter names a route declares (its own, its dependencies', models')."""
-    cached = _DECLARED.get(id(route))
+    cached = _DECLARED.get(route)
     if cached is not None:
         return cached
     names: set[str] = set()
@@ -131,8 +133,8 @@ def declared_query(route: APIRoute) -> frozenset[str]:
                 continue
             for name, info in model.model_fields.items():
                 names.add(info.alias or name)
-    _DECLARED[id(route)] = frozenset(names)
-    return _DECLARED[id(route)]
+    declared = _DECLARED[route] = frozenset(names)
+    return declared
 
 
 def _refuse_unknown_query(connection: HTTPConnection) -> None:
