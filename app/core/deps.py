@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
-from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Header
 from fastapi.exceptions import RequestValidationError
@@ -106,8 +106,9 @@ ReadAccess = Depends(_require_read)
 
 # --- unknown query parameters ---------------------------------------------------------------
 
-# Per route object (weakly held: apps built and dropped in tests must not leave stale entries).
-_DECLARED: WeakKeyDictionary[APIRoute, frozenset[str]] = WeakKeyDictionary()
+# By route id; an entry goes with its route (APIRoute is unhashable, so no WeakKeyDictionary):
+# apps built and dropped in tests must not leave an entry a new route could reuse by id.
+_DECLARED: dict[int, frozenset[str]] = {}
 
 
 def _query_model(annotation: Any) -> type[BaseModel] | None:
@@ -118,7 +119,7 @@ def _query_model(annotation: Any) -> type[BaseModel] | None:
 
 def declared_query(route: APIRoute) -> frozenset[str]:
     """Return the query parameter names a route declares (its own, its dependencies', models')."""
-    cached = _DECLARED.get(route)
+    cached = _DECLARED.get(id(route))
     if cached is not None:
         return cached
     names: set[str] = set()
@@ -133,7 +134,8 @@ def declared_query(route: APIRoute) -> frozenset[str]:
                 continue
             for name, info in model.model_fields.items():
                 names.add(info.alias or name)
-    declared = _DECLARED[route] = frozenset(names)
+    declared = _DECLARED[id(route)] = frozenset(names)
+    weakref.finalize(route, _DECLARED.pop, id(route), None)
     return declared
 
 
