@@ -18,6 +18,7 @@ from app.components.generator import runner as runner_module
 from app.components.generator import service
 from app.components.generator.runner import CREATOR, STOPPED, GenerationRunner
 from app.components.generator.schemas import TaskCreate
+from app.core import workers
 from app.core.config import Settings
 from app.core.db import DatabaseRegistry
 from app.core.live import EventHub
@@ -225,7 +226,7 @@ def test_shutdown_ends_unfinished_tasks_as_errors(
             gate.release.set()
             super().shutdown(wait, cancel_futures=cancel_futures)
 
-    monkeypatch.setattr(runner_module, "ThreadPoolExecutor", Pool)
+    monkeypatch.setattr(workers, "ThreadPoolExecutor", Pool)
     with TestClient(create_app(settings)) as client:
         held = start_held_task(client)
         queued = [
