@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,6 +120,39 @@ def stored_step_event(session: Session, task_id: str, name: str) -> dict[str, An
     return step_event(task_id, {k: getattr(row, k) for k in store.STEP_FIELDS})
 
 
+def plan_module(
+    model_name: str, template_type: str | None, hardware: Sequence[str] | None, directory: Path
+) -> tuple[Family, tuple[str, ...], Path]:
+    """Return a model's family, its devices and its test module's path, or raise 422."""
+    if not model_name.strip():
+        raise Unprocessable("model_name must not be blank", code="invalid_model_name")
+    family = resolve_family(model_name, template_type)
+    devices = normalize_hardware(family, hardware)
+    filename = module_filename(model_name)
+    if len(filename.encode()) > MAX_FILENAME_BYTES:
+        raise Unprocessable(
+            f"model_name is too long for a file name ({filename[:40]}...)",
+            code="invalid_model_name",
+        )
+    return family, devices, directory / filename
+
+
+def render_module(
+    model_name: str,
+    family: Family,
+    hardware: Sequence[str],
+    context: Mapping[str, Any] | None,
+    *,
+    fix: bool,
+) -> tuple[str, float]:
+    """Return a model's rendered test module (normalised when `fix`) and the milliseconds taken."""
+    started = time.perf_counter()
+    source = render_test_module(model_name, family, hardware, context)
+    if fix:
+        source = fix_syntax(source)
+    return source, (time.perf_counter() - started) * 1000
+
+
 def error_text(exc: AppError) -> str:
     """Return an error as the task records it: HTTP status and code first, then the detail."""
     return f"{exc.status_code} {exc.code}: {exc.detail}"
@@ -196,8 +229,18 @@ class GenerationRunner(WorkerPool[Job]):
             return []
 
         self._record(job, begin)
-        family, path = self._step(job, "resolve", lambda: self._resolve(job))
-        source, render_ms = self._step(job, "render", lambda: self._render(job, family))
+        family, _devices, path = self._step(
+            job,
+            "resolve",
+            lambda: plan_module(job.model_name, job.template_type, job.hardware, job.directory),
+        )
+        source, render_ms = self._step(
+            job,
+            "render",
+            lambda: render_module(
+                job.model_name, family, job.hardware, job.template_context, fix=job.fix_syntax
+            ),
+        )
         self._step(job, "check", lambda: check_source(source, path.name))
         metrics = [
             MetricIn(name="render_ms", value=round(render_ms, 3), unit="ms"),
@@ -211,24 +254,6 @@ class GenerationRunner(WorkerPool[Job]):
 
         self._record(job, measure)
         self._write(job, family, path, source)
-
-    def _resolve(self, job: Job) -> tuple[Family, Path]:
-        family = resolve_family(job.model_name, job.template_type)
-        normalize_hardware(family, job.hardware)
-        filename = module_filename(job.model_name)
-        if len(filename.encode()) > MAX_FILENAME_BYTES:
-            raise Unprocessable(
-                f"model_name is too long for a file name ({filename[:40]}...)",
-                code="invalid_model_name",
-            )
-        return family, job.directory / filename
-
-    def _render(self, job: Job, family: Family) -> tuple[str, float]:
-        started = time.perf_counter()
-        source = render_test_module(job.model_name, family, job.hardware, job.template_context)
-        if job.fix_syntax:
-            source = fix_syntax(source)
-        return source, (time.perf_counter() - started) * 1000
 
     def _start_step(self, job: Job, name: str) -> datetime:
         started = utcnow()

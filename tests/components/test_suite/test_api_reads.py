@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.components.test_suite.test_api_support import (
+from tests.components.test_suite.support import (
     NOW,
     B,
     assert_stats_rows,
@@ -22,7 +22,7 @@ from tests.components.test_suite.test_api_support import (
     instant,
     run_doc,
 )
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 
 def dataset() -> list[dict[str, Any]]:

@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from app.components.test_suite.pytest_exec import parse_junit
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.components.test_suite.support import parse_junit
+from tests.support import make_settings
 
 SUITES = Path(__file__).resolve().parents[2] / "fixtures" / "suites"
 TERMINAL = {"completed", "error", "timeout", "cancelled"}
