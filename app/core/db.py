@@ -134,11 +134,6 @@ class DatabaseRegistry:
             event.listen(engine, "connect", _on_connect(self._memory_limit))
         return engine
 
-    def open_all(self) -> None:
-        """Connect to every database once; a DuckDB file locked by another process is fatal."""
-        for db in list(self._by_url.values()):
-            check_reachable(db)
-
     def dispose(self) -> None:
         """Close every pooled connection (releases DuckDB file locks)."""
         with self._guard:

@@ -11,8 +11,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-KNOWN = ("cpu", "cuda", "rocm", "mps", "openvino", "webgpu", "webnn", "qnn")
-
 
 class Backend(BaseModel):
     """One hardware backend and whether it can be used here."""

@@ -7,16 +7,19 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
+from datetime import datetime
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
 
 from app.core.errors import NotFound
 
 # A subscriber that stops reading is dropped once this many events wait for it.
 QUEUE_LIMIT = 10_000
 HEARTBEAT_S = 15.0
+_TIME: TypeAdapter[datetime | None] = TypeAdapter(datetime | None)
 
 
 class Subscription:
@@ -78,6 +81,17 @@ class EventHub:
             subs = list(self._subs.get(key, ()))
         for sub in subs:
             sub.push(event)
+
+
+def json_time(value: datetime | None) -> str | None:
+    """Return a timestamp as the REST answers write it, so an event and a GET agree."""
+    text = _TIME.dump_python(value, mode="json")
+    return None if text is None else str(text)
+
+
+def end_event(event: dict[str, Any]) -> dict[str, Any]:
+    """Return the event that ends a stream, carrying the final state."""
+    return {**event, "type": "end"}
 
 
 def is_final(event: dict[str, Any]) -> bool:

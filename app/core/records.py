@@ -82,11 +82,6 @@ def delete_owned(
     return counts
 
 
-def count_rows(session: Session, model: type[DeclarativeBase]) -> int:
-    """Return the number of rows of a table."""
-    return int(session.scalar(select(func.count()).select_from(table_of(model))) or 0)
-
-
 def rows_of(session: Session, query: Any) -> list[dict[str, Any]]:
     """Return a query's rows as dicts (plain columns, no ORM entities: far cheaper to build)."""
     result = session.execute(query)

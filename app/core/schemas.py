@@ -184,11 +184,6 @@ class Deleted(BaseModel):
     deleted: dict[str, int] = Field(default_factory=dict)
 
 
-def as_dict(model: BaseModel, **kwargs: Any) -> dict[str, Any]:
-    """Return a model's fields as a dict (only those sent, by default)."""
-    return model.model_dump(exclude_unset=True, **kwargs)
-
-
 class ErrorBody(BaseModel):
     """Every error the app raises on purpose."""
 

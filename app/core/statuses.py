@@ -52,12 +52,8 @@ class StepStatus(enum.StrEnum):
 
 
 TERMINAL = frozenset({"completed", "error", "timeout", "cancelled"})
+# Not yet ended: what a stopped server leaves behind and its worker pool fails at start-up.
 ACTIVE = frozenset({"initializing", "queued", "running"})
-
-
-def is_terminal(status: str) -> bool:
-    """Return whether a run or task status is final."""
-    return status in TERMINAL
 
 
 def transition_allowed(current: str, new: str) -> bool:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 
 def test_health_reports_both_databases_at_head(client: TestClient) -> None:

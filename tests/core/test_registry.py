@@ -18,7 +18,7 @@ from app.core.context import Component
 from app.core.db import Database
 from app.core.deps import ReadAccess, WriteAccess, database_of
 from app.main import create_app
-from tests.conftest import ROOT, database_settings
+from tests.support import ROOT, database_settings
 
 REVISION = '''"""Demo: one table."""
 

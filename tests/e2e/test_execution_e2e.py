@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.conftest import Server
+from tests.support import Server
 
 SUITES = Path(__file__).resolve().parents[1] / "fixtures" / "suites"
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.components.generator.families import list_families
-from tests.conftest import Server
+from tests.support import Server
 
 SIX_MODELS = [f.example_model for f in list_families()]
 RUN_TERMINAL = {"completed", "error", "timeout", "cancelled"}

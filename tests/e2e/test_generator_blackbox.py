@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.support import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT, Server
+from tests.support import ROOT, Server
 
 
 def test_uvicorn_serves_health_and_docs(server: Server) -> None:

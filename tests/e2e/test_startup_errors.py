@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, database_env, free_port
+from tests.support import ROOT, database_env, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.core.statuses import batch_status
-from tests.components.test_suite.test_api_support import (
+from tests.components.test_suite.support import (
     assert_stats_rows,
     expected_daily,
     expected_metric_stats,
@@ -23,7 +23,7 @@ from tests.components.test_suite.test_api_support import (
     instant,
     run_doc,
 )
-from tests.conftest import Server
+from tests.support import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.components.generator.families import Family, list_families
-from tests.conftest import Server
+from tests.support import Server
 
 pytestmark = pytest.mark.models
 

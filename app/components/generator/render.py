@@ -7,19 +7,16 @@ import io
 import math
 import os
 import tempfile
-import time
 import tokenize
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from app.components.generator.families import ALL_HARDWARE, Family, resolve_family
+from app.components.generator.families import ALL_HARDWARE, Family
 from app.core.errors import BadRequest, Conflict, Unprocessable
-from app.core.naming import module_filename
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 LINE_LENGTH = 100
@@ -33,19 +30,6 @@ CONTEXT_LIMITS: dict[str, tuple[int, int, int]] = {
     "sequence_length": (8, 1, 8192),
     "repeats": (3, 1, 1000),
 }
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """What one generation wrote, and how long rendering took."""
-
-    path: Path
-    family: Family
-    model_name: str
-    hardware: tuple[str, ...]
-    lines: int
-    bytes: int
-    render_ms: float
 
 
 def py_literal(value: Any, indent: int = 0) -> str:
@@ -261,50 +245,3 @@ def write_atomically(path: Path, content: str, force: bool = False) -> None:
                 os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def generate(
-    model_name: str,
-    *,
-    output_root: Path,
-    output_dir: str | None = None,
-    template_type: str | None = None,
-    template_context: Mapping[str, Any] | None = None,
-    hardware: Sequence[str] | None = None,
-    force: bool = False,
-    fix_syntax: bool = True,
-) -> GenerationResult:
-    """Resolve the family, render, optionally normalise, check and write the test module."""
-    if not model_name or not model_name.strip():
-        raise Unprocessable("model_name must not be empty", code="invalid_model_name")
-    family = resolve_family(model_name, template_type)
-    devices = normalize_hardware(family, hardware)
-    directory = safe_output_dir(output_root, output_dir)
-    filename = module_filename(model_name)
-    if len(filename.encode()) > MAX_FILENAME_BYTES:
-        raise Unprocessable(
-            f"model_name is too long for a file name ({filename[:40]}...)",
-            code="invalid_model_name",
-        )
-    path = directory / filename
-    started = time.perf_counter()
-    source = render_test_module(model_name, family, devices, template_context)
-    if fix_syntax:
-        source = _fix_syntax(source)
-    check_source(source, path.name)
-    render_ms = (time.perf_counter() - started) * 1000
-    directory.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, source, force=force)
-    return GenerationResult(
-        path=path,
-        family=family,
-        model_name=model_name,
-        hardware=devices,
-        lines=source.count("\n"),
-        bytes=len(source.encode("utf-8")),
-        render_ms=render_ms,
-    )
-
-
-# `generate` takes a `fix_syntax` flag, which shadows the function inside it.
-_fix_syntax = fix_syntax

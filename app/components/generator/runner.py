@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from app.components.generator import service
+from app.components.generator import service, store
+from app.components.generator.exec_schemas import TaskStatusRead
 from app.components.generator.families import Family, resolve_family
 from app.components.generator.models import Task
 from app.components.generator.render import (
@@ -26,13 +26,14 @@ from app.components.generator.render import (
     write_atomically,
 )
 from app.components.generator.schemas import TaskComplete, TaskUpdate
-from app.core.context import AppContext
-from app.core.errors import AppError, Unprocessable
-from app.core.live import EventHub
+from app.core.errors import AppError, NotFound, Unprocessable
+from app.core.live import json_time
 from app.core.models import utcnow
 from app.core.naming import module_filename
+from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
-from app.core.statuses import TERMINAL, StepStatus, TaskStatus
+from app.core.statuses import ACTIVE, TERMINAL, StepStatus, TaskStatus
+from app.core.workers import Event, PoolJob, Work, WorkerPool, with_end
 
 log = logging.getLogger(__name__)
 CREATOR = "generator-runner"
@@ -50,7 +51,7 @@ T = TypeVar("T")
 
 
 @dataclass
-class Job:
+class Job(PoolJob):
     """A task the worker pool executes."""
 
     task_id: str
@@ -61,10 +62,11 @@ class Job:
     directory: Path
     force: bool
     fix_syntax: bool
-    cancel: threading.Event = field(default_factory=threading.Event)
-    # Held around every write of the task and around writing its file, so a cancel lands
-    # either before the file is written (and nothing is) or after the task completed.
-    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def key(self) -> str:
+        """Return the task's id."""
+        return self.task_id
 
 
 class Stopped(Exception):
@@ -75,44 +77,80 @@ class StepFailed(Exception):
     """A step failed; the task was already recorded as an error."""
 
 
-def _iso(value: datetime | None) -> str | None:
-    # Events go out as JSON over SSE and WebSocket alike: timestamps as ISO 8601 text.
-    return value.isoformat() if value is not None else None
-
-
 def status_event(task: Task) -> dict[str, Any]:
-    """Return a task's state as a live event (JSON-ready)."""
+    """Return a task's state as a live event, JSON-ready and timed as GET /status writes it."""
     started = task.started_at
     end = task.completed_at or utcnow()
-    return {
-        "type": "status",
-        "task_id": task.task_id,
-        "model_name": task.model_name,
-        "status": str(task.status),
-        "progress": task.progress,
-        "current_step": task.current_step,
-        "error": task.error,
-        "started_at": _iso(started),
-        "completed_at": _iso(task.completed_at),
-        "elapsed_time": (end - started).total_seconds() if started else None,
-        "output_file": task.output_file,
-        "architecture": task.architecture,
-        "batch_id": task.batch_id,
-    }
+    state = TaskStatusRead(
+        task_id=task.task_id,
+        model_name=task.model_name,
+        status=str(task.status),
+        progress=task.progress,
+        current_step=task.current_step,
+        error=task.error,
+        started_at=started,
+        completed_at=task.completed_at,
+        elapsed_time=(end - started).total_seconds() if started else None,
+        output_file=task.output_file,
+        architecture=task.architecture,
+        batch_id=task.batch_id,
+    )
+    return {"type": "status", **state.model_dump(mode="json")}
 
 
 def step_event(task_id: str, step: dict[str, Any]) -> dict[str, Any]:
-    """Return one step's state as a live event (JSON-ready)."""
+    """Return one stored step's state as a live event, timed as GET /tasks/{id} writes it."""
     return {
         "type": "step",
         "task_id": task_id,
         "step": step["step_name"],
         "status": str(step["status"]),
-        "started_at": _iso(step.get("started_at")),
-        "completed_at": _iso(step.get("completed_at")),
+        "started_at": json_time(step.get("started_at")),
+        "completed_at": json_time(step.get("completed_at")),
         "duration": step.get("duration"),
         "error": step.get("error"),
     }
+
+
+def stored_step_event(session: Session, task_id: str, name: str) -> dict[str, Any]:
+    """Return the live event of a step as this session stored it."""
+    row = store.get_step(session, task_id, name)
+    if row is None:
+        raise NotFound(f"step {name} of task {task_id} not found")
+    return step_event(task_id, {k: getattr(row, k) for k in store.STEP_FIELDS})
+
+
+def plan_module(
+    model_name: str, template_type: str | None, hardware: Sequence[str] | None, directory: Path
+) -> tuple[Family, tuple[str, ...], Path]:
+    """Return a model's family, its devices and its test module's path, or raise 422."""
+    if not model_name.strip():
+        raise Unprocessable("model_name must not be blank", code="invalid_model_name")
+    family = resolve_family(model_name, template_type)
+    devices = normalize_hardware(family, hardware)
+    filename = module_filename(model_name)
+    if len(filename.encode()) > MAX_FILENAME_BYTES:
+        raise Unprocessable(
+            f"model_name is too long for a file name ({filename[:40]}...)",
+            code="invalid_model_name",
+        )
+    return family, devices, directory / filename
+
+
+def render_module(
+    model_name: str,
+    family: Family,
+    hardware: Sequence[str],
+    context: Mapping[str, Any] | None,
+    *,
+    fix: bool,
+) -> tuple[str, float]:
+    """Return a model's rendered test module (normalised when `fix`) and the milliseconds taken."""
+    started = time.perf_counter()
+    source = render_test_module(model_name, family, hardware, context)
+    if fix:
+        source = fix_syntax(source)
+    return source, (time.perf_counter() - started) * 1000
 
 
 def error_text(exc: AppError) -> str:
@@ -120,130 +158,89 @@ def error_text(exc: AppError) -> str:
     return f"{exc.status_code} {exc.code}: {exc.detail}"
 
 
-class GenerationRunner:
+class GenerationRunner(WorkerPool[Job]):
     """A bounded pool of workers that execute queued generation tasks."""
 
-    def __init__(self, ctx: AppContext, hub: EventHub) -> None:
-        self.ctx = ctx
-        self.hub = hub
-        self.jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+    component = COMPONENT
+    creator = CREATOR
+    noun = "task"
+    key_field = "task_id"
+    thread_prefix = "generate"
 
-    @property
-    def db(self) -> Any:
-        """Return the Generator database."""
-        return self.ctx.database(COMPONENT)
+    def workers(self) -> int:
+        """Return how many tasks run at once (APP_GENERATOR_WORKERS)."""
+        return self.ctx.settings.generator_workers
 
-    # --- lifecycle ---------------------------------------------------------------------------
+    def list_unfinished(self, session: Session, page: Page) -> list[dict[str, Any]]:
+        """Return a page of initializing, queued or running tasks."""
+        rows, _ = store.list_tasks(session, store.TaskFilter(status=tuple(sorted(ACTIVE))), page)
+        return rows
 
-    def start(self) -> None:
-        """Mark tasks a previous server left unfinished as errors, then start the workers."""
-        with self.db.writing() as session:
-            failed = service.fail_unfinished(session, CREATOR, STOPPED)
-        if failed:
-            log.warning("marked %d unfinished task(s) as error: %s", len(failed), ", ".join(failed))
-        self._pool = ThreadPoolExecutor(
-            self.ctx.settings.generator_workers, thread_name_prefix="generate"
-        )
+    def mark_failed(self, session: Session, key: str, reason: str) -> None:
+        """End an unfinished task as an error."""
+        service.update_task(session, key, TaskUpdate(status=TaskStatus.error, error=reason))
 
-    def stop(self) -> None:
-        """Stop the workers; tasks they had not finished become errors."""
-        with self._lock:
-            jobs = list(self.jobs.values())
-        for job in jobs:
-            job.cancel.set()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        with self.db.writing() as session:
-            service.fail_unfinished(session, CREATOR, STOPPED)
-
-    def submit(self, job: Job) -> None:
-        """Queue a job for the workers."""
-        if self._pool is None:
-            raise RuntimeError("the runner is not started")
-        with self._lock:
-            self.jobs[job.task_id] = job
-        self._pool.submit(self._execute, job)
-
-    def cancel(self, task_id: str) -> bool:
-        """Cancel a task: its status becomes final at once and its file is not written."""
-        with self._lock:
-            job = self.jobs.get(task_id)
-        guard = job.lock if job is not None else threading.Lock()
-        with guard:
-            with self.db.writing() as session:
-                task = service.require_task(session, task_id)
-                if str(task.status) in TERMINAL:
-                    return False
-                service.complete_task(
-                    session,
-                    task_id,
-                    TaskComplete(status=TaskStatus.cancelled, error="cancelled by request"),
-                )
-            if job is not None:
-                job.cancel.set()
-        self.publish(task_id)
+    def mark_cancelled(self, session: Session, key: str) -> bool:
+        """End a task as cancelled, unless it already ended (its file is then never written)."""
+        if str(service.require_task(session, key).status) in TERMINAL:
+            return False
+        end = TaskComplete(status=TaskStatus.cancelled, error="cancelled by request")
+        service.complete_task(session, key, end)
         return True
 
-    # --- events ------------------------------------------------------------------------------
-
-    def publish(self, task_id: str) -> None:
-        """Push a task's current state to live listeners (and the end, once it is final)."""
-        with self.db.reading() as session:
-            event = status_event(service.require_task(session, task_id))
-        self.hub.publish(task_id, event)
-        if event["status"] in TERMINAL:
-            self.hub.publish(task_id, {**event, "type": "end"})
+    def state_event(self, session: Session, key: str) -> dict[str, Any]:
+        """Return a task's status event from this session's view of it."""
+        return status_event(service.require_task(session, key))
 
     def snapshot(self, task_id: str) -> list[dict[str, Any]]:
         """Return the events a new listener starts with: the steps so far, then the state."""
         with self.db.reading() as session:
-            detail = service.task_detail(session, task_id)
-            event = status_event(service.require_task(session, task_id))
-        events = [step_event(task_id, step) for step in detail["steps"]]
-        events.append(event)
-        if event["status"] in TERMINAL:
-            events.append({**event, "type": "end"})
-        return events
+            steps = service.task_detail(session, task_id)["steps"]
+            event = self.state_event(session, task_id)
+        return [step_event(task_id, step) for step in steps] + with_end(event)
+
+    def crashed(self, job: Job, error: str) -> None:
+        """End a task whose execution raised unexpectedly."""
+        self._fail(job, None, None, error)
 
     # --- execution ---------------------------------------------------------------------------
 
-    def _execute(self, job: Job) -> None:
-        try:
+    def run(self, job: Job) -> None:
+        """Resolve, render, check and write the task's test file, step by step."""
+        with contextlib.suppress(Stopped, StepFailed):  # both already recorded what counts
             self._run(job)
-        except (Stopped, StepFailed):
-            pass
-        except Exception as exc:  # a bug must still end the task, never leave it running
-            log.exception("task %s failed", job.task_id)
-            self._fail(job, None, None, f"internal error: {exc}")
-        finally:
-            with self._lock:
-                self.jobs.pop(job.task_id, None)
 
-    def _record(self, job: Job, work: Callable[[Session], None]) -> None:
+    def _record(self, job: Job, work: Work) -> None:
         """Write through the service, unless the task was cancelled or the server is stopping."""
         with job.lock:
             if job.cancel.is_set():
                 raise Stopped
-            with self.db.writing() as session:
-                work(session)
+            self.commit(job.task_id, work)
 
     def _run(self, job: Job) -> None:
         task_id = job.task_id
 
-        def begin(session: Session) -> None:
+        def begin(session: Session) -> list[Event]:
             if str(service.require_task(session, task_id).status) in TERMINAL:
                 raise Stopped
             service.update_task(
                 session, task_id, TaskUpdate(status=TaskStatus.running, current_step="starting")
             )
+            return []
 
         self._record(job, begin)
-        self.publish(task_id)
-        family, path = self._step(job, "resolve", lambda: self._resolve(job))
-        source, render_ms = self._step(job, "render", lambda: self._render(job, family))
+        family, _devices, path = self._step(
+            job,
+            "resolve",
+            lambda: plan_module(job.model_name, job.template_type, job.hardware, job.directory),
+        )
+        source, render_ms = self._step(
+            job,
+            "render",
+            lambda: render_module(
+                job.model_name, family, job.hardware, job.template_context, fix=job.fix_syntax
+            ),
+        )
         self._step(job, "check", lambda: check_source(source, path.name))
         metrics = [
             MetricIn(name="render_ms", value=round(render_ms, 3), unit="ms"),
@@ -253,38 +250,21 @@ class GenerationRunner:
 
         def measure(session: Session) -> None:
             service.add_metrics(session, task_id, metrics)
+            return None
 
         self._record(job, measure)
         self._write(job, family, path, source)
-
-    def _resolve(self, job: Job) -> tuple[Family, Path]:
-        family = resolve_family(job.model_name, job.template_type)
-        normalize_hardware(family, job.hardware)
-        filename = module_filename(job.model_name)
-        if len(filename.encode()) > MAX_FILENAME_BYTES:
-            raise Unprocessable(
-                f"model_name is too long for a file name ({filename[:40]}...)",
-                code="invalid_model_name",
-            )
-        return family, job.directory / filename
-
-    def _render(self, job: Job, family: Family) -> tuple[str, float]:
-        started = time.perf_counter()
-        source = render_test_module(job.model_name, family, job.hardware, job.template_context)
-        if job.fix_syntax:
-            source = fix_syntax(source)
-        return source, (time.perf_counter() - started) * 1000
 
     def _start_step(self, job: Job, name: str) -> datetime:
         started = utcnow()
         step = StepIn(status=StepStatus.running, progress=0.0, started_at=started)
 
-        def record(session: Session) -> None:
+        def record(session: Session) -> list[Event]:
             service.put_step(session, job.task_id, name, step)
             service.update_task(session, job.task_id, TaskUpdate(current_step=name))
+            return [stored_step_event(session, job.task_id, name)]
 
         self._record(job, record)
-        self._publish_step(job.task_id, name, step)
         return started
 
     def _step(self, job: Job, name: str, work: Callable[[], T]) -> T:
@@ -300,12 +280,12 @@ class GenerationRunner:
         )
         progress = dict(STEPS)[name]
 
-        def record(session: Session) -> None:
+        def record(session: Session) -> list[Event]:
             service.put_step(session, job.task_id, name, done)
             service.update_task(session, job.task_id, TaskUpdate(progress=progress))
+            return [stored_step_event(session, job.task_id, name)]
 
         self._record(job, record)
-        self._publish_step(job.task_id, name, done)
         return value
 
     def _write(self, job: Job, family: Family, path: Path, source: str) -> None:
@@ -330,13 +310,16 @@ class GenerationRunner:
                 status=TaskStatus.completed, output_file=str(path), architecture=family.name
             )
             if failure is None:
-                with self.db.writing() as session:
+
+                def complete(session: Session) -> list[Event]:
                     service.put_step(session, job.task_id, "write", done)
                     service.complete_task(session, job.task_id, end)
+                    return [stored_step_event(session, job.task_id, "write")]
+
+                self.commit(job.task_id, complete)
         if failure is not None:
             self._fail(job, "write", started, failure)
             raise StepFailed
-        self._publish_step(job.task_id, "write", done)
 
     def _fail(self, job: Job, step: str | None, started: datetime | None, error: str) -> None:
         """Record a failed step and end the task with an error (unless it was cancelled)."""
@@ -348,14 +331,17 @@ class GenerationRunner:
             error=error,
         )
 
-        def record(session: Session) -> None:
+        def record(session: Session) -> list[Event] | None:
             if str(service.require_task(session, job.task_id).status) in TERMINAL:
-                return
+                return None
+            events = []
             if step is not None:
                 service.put_step(session, job.task_id, step, failed)
+                events.append(stored_step_event(session, job.task_id, step))
             service.complete_task(
                 session, job.task_id, TaskComplete(status=TaskStatus.error, error=error)
             )
+            return events
 
         try:
             self._record(job, record)
@@ -363,12 +349,3 @@ class GenerationRunner:
             return
         except AppError as exc:
             log.warning("could not record the failure of task %s: %s", job.task_id, exc.detail)
-        if step is not None:
-            self._publish_step(job.task_id, step, failed)
-        else:
-            self.publish(job.task_id)
-
-    def _publish_step(self, task_id: str, name: str, step: StepIn) -> None:
-        """Push a step's change, then the task's state it moved."""
-        self.hub.publish(task_id, step_event(task_id, {"step_name": name, **step.model_dump()}))
-        self.publish(task_id)

@@ -318,23 +318,3 @@ def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -
     referenced = {row["task_id"] for name in children for row in tables.get(name, [])}
     existing = store.existing_tasks(session, sorted(referenced))
     transfer.check_references(referenced, existing, "tasks")
-
-
-# --- execution -------------------------------------------------------------------------------
-
-
-def fail_unfinished(session: Session, creator: str, reason: str) -> list[str]:
-    """Mark tasks a stopped server left initializing, queued or running as errors."""
-    active = store.TaskFilter(status=("initializing", "queued", "running"))
-    failed: list[str] = []
-    kept = 0  # unfinished tasks of other creators stay as they are, and stay in the listing
-    while True:
-        rows, _ = store.list_tasks(session, active, Page(limit=1000, offset=kept))
-        if not rows:
-            return failed
-        for row in rows:
-            if row["creator"] == creator:
-                update_task(session, row["task_id"], TaskUpdate(status="error", error=reason))
-                failed.append(row["task_id"])
-            else:
-                kept += 1

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -69,18 +68,6 @@ def plugin_argument() -> str:
         if entry_point.value == PLUGIN_MODULE:
             return entry_point.name
     return PLUGIN_MODULE
-
-
-def parse_junit(path: Path | str) -> dict[str, int]:
-    """Return {tests, failures, errors, skipped, passed} summed over a JUnit XML report."""
-    root = ET.parse(path).getroot()
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for suite in suites:
-        for key in counts:
-            counts[key] += int(suite.get(key, "0"))
-    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    return {**counts, "passed": passed}
 
 
 class _EventTail:

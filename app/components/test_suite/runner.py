@@ -5,25 +5,26 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.components.test_suite import service
+from sqlalchemy.orm import Session
+
+from app.components.test_suite import service, store
+from app.components.test_suite.exec_schemas import RunStatusRead
 from app.components.test_suite.models import Run
 from app.components.test_suite.pytest_exec import ExecOutcome, PytestInvocation, PytestProcess
 from app.components.test_suite.schemas import ArtifactIn, CaseIn, RunComplete, RunUpdate
-from app.core.context import AppContext
 from app.core.errors import AppError
-from app.core.live import EventHub
 from app.core.models import utcnow
 from app.core.naming import metric_unit
+from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
-from app.core.statuses import TERMINAL
+from app.core.statuses import ACTIVE, TERMINAL
+from app.core.workers import Event, PoolJob, WorkerPool
 from app.pytest_plugin import step_name_for
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ ISOLATED_INI = (
 
 
 @dataclass
-class Job:
+class Job(PoolJob):
     """A run the worker pool executes."""
 
     run_id: str
@@ -53,10 +54,14 @@ class Job:
     test_type: str
     timeout_s: float
     save_results: bool
-    cancel: threading.Event = field(default_factory=threading.Event)
     process: PytestProcess | None = None
     collected: int = 0
     finished: int = 0
+
+    @property
+    def key(self) -> str:
+        """Return the run's id."""
+        return self.run_id
 
 
 def _parse_time(value: Any) -> datetime:
@@ -70,111 +75,74 @@ def _parse_time(value: Any) -> datetime:
 
 
 def status_event(run: Run) -> dict[str, Any]:
-    """Return a run's state as a live event."""
+    """Return a run's state as a live event, JSON-ready and timed as GET /status writes it."""
     started = run.started_at
     end = run.completed_at or utcnow()
     elapsed = (end - started).total_seconds() if started else None
     remaining = None
     if elapsed is not None and str(run.status) == "running" and 0 < run.progress < 1:
         remaining = elapsed / run.progress * (1 - run.progress)
-    return {
-        "type": "status",
-        "run_id": run.run_id,
-        "model_name": run.model_name,
-        "status": str(run.status),
-        "progress": run.progress,
-        "current_step": run.current_step,
-        "error": run.error,
-        "started_at": started,
-        "completed_at": run.completed_at,
-        "elapsed_time": elapsed,
-        "estimated_remaining_time": remaining,
-    }
+    state = RunStatusRead(
+        run_id=run.run_id,
+        model_name=run.model_name,
+        status=str(run.status),
+        progress=run.progress,
+        current_step=run.current_step,
+        error=run.error,
+        started_at=started,
+        completed_at=run.completed_at,
+        elapsed_time=elapsed,
+        estimated_remaining_time=remaining,
+    )
+    return {"type": "status", **state.model_dump(mode="json")}
 
 
-class SuiteRunner:
+class SuiteRunner(WorkerPool[Job]):
     """A bounded pool of workers that execute queued runs."""
 
-    def __init__(self, ctx: AppContext, hub: EventHub) -> None:
-        self.ctx = ctx
-        self.hub = hub
-        self.jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+    component = COMPONENT
+    creator = CREATOR
+    noun = "run"
+    key_field = "run_id"
+    thread_prefix = "run"
 
-    @property
-    def db(self) -> Any:
-        """Return the Test Suite database."""
-        return self.ctx.database(COMPONENT)
+    def workers(self) -> int:
+        """Return how many runs execute at once (APP_RUN_WORKERS)."""
+        return self.ctx.settings.run_workers
 
-    # --- lifecycle ---------------------------------------------------------------------------
+    def list_unfinished(self, session: Session, page: Page) -> list[dict[str, Any]]:
+        """Return a page of initializing, queued or running runs."""
+        rows, _ = store.list_runs(session, store.RunFilter(status=sorted(ACTIVE)), page)
+        return rows
 
-    def start(self) -> None:
-        """Mark runs a previous server left unfinished as errors, then start the workers."""
-        with self.db.writing() as session:
-            failed = service.fail_unfinished(
-                session, CREATOR, "the server stopped before this run finished"
-            )
-        if failed:
-            log.warning("marked %d unfinished run(s) as error: %s", len(failed), ", ".join(failed))
-        self._pool = ThreadPoolExecutor(self.ctx.settings.run_workers, thread_name_prefix="run")
+    def mark_failed(self, session: Session, key: str, reason: str) -> None:
+        """End an unfinished run as an error."""
+        service.update_run(session, key, RunUpdate(status="error", error=reason))
 
-    def stop(self) -> None:
-        """Stop every running pytest and the workers; unfinished runs become errors."""
-        with self._lock:
-            jobs = list(self.jobs.values())
-        for job in jobs:
-            job.cancel.set()
-            if job.process is not None:
-                job.process.cancel()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        with self.db.writing() as session:
-            service.fail_unfinished(session, CREATOR, "the server stopped before this run finished")
-
-    def submit(self, job: Job) -> None:
-        """Queue a job for the workers."""
-        if self._pool is None:
-            raise RuntimeError("the runner is not started")
-        with self._lock:
-            self.jobs[job.run_id] = job
-        self._pool.submit(self._execute, job)
-
-    def cancel(self, run_id: str) -> bool:
-        """Cancel a run: the status becomes final at once, its process group is killed."""
-        with self.db.writing() as session:
-            run = service.require_run(session, run_id)
-            if str(run.status) in TERMINAL:
-                return False
-            service.complete_run(
-                session, run_id, RunComplete(status="cancelled", error="cancelled by request")
-            )
-        with self._lock:
-            job = self.jobs.get(run_id)
-        if job is not None:
-            job.cancel.set()
-            if job.process is not None:
-                job.process.cancel()
-        self.publish(run_id)
+    def mark_cancelled(self, session: Session, key: str) -> bool:
+        """End a run as cancelled, unless it already ended."""
+        if str(service.require_run(session, key).status) in TERMINAL:
+            return False
+        service.complete_run(
+            session, key, RunComplete(status="cancelled", error="cancelled by request")
+        )
         return True
 
+    def state_event(self, session: Session, key: str) -> dict[str, Any]:
+        """Return a run's status event from this session's view of it."""
+        return status_event(service.require_run(session, key))
+
+    def interrupt(self, job: Job) -> None:
+        """Tell a run to stop and kill its pytest process group."""
+        job.cancel.set()
+        if job.process is not None:
+            job.process.cancel()
+
+    def crashed(self, job: Job, error: str) -> None:
+        """End a run whose execution raised unexpectedly."""
+        self._finish(job, "error", error)
+
     # --- events ------------------------------------------------------------------------------
-
-    def publish(self, run_id: str, extra: dict[str, Any] | None = None) -> None:
-        """Push a run's current state (and an extra event first) to live listeners."""
-        if extra is not None:
-            self.hub.publish(run_id, extra)
-        with self.db.reading() as session:
-            run = service.require_run(session, run_id)
-            event = status_event(run)
-        self.hub.publish(run_id, event)
-        if event["status"] in TERMINAL:
-            self.hub.publish(run_id, {**event, "type": "end"})
-
-    def _write(self, run_id: str, work: Any) -> None:
-        with self.db.writing() as session:
-            work(session)
 
     def _progress(self, job: Job) -> float:
         total = job.collected or 1
@@ -187,18 +155,22 @@ class SuiteRunner:
             job.collected += int(event.get("count", 0))
             text = f"collected {event.get('count', 0)} tests on {device}"
             upd = RunUpdate(progress=self._progress(job), current_step=text)
-            self._write(run_id, lambda s: service.update_run(s, run_id, upd))
-            self.publish(run_id)
+
+            def collected(session: Session) -> list[Event]:
+                service.update_run(session, run_id, upd)
+                return []
+
+            self.commit(run_id, collected)
         elif kind == "test_started":
             name = str(event.get("name"))
             step = StepIn(status="running", progress=0.0, started_at=utcnow())
             upd = RunUpdate(current_step=name)
 
-            def started(session: Any) -> None:
+            def started(session: Session) -> None:
                 service.put_step(session, run_id, step_name_for(name, device), step)
                 service.update_run(session, run_id, upd)
 
-            self._write(run_id, started)
+            self.commit(run_id, started)
         elif kind == "test_finished":
             job.finished += 1
             self._record_test(job, device, event)
@@ -238,48 +210,43 @@ class SuiteRunner:
             for key, value in (event.get("properties") or {}).items()
         ]
         upd = RunUpdate(progress=self._progress(job), current_step=name)
+        test_event = {
+            "type": "test",
+            "run_id": run_id,
+            **case.model_dump(mode="json"),
+            "step": step_name_for(name, device),
+        }
 
-        def record(session: Any) -> None:
+        def record(session: Session) -> list[Event]:
             service.add_cases(session, run_id, [case])
             service.put_step(session, run_id, step_name_for(name, device), step)
             if metrics:
                 service.add_metrics(session, run_id, metrics)
             service.update_run(session, run_id, upd)
+            return [test_event]
 
-        self._write(run_id, record)
-        self.publish(
-            run_id,
-            {
-                "type": "test",
-                "run_id": run_id,
-                **case.model_dump(),
-                "step": step_name_for(name, device),
-            },
-        )
+        self.commit(run_id, record)
 
     # --- execution ---------------------------------------------------------------------------
 
-    def _execute(self, job: Job) -> None:
-        try:
-            self._run(job)
-        except Exception as exc:  # a bug must still end the run, never leave it running
-            log.exception("run %s failed", job.run_id)
-            self._finish(job, "error", f"internal error: {exc}")
-        finally:
-            with self._lock:
-                self.jobs.pop(job.run_id, None)
-
-    def _run(self, job: Job) -> None:
+    def run(self, job: Job) -> None:
+        """Run pytest once per device of the job, then finish the run."""
         if job.cancel.is_set():
             return
-        with self.db.writing() as session:
-            run = service.require_run(session, job.run_id)
-            if str(run.status) in TERMINAL:
-                return
-            service.update_run(
-                session, job.run_id, RunUpdate(status="running", current_step="starting pytest")
-            )
-        self.publish(job.run_id)
+        begun = False
+
+        def begin(session: Session) -> list[Event] | None:
+            nonlocal begun
+            if str(service.require_run(session, job.run_id).status) in TERMINAL:
+                return None
+            update = RunUpdate(status="running", current_step="starting pytest")
+            service.update_run(session, job.run_id, update)
+            begun = True
+            return []
+
+        self.commit(job.run_id, begin)
+        if not begun:
+            return
         workdir = self.ctx.settings.folder("results") / job.run_id
         workdir.mkdir(parents=True, exist_ok=True)
         ini = workdir / "pytest.ini"
@@ -328,12 +295,12 @@ class SuiteRunner:
             if path.exists()
         ]
         if artifacts:
-            self._write(job.run_id, lambda s: service.add_artifacts(s, job.run_id, artifacts))
+            self.commit(job.run_id, lambda s: service.add_artifacts(s, job.run_id, artifacts))
 
     def _finish(self, job: Job, status: str, error: str | None) -> None:
         run_id = job.run_id
 
-        def finish(session: Any) -> None:
+        def finish(session: Session) -> list[Event]:
             # One transaction: counts, final status and the results file land together.
             service.settle_results(session, run_id)
             run = service.require_run(session, run_id)
@@ -341,14 +308,14 @@ class SuiteRunner:
                 service.complete_run(session, run_id, RunComplete(status=status, error=error))
             if job.save_results:
                 self._save_results(session, run_id)
+            return []
 
         try:
-            self._write(run_id, finish)
-        except AppError as exc:
+            self.commit(run_id, finish)
+        except AppError as exc:  # e.g. the run was deleted while it ran
             log.warning("could not finish run %s: %s", run_id, exc.detail)
-        self.publish(run_id)
 
-    def _save_results(self, session: Any, run_id: str) -> None:
+    def _save_results(self, session: Session, run_id: str) -> None:
         path = self.ctx.settings.folder("results") / run_id / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")

@@ -457,15 +457,3 @@ def settle_results(session: Session, run_id: str) -> dict[str, int]:
     existing = store.get_results(session, run_id)
     store.set_results(session, run_id, counts, (existing.result_data if existing else None) or {})
     return counts
-
-
-def fail_unfinished(session: Session, creator: str, reason: str) -> list[str]:
-    """Mark runs a stopped server left queued or running as errors; return their ids."""
-    active = store.RunFilter(status=["initializing", "queued", "running"])
-    rows, _ = store.list_runs(session, active, Page(limit=1000, offset=0))
-    failed = []
-    for row in rows:
-        if row["creator"] == creator:
-            update_run(session, row["run_id"], RunUpdate(status="error", error=reason))
-            failed.append(row["run_id"])
-    return failed

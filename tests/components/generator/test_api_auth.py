@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 DB = "/api/generator/db"
 GOOD = {"X-API-Key": "k1"}

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, func, select
 from app.components.generator.models import Task, TaskBatch, TaskMetric, TaskStep, TaskTag
 from app.core.config import Settings
 from app.main import create_app
+from tests.components.generator.support import full_document
 
 DB = "/api/generator/db"
 GENERATOR_TABLES = (Task, TaskStep, TaskMetric, TaskTag, TaskBatch)
@@ -40,64 +41,6 @@ def table_counts(settings: Settings) -> dict[str, int]:
             }
     finally:
         engine.dispose()
-
-
-def full_document(task_id: str = "task-1", **overrides: Any) -> dict[str, Any]:
-    """Return a task document using every part of the recording API."""
-    doc: dict[str, Any] = {
-        "task_id": task_id,
-        "model_name": "bert-base-uncased",
-        "hardware": ["cpu", "cuda"],
-        "status": "completed",
-        "progress": 1.0,
-        "current_step": "write",
-        "template_type": "encoder_only",
-        "template_context": {
-            "model": {"name": "bert", "layers": [1, 2, {"deep": [None, True, 1.5e-7]}]},
-            "unicode": "ünïcødé ✓",
-            "empty": {},
-        },
-        "output_file": "generated/test_bert.py",
-        "output_dir": "generated",
-        "started_at": "2026-03-01T10:00:00+02:00",
-        "completed_at": "2026-03-01T08:00:42.250000Z",
-        "error": None,
-        "architecture": "encoder_only",
-        "creator": "ci",
-        "task_type": "single",
-        "batch_id": "batch-1",
-        "steps": [
-            {
-                "step_name": "render/template one",
-                "status": "completed",
-                "progress": 1.0,
-                "started_at": "2026-03-01T08:00:00Z",
-                "completed_at": "2026-03-01T08:00:10Z",
-                "duration": 10.0,
-                "error": None,
-            },
-            {"step_name": "compile", "status": "error", "progress": 0.5, "error": "SyntaxError"},
-        ],
-        "metrics": [
-            {
-                "name": "render_ms",
-                "value": 12.5,
-                "unit": "ms",
-                "hardware": "cpu",
-                "timestamp": "2026-03-01T08:00:05Z",
-            },
-            {
-                "name": "render_ms",
-                "value": 7.25,
-                "unit": "ms",
-                "hardware": "cuda",
-                "timestamp": "2026-03-01T08:00:06Z",
-            },
-        ],
-        "tags": {"team": "nlp", "ci/job": "nightly 42"},
-    }
-    doc.update(overrides)
-    return doc
 
 
 def post(client: TestClient, doc: dict[str, Any], status: int = 201) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from app.components.generator.models import Task, TaskMetric, TaskStep, TaskTag
 from app.core.config import Settings
 from app.main import create_app
 from tests.components.generator.test_api_recording import full_document, table_counts
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 DB = "/api/generator/db"
 

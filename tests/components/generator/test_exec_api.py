@@ -21,7 +21,7 @@ from app.components.test_suite.runner import ISOLATED_INI
 from app.core.config import Settings
 from app.core.naming import module_filename
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 API = "/api/generator"
 FAMILIES = list_families()

@@ -18,6 +18,7 @@ from app.components.generator import runner as runner_module
 from app.components.generator import service
 from app.components.generator.runner import CREATOR, STOPPED, GenerationRunner
 from app.components.generator.schemas import TaskCreate
+from app.core import workers
 from app.core.config import Settings
 from app.core.db import DatabaseRegistry
 from app.core.live import EventHub
@@ -225,7 +226,7 @@ def test_shutdown_ends_unfinished_tasks_as_errors(
             gate.release.set()
             super().shutdown(wait, cancel_futures=cancel_futures)
 
-    monkeypatch.setattr(runner_module, "ThreadPoolExecutor", Pool)
+    monkeypatch.setattr(workers, "ThreadPoolExecutor", Pool)
     with TestClient(create_app(settings)) as client:
         held = start_held_task(client)
         queued = [
@@ -238,3 +239,35 @@ def test_shutdown_ends_unfinished_tasks_as_errors(
             assert status["status"] == "error", status
             assert status["error"] == STOPPED
     assert not (settings.folder("output") / "test_gpt2.py").exists()
+
+
+def test_live_events_carry_the_timestamps_rest_answers(client: TestClient, gate: Gate) -> None:
+    task_id = start_held_task(client)
+    received: dict[str, str] = {}
+
+    def listen() -> None:
+        received["text"] = client.get(f"{API}/events/{task_id}").text
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    assert gate.ready.wait(30)
+    gate.release.set()
+    listener.join(30)
+    events = parse_sse(received["text"])
+    assert step_events(events) == STEP_EVENTS  # every step was pushed live, not replayed
+    status = client.get(f"{API}/status/{task_id}").json()
+    detail = client.get(f"{API}/db/task/{task_id}").json()
+    for event in events:
+        if event["type"] in {"status", "end"}:
+            assert event["started_at"] == status["started_at"] == detail["started_at"]
+    end = events[-1]
+    assert end["type"] == "end"
+    assert end["completed_at"] == status["completed_at"] == detail["completed_at"]
+    assert end["completed_at"] is not None and end["completed_at"].endswith("Z")
+    # A step's last event carries exactly the step the task's REST answer lists.
+    stored = {s["step_name"]: s for s in detail["steps"]}
+    last = {e["step"]: e for e in events if e["type"] == "step"}
+    assert sorted(last) == sorted(stored)
+    for name, event in last.items():
+        for key in ("status", "started_at", "completed_at", "duration", "error"):
+            assert event[key] == stored[name][key], (name, key)

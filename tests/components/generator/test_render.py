@@ -16,7 +16,6 @@ from app.components.generator.families import Family, get_family, list_families
 from app.components.generator.render import (
     check_source,
     fix_syntax,
-    generate,
     py_literal,
     render_test_module,
     safe_output_dir,
@@ -24,6 +23,7 @@ from app.components.generator.render import (
 )
 from app.core.errors import BadRequest, Conflict, Unprocessable
 from app.core.naming import module_filename
+from tests.components.generator.support import generate
 
 FAMILIES = list_families()
 ALL_TESTS = {

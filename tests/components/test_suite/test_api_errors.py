@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.components.test_suite.test_api_support import B, app_table_counts
-from tests.conftest import make_settings
+from tests.components.test_suite.support import B, app_table_counts
+from tests.support import make_settings
 
 JSON = {"content-type": "application/json"}
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.components.test_suite.test_api_support import B, app_table_counts, instant
+from tests.components.test_suite.support import B, app_table_counts, instant
 
 T0 = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
 

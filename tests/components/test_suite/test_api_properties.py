@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 from app.core.naming import metric_unit
 from app.main import create_app
-from tests.components.test_suite.test_api_support import (
+from tests.components.test_suite.support import (
     B,
     app_table_counts,
     assert_matches,
     instant,
 )
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 PROPERTY = settings(
     max_examples=30,

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from app.components.test_suite.models import RunResult
 from app.core.config import Settings
 from app.main import create_app
-from tests.components.test_suite.test_api_support import (
+from tests.components.test_suite.support import (
     B,
     app_table_counts,
     assert_matches,

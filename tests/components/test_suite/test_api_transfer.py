@@ -17,15 +17,15 @@ from sqlalchemy import select
 from app.components.test_suite.models import Base, Run
 from app.core.config import Settings
 from app.main import create_app
-from tests.components.test_suite.test_api_recording import full_document
-from tests.components.test_suite.test_api_support import (
+from tests.components.test_suite.support import (
     TABLES,
     B,
     app_table_counts,
     database,
     run_doc,
 )
-from tests.conftest import make_settings
+from tests.components.test_suite.test_api_recording import full_document
+from tests.support import make_settings
 
 
 def populate(client: TestClient) -> None:

@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from app.components.test_suite.pytest_exec import parse_junit
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.components.test_suite.support import parse_junit
+from tests.support import make_settings
 
 SUITES = Path(__file__).resolve().parents[2] / "fixtures" / "suites"
 TERMINAL = {"completed", "error", "timeout", "cancelled"}
@@ -284,3 +284,25 @@ def test_runs_list_and_status_come_from_the_database(
         assert client.get(f"/api/test/status/{run_id}").json()["status"] == "completed"
         listed = client.get("/api/test/runs").json()
         assert [r["run_id"] for r in listed] == [run_id]
+
+
+def test_live_events_carry_the_timestamps_rest_answers(runner_client: TestClient) -> None:
+    run_id = start(runner_client, "slow")
+    events: list[dict[str, Any]] = []
+    with runner_client.stream("GET", f"/api/test/events/{run_id}") as response:
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+    # Test events are only ever pushed live: the stream saw the run while it ran.
+    assert [e["type"] for e in events].count("test") == 3
+    status = runner_client.get(f"/api/test/status/{run_id}").json()
+    detail = runner_client.get(f"/api/test/db/run/{run_id}").json()
+    for event in events:
+        if event["type"] in {"status", "end"}:
+            assert event["started_at"] == status["started_at"] == detail["started_at"]
+    end = events[-1]
+    assert end["type"] == "end"
+    assert end["completed_at"] == status["completed_at"] == detail["completed_at"]
+    assert end["completed_at"] is not None and end["completed_at"].endswith("Z")
+    same = ("run_id", "model_name", "status", "progress", "current_step", "error")
+    assert {k: end[k] for k in same} == {k: status[k] for k in same}

@@ -17,8 +17,8 @@ from app.components.test_suite.pytest_exec import (
     PytestInvocation,
     PytestProcess,
     device_slug,
-    parse_junit,
 )
+from tests.components.test_suite.support import parse_junit
 
 SUITES = Path(__file__).resolve().parents[2] / "fixtures" / "suites"
 
@@ -295,21 +295,3 @@ def test_process_exit_without_session_end_is_a_crash(tmp_path: Path) -> None:
     ]
     assert finished(events)[0]["status"] == "passed"
     assert events[0]["count"] == 3
-
-
-def test_parse_junit_sums_suites_and_derives_passed(tmp_path: Path) -> None:
-    report = tmp_path / "junit.xml"
-    report.write_text(
-        '<?xml version="1.0" encoding="utf-8"?><testsuites>'
-        '<testsuite name="a" tests="5" failures="1" errors="1" skipped="1"/>'
-        '<testsuite name="b" tests="2" failures="0" errors="0" skipped="1"/>'
-        "</testsuites>"
-    )
-
-    assert parse_junit(report) == {
-        "tests": 7,
-        "failures": 1,
-        "errors": 1,
-        "skipped": 2,
-        "passed": 3,
-    }

@@ -1,8 +1,9 @@
-"""Helpers the Test Suite API tests share: documents, comparisons, independent statistics."""
+"""Helpers the Test Suite tests share: documents, comparisons, independent statistics, JUnit."""
 
 from __future__ import annotations
 
 import math
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -103,13 +104,6 @@ def percentile(values: Iterable[float], fraction: float) -> float | None:
     position = (len(ordered) - 1) * fraction
     low, high = math.floor(position), math.ceil(position)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def test_percentile_interpolates_between_neighbours() -> None:
-    assert percentile([], 0.5) is None
-    assert percentile([7.0], 0.95) == 7.0
-    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
-    assert percentile([10.0, 0.0, 20.0], 0.95) == pytest.approx(19.0)
 
 
 # --- documents -------------------------------------------------------------------------------
@@ -297,3 +291,15 @@ def assert_stats_rows(rows: list[dict[str, Any]], expected: dict[str, Any], key:
                 assert actual == pytest.approx(value, rel=1e-9, abs=1e-9), (
                     f"{name}.{field}: {actual} != {value}"
                 )
+
+
+def parse_junit(path: Path | str) -> dict[str, int]:
+    """Return {tests, failures, errors, skipped, passed} summed over a JUnit XML report."""
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for suite in suites:
+        for key in counts:
+            counts[key] += int(suite.get(key, "0"))
+    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    return {**counts, "passed": passed}

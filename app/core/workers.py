@@ -1,0 +1,209 @@
+"""The worker-pool skeleton both runners share: jobs, executor, start/stop/submit and cancel."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from app.core.context import AppContext
+from app.core.db import Database
+from app.core.live import EventHub, end_event
+from app.core.pagination import Page
+from app.core.statuses import TERMINAL
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+# A write: it changes rows in the session and returns the events it caused (the state event
+# of the run or task follows them), or None to publish nothing.
+Work = Callable[[Session], list[Event] | None]
+
+
+@dataclass(kw_only=True)
+class PoolJob:
+    """What every queued job carries besides its own work: a cancel flag and a write lock."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    # Held around a cancel (and by runners around writes no cancel may split), so a cancel
+    # lands between two writes of the job, never inside one.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def key(self) -> str:
+        """Return the id of the run or task this job executes."""
+        raise NotImplementedError
+
+
+J = TypeVar("J", bound=PoolJob)
+
+
+class WorkerPool(ABC, Generic[J]):
+    """A bounded pool of workers executing queued jobs of one component, with live events."""
+
+    component: ClassVar[str]  # whose database the pool writes
+    creator: ClassVar[str]  # the creator of the rows it owns (and fails when it stops)
+    noun: ClassVar[str]  # "run" or "task", for messages
+    key_field: ClassVar[str]  # the id column of listed rows
+    thread_prefix: ClassVar[str]
+    # Unfinished rows are failed a page at a time, so a start-up never loads them all.
+    page_size: int = 1000
+
+    def __init__(self, ctx: AppContext, hub: EventHub) -> None:
+        self.ctx = ctx
+        self.hub = hub
+        self.jobs: dict[str, J] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def db(self) -> Database:
+        """Return the component's database."""
+        return self.ctx.database(self.component)
+
+    @property
+    def stopped_reason(self) -> str:
+        """Return the error recorded on what a stopped server left unfinished."""
+        return f"the server stopped before this {self.noun} finished"
+
+    # --- what each runner provides -----------------------------------------------------------
+
+    @abstractmethod
+    def workers(self) -> int:
+        """Return how many jobs run at once."""
+
+    @abstractmethod
+    def list_unfinished(self, session: Session, page: Page) -> list[dict[str, Any]]:
+        """Return a page of unfinished rows (with `creator` and the key field), oldest first."""
+
+    @abstractmethod
+    def mark_failed(self, session: Session, key: str, reason: str) -> None:
+        """End one unfinished row as an error."""
+
+    @abstractmethod
+    def mark_cancelled(self, session: Session, key: str) -> bool:
+        """End a row as cancelled; return False if it had already ended (404 if unknown)."""
+
+    @abstractmethod
+    def state_event(self, session: Session, key: str) -> Event:
+        """Return the live status event of a row as this session sees it (JSON-ready)."""
+
+    @abstractmethod
+    def run(self, job: J) -> None:
+        """Execute one job (its own work: a subprocess, rendering, ...)."""
+
+    @abstractmethod
+    def crashed(self, job: J, error: str) -> None:
+        """End a job whose execution raised unexpectedly."""
+
+    def interrupt(self, job: J) -> None:
+        """Tell a job to stop (runners add what else stops it, e.g. killing a process)."""
+        job.cancel.set()
+
+    def snapshot(self, key: str) -> list[Event]:
+        """Return the events a new listener starts with: the current state (and the end)."""
+        with self.db.reading() as session:
+            event = self.state_event(session, key)
+        return with_end(event)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Mark rows a previous server left unfinished as errors, then start the workers."""
+        with self.db.writing() as session:
+            failed = self.fail_unfinished(session)
+        if failed:
+            log.warning(
+                "marked %d unfinished %s(s) as error: %s", len(failed), self.noun, ", ".join(failed)
+            )
+        self._pool = ThreadPoolExecutor(self.workers(), thread_name_prefix=self.thread_prefix)
+
+    def stop(self) -> None:
+        """Stop every job and the workers; what they had not finished becomes an error."""
+        with self._lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            self.interrupt(job)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        with self.db.writing() as session:
+            self.fail_unfinished(session)
+
+    def submit(self, job: J) -> None:
+        """Queue a job for the workers."""
+        if self._pool is None:
+            raise RuntimeError("the runner is not started")
+        with self._lock:
+            self.jobs[job.key] = job
+        self._pool.submit(self._execute, job)
+
+    def cancel(self, key: str) -> bool:
+        """Cancel a run or task: its status becomes final at once and its job is told to stop."""
+        with self._lock:
+            job = self.jobs.get(key)
+        guard: AbstractContextManager[Any] = job.lock if job is not None else nullcontext()
+        with guard:
+            with self.db.writing() as session:
+                if not self.mark_cancelled(session, key):
+                    return False
+                event = self.state_event(session, key)
+            if job is not None:
+                self.interrupt(job)
+        self.publish(key, [event])
+        return True
+
+    def fail_unfinished(self, session: Session) -> list[str]:
+        """End as errors the unfinished rows this pool created; return their ids."""
+        failed: list[str] = []
+        kept = 0  # unfinished rows of other creators stay as they are, and stay listed
+        while True:
+            rows = self.list_unfinished(session, Page(limit=self.page_size, offset=kept))
+            if not rows:
+                return failed
+            for row in rows:
+                if row["creator"] == self.creator:
+                    self.mark_failed(session, row[self.key_field], self.stopped_reason)
+                    failed.append(row[self.key_field])
+                else:
+                    kept += 1
+
+    # --- writes and events -------------------------------------------------------------------
+
+    def commit(self, key: str, work: Work) -> None:
+        """Write in one transaction; once committed, publish its events and the state it left."""
+        with self.db.writing() as session:
+            events = work(session)
+            if events is not None:
+                events.append(self.state_event(session, key))
+        if events:
+            self.publish(key, events)
+
+    def publish(self, key: str, events: list[Event]) -> None:
+        """Push events to live listeners; a final status event is followed by the end."""
+        for event in events:
+            self.hub.publish(key, event)
+        if events and events[-1].get("type") == "status" and events[-1]["status"] in TERMINAL:
+            self.hub.publish(key, end_event(events[-1]))
+
+    def _execute(self, job: J) -> None:
+        try:
+            self.run(job)
+        except Exception as exc:  # a bug must still end the job, never leave it running
+            log.exception("%s %s failed", self.noun, job.key)
+            self.crashed(job, f"internal error: {exc}")
+        finally:
+            with self._lock:
+                self.jobs.pop(job.key, None)
+
+
+def with_end(event: Event) -> list[Event]:
+    """Return a status event, followed by the end event when its status is final."""
+    return [event, end_event(event)] if event["status"] in TERMINAL else [event]
