@@ -23,6 +23,7 @@ from app.components.test_suite.schemas import (
     ResultsIn,
     RunComplete,
     RunCreate,
+    RunOutcome,
     RunRead,
     RunSummary,
     RunUpdate,
@@ -216,6 +217,7 @@ def build_db_router(ctx: AppContext) -> APIRouter:
         tag: str | None = Query(None, description="name:value (or name)"),
         since: datetime | None = None,
         until: datetime | None = None,
+        outcome: list[RunOutcome] = Query(default_factory=list),
     ) -> Response:
         """List runs, newest first; the total is in X-Total-Count."""
         f = store.RunFilter(
@@ -227,6 +229,7 @@ def build_db_router(ctx: AppContext) -> APIRouter:
             tag=tag,
             since=since,
             until=until,
+            outcome=[o.value for o in outcome],
         )
         with db().reading() as session:
             rows, total = store.list_runs(session, f, page)
