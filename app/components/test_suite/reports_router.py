@@ -13,7 +13,7 @@ from app.components.test_suite import reports, service
 from app.components.test_suite.schemas import RunOutcome
 from app.core.db import Database
 from app.core.deps import ReadAccess, database_of
-from app.core.pagination import Page, page_params
+from app.core.pagination import Page
 from app.core.responses import rows_response
 from app.core.schemas import NOT_FOUND
 from app.core.stats import window_start
@@ -21,16 +21,26 @@ from app.core.stats import window_start
 router = APIRouter(prefix="/api/test/db", tags=["test-reports"], dependencies=[ReadAccess])
 
 TestDb = Annotated[Database, Depends(database_of(service.COMPONENT))]
-PageDep = Annotated[Page, Depends(page_params)]
 Short = Annotated[str, Field(min_length=1, max_length=256)]
 TestId = Annotated[str, Field(min_length=1, max_length=1024)]
 Verdict = Literal["flaky", "broken", "healthy", "insufficient_data"]
 
 
-class ReportFilter(BaseModel):
-    """Which runs a report looks at (unknown parameters are refused)."""
+class Paged(BaseModel):
+    """Paging fields (as app.core.pagination) inside a filter that refuses unknown parameters."""
 
     model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(100, ge=1, le=1000, description="rows per page (1-1000)")
+    offset: int = Field(0, ge=0, le=10_000_000, description="rows to skip")
+
+    def page(self) -> Page:
+        """Return the page asked for."""
+        return Page(limit=self.limit, offset=self.offset)
+
+
+class ReportFilter(Paged):
+    """Which runs a report looks at (unknown parameters are refused)."""
 
     model_name: Short | None = None
     hardware: Short | None = Field(None, description="a device: the case's, else its run's")
@@ -69,10 +79,8 @@ class CasesFilter(ReportFilter):
     )
 
 
-class HistoryFilter(BaseModel):
+class HistoryFilter(Paged):
     """GET /tests/history: one test id, optionally one model and device."""
-
-    model_config = ConfigDict(extra="forbid")
 
     test_id: TestId
     model_name: Short | None = None
@@ -80,10 +88,8 @@ class HistoryFilter(BaseModel):
     days: int | None = Field(None, ge=1, le=3650)
 
 
-class FlakyFilter(BaseModel):
+class FlakyFilter(Paged):
     """GET /flaky: the window, the floor and the outage exclusion."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model_name: Short | None = None
     hardware: Short | None = None
@@ -197,26 +203,26 @@ class FlakyRow(BaseModel):
 
 
 @router.get("/tests", response_model=list[CaseSummaryRow])
-def list_tests(db: TestDb, page: PageDep, f: Annotated[CasesFilter, Query()]) -> Response:
+def list_tests(db: TestDb, f: Annotated[CasesFilter, Query()]) -> Response:
     """List test ids with counts, pass rate, durations, last failure and flips."""
     with db.reading() as session:
-        rows, total = reports.tests(session, f.scope(f.q), page)
+        rows, total = reports.tests(session, f.scope(f.q), f.page())
     return rows_response(rows, total=total)
 
 
 @router.get("/tests/history", response_model=list[HistoryRow])
-def test_history(db: TestDb, page: PageDep, f: Annotated[HistoryFilter, Query()]) -> Response:
+def test_history(db: TestDb, f: Annotated[HistoryFilter, Query()]) -> Response:
     """List one test's results over time, newest first."""
     scope = reports.ReportScope(
         model_name=f.model_name, hardware=f.hardware, since=window_start(f.days)
     )
     with db.reading() as session:
-        rows, total = reports.history_of(session, f.test_id, scope, page)
+        rows, total = reports.history_of(session, f.test_id, scope, f.page())
     return rows_response(rows, total=total)
 
 
 @router.get("/flaky", response_model=list[FlakyRow])
-def flaky(db: TestDb, page: PageDep, f: Annotated[FlakyFilter, Query()]) -> Response:
+def flaky(db: TestDb, f: Annotated[FlakyFilter, Query()]) -> Response:
     """List flaky and broken tests per (model, test, device), most hurtful first."""
     scope = reports.ReportScope(
         model_name=f.model_name, hardware=f.hardware, since=window_start(f.days)
@@ -230,7 +236,7 @@ def flaky(db: TestDb, page: PageDep, f: Annotated[FlakyFilter, Query()]) -> Resp
             last_runs=f.last_runs,
             verdicts_wanted=f.verdict,
         )
-    return rows_response(rows[page.offset : page.offset + page.limit], total=len(rows))
+    return rows_response(rows[f.offset : f.offset + f.limit], total=len(rows))
 
 
 @router.get("/regressions")
