@@ -214,6 +214,18 @@ def history_of(
 
 # --- flaky tests -----------------------------------------------------------------------------
 
+# Newly failing tests leave out outage runs too (more than half of the tests failed).
+OUTAGE_FRACTION = 0.5
+
+
+def _outage(max_failed_fraction: float) -> Any:
+    # True for runs (joined with their results row) where too large a share of tests failed.
+    return and_(
+        RunResult.run_id.is_not(None),
+        cast(RunResult.tests_failed, Double)
+        > literal(max_failed_fraction, Double) * (RunResult.tests_passed + RunResult.tests_failed),
+    )
+
 
 def flaky_groups(
     session: Session,
@@ -228,11 +240,7 @@ def flaky_groups(
     Runs where more than `max_failed_fraction` of the decided tests failed are left out
     (an outage, not flakiness); skipped results are not runs of the test.
     """
-    outage = and_(
-        RunResult.run_id.is_not(None),
-        cast(RunResult.tests_failed, Double)
-        > literal(max_failed_fraction, Double) * (RunResult.tests_passed + RunResult.tests_failed),
-    )
+    outage = _outage(max_failed_fraction)
     fail = case((IS_FAIL, 1), else_=0)
     key = (Run.model_name, RunCase.name, DEVICE)
     order: list[Any] = [desc(AT), desc(Run.run_id)]
@@ -420,7 +428,8 @@ def newly_failing(
     session: Session, scope: ReportScope, baseline_start: datetime, split: datetime, limit: int
 ) -> list[dict[str, Any]]:
     """Return tests that passed throughout the baseline and whose latest recent result failed."""
-    conds = [*_case_conditions(scope), baseline_start <= AT, DECIDED]
+    outage = _outage(OUTAGE_FRACTION)
+    conds = [*_case_conditions(scope), baseline_start <= AT, DECIDED, ~outage]
     base = split > AT
     fail = case((IS_FAIL, 1), else_=0)
     key = (Run.model_name, RunCase.name, DEVICE)
@@ -435,6 +444,7 @@ def newly_failing(
             arg_max(RunCase.error, AT, and_(~base, IS_FAIL)).label("last_failure_message"),
         )
         .join(Run, Run.run_id == RunCase.run_id)
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
         .where(*conds)
         .group_by(*key)
         .having(

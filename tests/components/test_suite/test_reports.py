@@ -5,6 +5,7 @@ Every verdict is checked against an independent computation over the documents p
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import statistics
@@ -161,7 +162,7 @@ def retry_groups(docs: list[dict[str, Any]], model: str, test: str) -> int:
 
 def expected_verdict(series: list[tuple[datetime, str]], min_runs: int, retried: bool) -> str:
     results = [s for _, s in series]
-    changes = sum(a != b for a, b in zip(results, results[1:], strict=False))
+    changes = sum(a != b for a, b in itertools.pairwise(results))
     if len(results) < min_runs:
         return "insufficient_data"
     if "failed" not in results:
@@ -271,7 +272,7 @@ def test_tests_list_and_history(client: TestClient, planted: list[dict[str, Any]
         assert row["passed"] == st.count("passed") and row["failed"] == st.count("failed")
         assert row["skipped"] == st.count("skipped")
         assert row["last_status"] == st[-1]
-        assert row["flips"] == sum(a != b for a, b in zip(decided, decided[1:], strict=False))
+        assert row["flips"] == sum(a != b for a, b in itertools.pairwise(decided))
         durations = sorted(c["duration_ms"] for _, c in results)
         assert row["p50_duration_ms"] == pytest.approx(statistics.median(durations))
         fails = [(t, c) for t, c in results if c["status"] == "failed"]
