@@ -39,8 +39,10 @@ class Paged(BaseModel):
         return Page(limit=self.limit, offset=self.offset)
 
 
-class ReportFilter(Paged):
+class ReportFilter(BaseModel):
     """Which runs a report looks at (unknown parameters are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model_name: Short | None = None
     hardware: Short | None = Field(None, description="a device: the case's, else its run's")
@@ -71,7 +73,7 @@ class ReportFilter(Paged):
         )
 
 
-class CasesFilter(ReportFilter):
+class CasesFilter(ReportFilter, Paged):
     """GET /tests: a report filter plus a test-id substring."""
 
     q: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
