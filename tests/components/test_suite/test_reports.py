@@ -483,3 +483,20 @@ def test_run_outcome_in_lists_details_batches_and_stats(client: TestClient) -> N
     )
     hw = client.get(f"{B}/hardware/stats").json()[0]
     assert hw["outcome_failed"] == 2
+
+
+def test_flaky_last_runs_window(client: TestClient, planted: list[dict[str, Any]]) -> None:
+    params = {"last_runs": 3, "min_runs": 3, "verdict": ["flaky", "broken", "healthy"]}
+    rows = {r["test_id"]: r for r in client.get(f"{B}/flaky", params=params).json()}
+    for name in ("test_flaky", "test_broken", "test_newfail"):
+        series = decided_series(planted, "m", f"tests/test_m.py::{name}", 0.5)[-3:]
+        row = rows[f"tests/test_m.py::{name}"]
+        assert row["runs"] == 3
+        assert row["failures"] == sum(s == "failed" for _, s in series)
+        assert row["verdict"] == expected_verdict(series, 3, False)
+    assert rows["tests/test_m.py::test_flaky"]["verdict"] == "healthy"
+    assert rows["tests/test_m.py::test_broken"]["verdict"] == "broken"
+    assert client.get(f"{B}/flaky", params={"last_runs": 1}).status_code == 422
+    assert client.get(f"{B}/flaky", params={"max_failed_fraction": 1.5}).status_code == 422
+    cuda = client.get(f"{B}/flaky", params={"hardware": "cuda", "verdict": "flaky"}).json()
+    assert [r["test_id"] for r in cuda] == ["tests/test_r.py::test_retry"]
