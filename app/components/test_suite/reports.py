@@ -242,26 +242,31 @@ def flaky_groups(
     """
     outage = _outage(max_failed_fraction)
     fail = case((IS_FAIL, 1), else_=0)
-    key = (Run.model_name, RunCase.name, DEVICE)
-    order: list[Any] = [desc(AT), desc(Run.run_id)]
+    columns: list[Any] = [
+        Run.model_name.label("model_name"),
+        RunCase.name.label("test_id"),
+        DEVICE.label("hardware"),
+        Run.run_id.label("run_id"),
+        AT.label("at"),
+        fail.label("fail"),
+        RunCase.error.label("error"),
+    ]
+    if last_runs:
+        key = (Run.model_name, RunCase.name, DEVICE)
+        order: list[Any] = [desc(AT), desc(Run.run_id)]
+        columns.append(func.row_number().over(partition_by=key, order_by=order).label("rn"))
     rows = (
-        select(
-            Run.model_name.label("model_name"),
-            RunCase.name.label("test_id"),
-            DEVICE.label("hardware"),
-            Run.run_id.label("run_id"),
-            AT.label("at"),
-            fail.label("fail"),
-            RunCase.error.label("error"),
-            func.row_number().over(partition_by=key, order_by=order).label("rn"),
-        )
+        select(*columns)
         .join(Run, Run.run_id == RunCase.run_id)
         .outerjoin(RunResult, RunResult.run_id == Run.run_id)
         .where(*_case_conditions(scope), DECIDED, ~outage)
-        .subquery("used")
     )
-    used = select(rows).where(rows.c.rn <= last_runs) if last_runs else select(rows)
-    u = used.subquery("u")
+    if last_runs:
+        inner = rows.subquery("ranked")
+        kept: list[Any] = [inner.c[c.name] for c in columns[:-1]]
+        rows = select(*kept).where(inner.c.rn <= last_runs)
+    # A CTE: read three times (flips, batch retries, commit retries), computed once.
+    u = rows.cte("used")
     gkey = (u.c.model_name, u.c.test_id, u.c.hardware)
     ordered = select(
         u,

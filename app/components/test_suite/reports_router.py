@@ -125,6 +125,9 @@ class RegressionFilter(BaseModel):
     metric: Short | None = Field(None, description="a metric name, run_duration or pass_rate")
     min_samples: int = Field(5, ge=2, le=10_000, description="runs per window (2-10000)")
     threshold: float = Field(0.1, gt=0.0, le=100.0, description="relative change (0.1 = 10%)")
+    verdict: list[
+        Literal["regression", "improvement", "changed", "unchanged", "insufficient_data"]
+    ] = Field(default_factory=list, max_length=5, description="default: all but unchanged")
 
 
 class CompareFilter(BaseModel):
@@ -254,6 +257,7 @@ def regressions(db: TestDb, f: Annotated[RegressionFilter, Query()]) -> Response
             metric=f.metric,
             min_samples=f.min_samples,
             threshold=f.threshold,
+            verdicts_wanted=f.verdict,
         )
     return rows_response(answer)
 

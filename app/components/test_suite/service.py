@@ -480,6 +480,7 @@ def fail_unfinished(session: Session, creator: str, reason: str) -> list[str]:
 # --- reports (issue 10): SQL in reports.py, verdicts in verdicts.py ---------------------------
 
 FLAKY_DEFAULT = ("flaky", "broken")
+REGRESSION_DEFAULT = ("regression", "improvement", "changed", "insufficient_data")
 NEWLY_FAILING_LIMIT = 1000
 COMPARE_LIMIT = 1000
 
@@ -516,6 +517,7 @@ def regressions_report(
     metric: str | None,
     min_samples: int,
     threshold: float,
+    verdicts_wanted: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Return per-series baseline vs recent medians with verdicts, and newly failing tests."""
     now = utcnow()
@@ -547,6 +549,8 @@ def regressions_report(
         )
         for w in windows
     ]
+    wanted = set(verdicts_wanted or REGRESSION_DEFAULT)
+    rows = [r for r in rows if r["verdict"] in wanted]
     rank = {"regression": 0, "improvement": 1, "changed": 2, "unchanged": 3}
     rows.sort(key=lambda r: (rank.get(r["verdict"], 4), -abs(r["relative_change"] or 0.0)))
     failing = reports.newly_failing(session, scope, start, split, NEWLY_FAILING_LIMIT)

@@ -296,7 +296,14 @@ def test_tests_list_and_history(client: TestClient, planted: list[dict[str, Any]
 def test_regressions_direction_significance_and_floor(
     client: TestClient, planted: list[dict[str, Any]]
 ) -> None:
-    params = {"days": 3, "baseline_days": 28, "min_samples": 3, "threshold": 0.1}
+    every = ["regression", "improvement", "changed", "unchanged", "insufficient_data"]
+    params = {
+        "days": 3,
+        "baseline_days": 28,
+        "min_samples": 3,
+        "threshold": 0.1,
+        "verdict": every,
+    }
     response = client.get(f"{B}/regressions", params={**params, "model_name": "m"})
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -334,6 +341,9 @@ def test_regressions_direction_significance_and_floor(
     # The floor: 3 recent runs are enough at min_samples=3, not at 4.
     more = client.get(f"{B}/regressions", params={**params, "min_samples": 4, "model_name": "m"})
     assert {r["verdict"] for r in more.json()["series"]} == {"insufficient_data"}
+    default = client.get(f"{B}/regressions", params={**params, "verdict": [], "model_name": "m"})
+    default = default.json()
+    assert {r["metric"] for r in default["series"]} == {"latency_ms", "throughput_per_sec"}
     bad = client.get(f"{B}/regressions", params={"min_samples": 1})
     assert bad.status_code == 422
 
