@@ -325,9 +325,13 @@ RUN_DURATION = ("run_duration", "s")
 PASS_RATE = ("pass_rate", "ratio")
 
 
-def _series(scope: ReportScope, metric: str | None, since: datetime) -> Any:
+def _series(
+    scope: ReportScope, metric: str | None, since: datetime, models: Sequence[str] = ()
+) -> Any:
     """Return one value per (run, model, device, metric, unit) since a time, as a subquery."""
     run_conds = [*_run_conditions(scope), since <= AT]
+    if models:  # pushed below the per-run aggregation (a filter on the union is not)
+        run_conds.append(Run.model_name.in_(sorted(set(models))))
     device = func.coalesce(RunMetric.hardware, func.array_to_string(Run.hardware, ","))
     run_device = func.array_to_string(Run.hardware, ",")
     sources = []
@@ -419,7 +423,7 @@ def regression_series(
     """Return the per-run values of the given groups, in time order."""
     if not groups:
         return []
-    s = _series(scope, metric, baseline_start)
+    s = _series(scope, metric, baseline_start, [g[0] for g in groups])
     key = (s.c.model_name, s.c.hardware, s.c.metric, s.c.unit)
     query = (
         select(*key, s.c.run_id, s.c.at, s.c.value)
@@ -435,6 +439,13 @@ def newly_failing(
     """Return tests that passed throughout the baseline and whose latest recent result failed."""
     outage = _outage(OUTAGE_FRACTION)
     conds = [*_case_conditions(scope), baseline_start <= AT, DECIDED, ~outage]
+    # Only tests that failed in the recent window can be newly failing: a semi-join first.
+    recent_fail = (
+        select(Run.model_name, RunCase.name, DEVICE)
+        .join(Run, Run.run_id == RunCase.run_id)
+        .where(*_case_conditions(scope), split <= AT, IS_FAIL)
+    )
+    conds.append(tuple_(Run.model_name, RunCase.name, DEVICE).in_(recent_fail))
     base = split > AT
     fail = case((IS_FAIL, 1), else_=0)
     key = (Run.model_name, RunCase.name, DEVICE)
