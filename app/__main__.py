@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", parents=[common], help="bring every database to head")
     down = sub.add_parser("downgrade", parents=[common], help="take databases down a revision")
     down.add_argument("revision", nargs="?", default="base")
+    gate = sub.add_parser("gate", help="compare two runs or batches; exit 1 on a failing verdict")
+    gate.add_argument("--base", required=True, help="run id or batch id")
+    gate.add_argument("--head", required=True, help="run id or batch id")
+    gate.add_argument("--fail-on", default="new_failures", help="e.g. new_failures,regression:5%%")
+    gate.add_argument("--url", help="the server (default http://<host>:<port> of the settings)")
+    gate.add_argument("--api-key", help="sent as X-API-Key")
     return parser
 
 
@@ -118,9 +124,13 @@ def _serve(settings: Settings) -> int:
     return 0 if server.started else 3
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line."""
+def main(argv: list[str] | None = None, client: Any = None) -> int:
+    """Run the command line (`client`: an httpx-compatible client for `gate`, for tests)."""
     args = _parser().parse_args(argv)
+    if args.command == "gate":
+        from app.gate import run_gate
+
+        return run_gate(args, client)
     try:
         settings = _settings(args)
         logging.basicConfig(

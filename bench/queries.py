@@ -21,6 +21,7 @@ from bench.stats import ratio, summary_ms
 
 PREFIX = "/api/test/db"
 SEARCH = {"query": "llama", "limit": 100}
+HISTORY_TEST = "tests/test_bert.py::test_case_0001"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,17 @@ def endpoints(scale: Scale) -> list[Endpoint]:
         Endpoint(page, "GET", f"{PREFIX}/{page}"),
         Endpoint("run/{id}", "GET", f"{PREFIX}/run/{run_id(scale.runs // 2)}"),
         Endpoint("search", "POST", f"{PREFIX}/search", SEARCH),
+        # Reports (issue 10): each is measured next to its own SQL like the reads above.
+        Endpoint("tests", "GET", f"{PREFIX}/tests?days=30"),
+        Endpoint("tests/history", "GET", f"{PREFIX}/tests/history?test_id={HISTORY_TEST}"),
+        Endpoint("flaky", "GET", f"{PREFIX}/flaky?days=30"),
+        Endpoint("regressions", "GET", f"{PREFIX}/regressions?days=7&baseline_days=28"),
+        Endpoint(
+            "compare",
+            "GET",
+            f"{PREFIX}/compare?base={run_id(0)}&head={run_id(1)}&fail_on=new_failures",
+        ),
+        Endpoint("trends", "GET", f"{PREFIX}/trends?bucket=day&days=90&metric=latency_ms"),
     ]
 
 

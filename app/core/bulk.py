@@ -1,4 +1,4 @@
-"""DuckDB-only fast paths (Arrow bulk insert, COPY export), each with a portable fallback."""
+"""DuckDB-only fast paths (Arrow bulk insert, COPY export, arg_max), each with a portable path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import JSON, Boolean, DateTime, Double, Integer, Table, insert
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 # Below this many rows the ORM/Core executemany path is as fast as registering an Arrow table.
 ARROW_THRESHOLD = 200
@@ -157,3 +159,37 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     """Yield consecutive slices of at most `size` items."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+class arg_max(FunctionElement[Any]):
+    """The value of `value` on the row with the largest `key` in a group (an aggregate).
+
+    DuckDB has `arg_max(value, key) FILTER (WHERE where)`; PostgreSQL gets
+    `(array_agg(value ORDER BY key DESC) FILTER (WHERE where))[1]`.
+    """
+
+    inherit_cache = True
+    name = "arg_max"
+
+    def __init__(self, value: Any, key: Any, where: Any = None) -> None:
+        args = [value, key] if where is None else [value, key, where]
+        super().__init__(*args)
+        self.type = value.type
+
+
+def _parts(element: arg_max, compiler: Any, **kw: Any) -> tuple[str, str, str]:
+    clauses = [compiler.process(c, **kw) for c in element.clauses]
+    where = f" FILTER (WHERE {clauses[2]})" if len(clauses) > 2 else ""
+    return clauses[0], clauses[1], where
+
+
+@compiles(arg_max)
+def _arg_max_portable(element: arg_max, compiler: Any, **kw: Any) -> str:
+    value, key, where = _parts(element, compiler, **kw)
+    return f"(array_agg({value} ORDER BY {key} DESC NULLS LAST){where})[1]"
+
+
+@compiles(arg_max, "duckdb")
+def _arg_max_duckdb(element: arg_max, compiler: Any, **kw: Any) -> str:
+    value, key, where = _parts(element, compiler, **kw)
+    return f"arg_max({value}, {key}){where}"

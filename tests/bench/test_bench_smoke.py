@@ -32,6 +32,12 @@ ENDPOINTS = {
     "runs?limit=50&offset=250",
     "run/{id}",
     "search",
+    "tests",
+    "tests/history",
+    "flaky",
+    "regressions",
+    "compare",
+    "trends",
 }
 
 

@@ -239,7 +239,9 @@ def add_to_batch(batch_id: str, run_id: str, db: SuiteDb) -> BatchRead:
 def list_runs(db: SuiteDb, page: PageDep, f: Annotated[RunFilter, Query()]) -> Response:
     """List runs, newest first; the total is in X-Total-Count."""
     filters = store.RunFilter(
-        **f.model_dump(exclude={"status"}), status=[s.value for s in f.status]
+        **f.model_dump(exclude={"status", "outcome"}),
+        status=[s.value for s in f.status],
+        outcome=[o.value for o in f.outcome],
     )
     with db.reading() as session:
         rows, total = store.list_runs(session, filters, page)

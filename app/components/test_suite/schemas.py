@@ -48,6 +48,14 @@ class CaseStatus(StrEnum):
     xpassed = "xpassed"
 
 
+class RunOutcome(StrEnum):
+    """A terminal run's verdict from its tests (SPEC: derived, never stored)."""
+
+    passed = "passed"
+    failed = "failed"
+    no_tests = "no_tests"
+
+
 # How per-test outcomes count: errors are failures, expected failures are skips.
 PASSED = (CaseStatus.passed.value, CaseStatus.xpassed.value)
 FAILED = (CaseStatus.failed.value, CaseStatus.error.value)
@@ -274,6 +282,11 @@ class RunSummary(BaseModel):
     tests_passed: int | None = None
     tests_failed: int | None = None
     tests_skipped: int | None = None
+    outcome: RunOutcome | None = Field(
+        None,
+        description="passed | failed (a test failed or errored, or the run ended in error or "
+        "timeout) | no_tests (nothing ran or all skipped); null until the run is terminal",
+    )
 
 
 class RunRead(RunSummary):
@@ -308,6 +321,9 @@ class BatchSummary(BaseModel):
     creator: str | None
     created_at: datetime
     counts: BatchCounts
+    outcomes: dict[RunOutcome, int] = Field(
+        default_factory=dict, description="terminal members counted by outcome"
+    )
 
 
 class BatchRunRow(BaseModel):
@@ -321,6 +337,7 @@ class BatchRunRow(BaseModel):
     duration: float | None
     tests_passed: int | None
     tests_failed: int | None
+    outcome: RunOutcome | None = None
 
 
 class BatchRead(BatchSummary):
@@ -342,6 +359,9 @@ class RunCounts(DurationStats):
     tests_skipped: int
     pass_rate: float | None
     latest_run: datetime | None
+    outcome_passed: int = Field(0, description="terminal runs whose outcome is passed")
+    outcome_failed: int = Field(0, description="terminal runs whose outcome is failed")
+    outcome_no_tests: int = Field(0, description="terminal runs whose outcome is no_tests")
 
 
 class ModelStats(RunCounts):
@@ -407,6 +427,9 @@ class RunFilter(BaseModel):
     tag: str | None = Field(None, description="name:value (or name)")
     since: datetime | None = None
     until: datetime | None = None
+    outcome: list[RunOutcome] = Field(
+        default_factory=list, description="passed, failed or no_tests (repeat for several)"
+    )
 
 
 class RecentRunFilter(BaseModel):

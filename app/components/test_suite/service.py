@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from app.components.test_suite import store
+from app.components.test_suite import reports, store, verdicts
 from app.components.test_suite.models import (
     Run,
     RunArtifact,
@@ -395,8 +396,13 @@ def batch_detail(session: Session, batch_id: str) -> dict[str, Any]:
 
 def batch_summary(session: Session, batches: list[RunBatch]) -> list[dict[str, Any]]:
     """Return batches with their members counted by status."""
-    counts = store.member_counts(session, [b.batch_id for b in batches])
-    return lifecycle.batch_rows(batches, counts, store.BATCH_FIELDS)
+    ids = [b.batch_id for b in batches]
+    counts = store.member_counts(session, ids)
+    outcomes = store.member_outcomes(session, ids)
+    rows = lifecycle.batch_rows(batches, counts, store.BATCH_FIELDS)
+    for row in rows:
+        row["outcomes"] = outcomes.get(row["batch_id"], {})
+    return rows
 
 
 def list_batches(
@@ -457,3 +463,160 @@ def settle_results(session: Session, run_id: str) -> dict[str, int]:
     existing = store.get_results(session, run_id)
     store.set_results(session, run_id, counts, (existing.result_data if existing else None) or {})
     return counts
+
+
+# --- reports (issue 10): SQL in reports.py, verdicts in verdicts.py ---------------------------
+
+FLAKY_DEFAULT = ("flaky", "broken")
+REGRESSION_DEFAULT = ("regression", "improvement", "changed", "insufficient_data")
+NEWLY_FAILING_LIMIT = 1000
+COMPARE_LIMIT = 1000
+
+
+def flaky_report(
+    session: Session,
+    scope: reports.ReportScope,
+    *,
+    min_runs: int,
+    max_failed_fraction: float,
+    last_runs: int | None,
+    verdicts_wanted: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Return flaky-test rows with verdicts, most hurtful first, narrowed to the verdicts asked."""
+    wanted = set(verdicts_wanted or FLAKY_DEFAULT)
+    # A group without failures is healthy or insufficient_data: skip them in SQL if not asked.
+    only_failing = not wanted & {"healthy", "insufficient_data"}
+    groups = reports.flaky_groups(
+        session,
+        scope,
+        max_failed_fraction=max_failed_fraction,
+        last_runs=last_runs,
+        only_failing=only_failing,
+    )
+    return [r for r in verdicts.flaky_rows(groups, min_runs) if r["verdict"] in wanted]
+
+
+def regressions_report(
+    session: Session,
+    scope: reports.ReportScope,
+    *,
+    days: int,
+    baseline_days: int,
+    metric: str | None,
+    min_samples: int,
+    threshold: float,
+    verdicts_wanted: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Return per-series baseline vs recent medians with verdicts, and newly failing tests."""
+    now = utcnow()
+    split = now - timedelta(days=days)
+    start = split - timedelta(days=baseline_days)
+    windows = reports.regression_windows(session, scope, metric, start, split)
+    # Significance only for the series that moved past the threshold with enough samples.
+    candidates = [
+        w
+        for w in windows
+        if w["baseline_n"] >= min_samples
+        and w["recent_n"] >= min_samples
+        and abs(verdicts.relative_change(w["baseline_median"], w["recent_median"]) or 0.0)
+        >= threshold
+    ]
+    keys = [(w["model_name"], w["hardware"], w["metric"], w["unit"]) for w in candidates]
+    series: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for row in reports.regression_series(session, scope, metric, start, keys):
+        series.setdefault(
+            (row["model_name"], row["hardware"], row["metric"], row["unit"]), []
+        ).append(row)
+    rows = [
+        verdicts.regression_row(
+            w,
+            series.get((w["model_name"], w["hardware"], w["metric"], w["unit"]), []),
+            split,
+            min_samples=min_samples,
+            threshold=threshold,
+        )
+        for w in windows
+    ]
+    wanted = set(verdicts_wanted or REGRESSION_DEFAULT)
+    rows = [r for r in rows if r["verdict"] in wanted]
+    rank = {"regression": 0, "improvement": 1, "changed": 2, "unchanged": 3}
+    rows.sort(key=lambda r: (rank.get(r["verdict"], 4), -abs(r["relative_change"] or 0.0)))
+    failing = reports.newly_failing(session, scope, start, split, NEWLY_FAILING_LIMIT)
+    return {
+        "baseline_start": start,
+        "recent_start": split,
+        "generated_at": now,
+        "series": rows,
+        "newly_failing": failing,
+    }
+
+
+def resolve_side(session: Session, ident: str) -> tuple[str, list[str]]:
+    """Return ("run"|"batch", run ids) for a run id or a batch id, or raise 404."""
+    if store.get_run(session, ident) is not None:
+        return "run", [ident]
+    if store.get_batch(session, ident) is not None:
+        return "batch", store.run_ids_of_batch(session, ident)
+    raise NotFound(f"no run or batch {ident}", code="not_found")
+
+
+def compare_report(
+    session: Session, base: str, head: str, fail_on: str | None, threshold: float
+) -> dict[str, Any]:
+    """Compare two runs or batches test by test and metric by metric; gate with `fail_on`."""
+    rules = verdicts.parse_fail_on(fail_on) if fail_on else None
+    base_kind, base_ids = resolve_side(session, base)
+    head_kind, head_ids = resolve_side(session, head)
+    counts = {name: 0 for name in COMPARE_CATEGORIES}
+    tests: list[dict[str, Any]] = []
+    metrics: list[dict[str, Any]] = []
+    if base_ids or head_ids:
+        counts.update(reports.compare_counts(session, base_ids, head_ids))
+        tests = reports.compare_tests(session, base_ids, head_ids, COMPARE_LIMIT)
+        metrics = [
+            verdicts.metric_delta(m, threshold)
+            for m in reports.compare_metrics(session, base_ids, head_ids)
+        ]
+    by_category: dict[str, list[dict[str, Any]]] = {name: [] for name in COMPARE_CATEGORIES}
+    for row in tests:
+        by_category[row.pop("category")].append(row)
+    return {
+        "base": {"id": base, "kind": base_kind, "runs": len(base_ids)},
+        "head": {"id": head, "kind": head_kind, "runs": len(head_ids)},
+        "counts": counts,
+        **{name: by_category[name] for name in COMPARE_CATEGORIES if name != "unchanged"},
+        "truncated": len(tests) >= COMPARE_LIMIT,
+        "metrics": metrics,
+        "fail_on": fail_on,
+        "verdict": verdicts.gate(rules, counts, metrics) if rules is not None else None,
+    }
+
+
+COMPARE_CATEGORIES = (
+    "newly_failing",
+    "newly_passing",
+    "still_failing",
+    "added",
+    "missing",
+    "unchanged",
+)
+
+
+def trends_report(
+    session: Session, scope: reports.ReportScope, bucket: str, metric: str | None, points: int
+) -> list[dict[str, Any]]:
+    """Return per time bucket: pass rate, runs by outcome, durations and a metric's p50/p95."""
+    rows = reports.run_trend(session, scope, bucket)
+    by_bucket = {r["bucket"]: r for r in rows}
+    if metric:
+        for m in reports.metric_trend(session, scope, bucket, metric):
+            target = by_bucket.get(m["bucket"])
+            if target is None:  # metric points in a bucket without runs cannot happen: same AT
+                continue
+            target.update(m)
+    for r in rows:
+        decided = r["tests_passed"] + r["tests_failed"]
+        r["pass_rate"] = r["tests_passed"] / decided if decided else None
+        for name in ("metric_n", "metric_p50", "metric_p95"):
+            r.setdefault(name, None)
+    return verdicts.downsample(rows, points, "metric_p50" if metric else "pass_rate")

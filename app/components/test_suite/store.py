@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     and_,
     any_,
+    case,
     cast,
     delete,
     desc,
@@ -54,6 +55,7 @@ from app.core.records import (
     upsert,
 )
 from app.core.stats import count_where, duration_columns, escape_like, series_columns
+from app.core.statuses import TERMINAL
 
 RUN_FIELDS = [c.key for c in Run.__table__.columns]
 BATCH_FIELDS = [c.key for c in RunBatch.__table__.columns]
@@ -71,6 +73,28 @@ class RunFilter:
     tag: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    outcome: Sequence[str] = ()
+
+
+def outcome_of(status: Any = None, passed: Any = None, failed: Any = None) -> Any:
+    """Return a run's outcome as SQL: passed | failed | no_tests, NULL until it is terminal.
+
+    `failed` when a test failed or errored, or the run itself ended in error or timeout;
+    `passed` when at least one test passed and none failed; `no_tests` when nothing ran or
+    everything was skipped. Counts are the run's results row (derived from its cases).
+    """
+    status = Run.status if status is None else status
+    passed = RunResult.tests_passed if passed is None else passed
+    failed = RunResult.tests_failed if failed is None else failed
+    return case(
+        (status.not_in(sorted(TERMINAL)), None),
+        (or_(func.coalesce(failed, 0) > 0, status.in_(["error", "timeout"])), "failed"),
+        (func.coalesce(passed, 0) > 0, "passed"),
+        else_="no_tests",
+    )
+
+
+OUTCOMES = ("passed", "failed", "no_tests")
 
 
 @dataclass(frozen=True)
@@ -260,6 +284,7 @@ def member_runs(session: Session, batch_id: str) -> list[dict[str, Any]]:
             Run.duration,
             RunResult.tests_passed,
             RunResult.tests_failed,
+            outcome_of().label("outcome"),
         )
         .join(RunBatchLink, RunBatchLink.run_id == Run.run_id)
         .outerjoin(RunResult, RunResult.run_id == Run.run_id)
@@ -281,6 +306,23 @@ def member_counts(session: Session, batch_ids: Sequence[str]) -> dict[str, dict[
         )
         for batch_id, status, n in session.execute(query):
             counts[batch_id][str(status.value if hasattr(status, "value") else status)] = int(n)
+    return counts
+
+
+def member_outcomes(session: Session, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Return, per batch, its members counted by outcome (runs not yet terminal left out)."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    if batch_ids:
+        outcome = outcome_of()
+        query = (
+            select(RunBatchLink.batch_id, outcome, func.count())
+            .join(Run, Run.run_id == RunBatchLink.run_id)
+            .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+            .where(RunBatchLink.batch_id.in_(list(batch_ids)), outcome.is_not(None))
+            .group_by(RunBatchLink.batch_id, outcome)
+        )
+        for batch_id, name, n in session.execute(query):
+            counts[batch_id][str(name)] = int(n)
     return counts
 
 
@@ -346,9 +388,13 @@ def delete_batch(session: Session, batch_id: str) -> dict[str, int]:
 # --- reads -----------------------------------------------------------------------------------
 
 
-def _summary_query() -> Select[Run, int, int, int]:
+def _summary_query() -> Select[Run, int, int, int, str]:
     return select(
-        Run, RunResult.tests_passed, RunResult.tests_failed, RunResult.tests_skipped
+        Run,
+        RunResult.tests_passed,
+        RunResult.tests_failed,
+        RunResult.tests_skipped,
+        outcome_of().label("outcome"),
     ).outerjoin(RunResult, RunResult.run_id == Run.run_id)
 
 
@@ -375,20 +421,23 @@ def _run_conditions(f: RunFilter) -> list[Any]:
         conds.append(Run.started_at >= f.since)
     if f.until:
         conds.append(Run.started_at <= f.until)
+    if f.outcome:
+        conds.append(outcome_of().in_(list(f.outcome)))
     return conds
 
 
-def _summaries(session: Session, query: Select[Run, int, int, int]) -> list[dict[str, Any]]:
+def _summaries(session: Session, query: Select[Run, int, int, int, str]) -> list[dict[str, Any]]:
     rows = session.execute(query).all()
     links = batch_ids_of(session, [r[0].run_id for r in rows])
     out = []
-    for run, passed, failed, skipped in rows:
+    for run, passed, failed, skipped, outcome in rows:
         item = {k: getattr(run, k) for k in RUN_FIELDS}
         item.update(
             batch_ids=links.get(run.run_id, []),
             tests_passed=passed,
             tests_failed=failed,
             tests_skipped=skipped,
+            outcome=outcome,
         )
         out.append(item)
     return out
@@ -400,7 +449,10 @@ NEWEST_FIRST = (desc(Run.started_at).nulls_last(), desc(Run.created_at), desc(Ru
 def list_runs(session: Session, f: RunFilter, page: Page) -> tuple[list[dict[str, Any]], int]:
     """Return a page of run summaries, newest first, and the number of matches."""
     conds = _run_conditions(f)
-    total = session.scalar(select(func.count()).select_from(Run).where(*conds)) or 0
+    counted = select(func.count()).select_from(Run)
+    if f.outcome:  # the outcome reads the results row (one per run: the count is unchanged)
+        counted = counted.outerjoin(RunResult, RunResult.run_id == Run.run_id)
+    total = session.scalar(counted.where(*conds)) or 0
     query = (
         _summary_query().where(*conds).order_by(*NEWEST_FIRST).limit(page.limit).offset(page.offset)
     )
@@ -535,6 +587,7 @@ def _stat_columns(source: Any = None) -> list[Any]:
         func.coalesce(func.sum(RunResult.tests_skipped), 0).label("tests_skipped"),
         *duration_columns(duration, completed),
         func.max(started_at).label("latest_run"),
+        *[count_where(outcome_of(status) == o, f"outcome_{o}") for o in OUTCOMES],
     ]
 
 

@@ -177,10 +177,10 @@ def test_timeout_kills_the_process_group_and_records_timeout(
 ) -> None:
     pid_file = tmp_path / "pids.txt"
     monkeypatch.setenv("FIXTURE_PID_FILE", str(pid_file))
-    run_id = start(runner_client, "hanging", timeout=3)
+    run_id = start(runner_client, "hanging", timeout=10)
     status = wait(runner_client, run_id)
     assert status["status"] == "timeout"
-    assert "timed out after 3 s" in status["error"]
+    assert "timed out after 10 s" in status["error"]
     assert _group_alive(pid_file) == []
     assert runner_client.get(f"/api/test/results/{run_id}").json()["tests_passed"] == 1
 

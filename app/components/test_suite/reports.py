@@ -1,0 +1,627 @@
+"""Test Suite report queries (history, flaky, regressions, compare, trends): SQL only.
+
+Every aggregate runs in the database; Python receives one row per test, group or bucket.
+Portable SQLAlchemy Core (window functions, FILTER, WITHIN GROUP); the one DuckDB-only
+aggregate (`arg_max`) comes from app.core.bulk with its PostgreSQL form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Double,
+    and_,
+    any_,
+    case,
+    cast,
+    desc,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from app.components.test_suite.models import (
+    Run,
+    RunBatchLink,
+    RunCase,
+    RunMetric,
+    RunResult,
+    RunTag,
+)
+from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
+from app.components.test_suite.store import outcome_of
+from app.core.bulk import arg_max
+from app.core.pagination import Page
+from app.core.records import rows_of
+from app.core.stats import count_where, escape_like, percentile
+
+# A run's place in time: when it started, else when it was recorded.
+AT = func.coalesce(Run.started_at, Run.created_at)
+# A case's device: its own, else its run's devices joined by commas.
+DEVICE = func.coalesce(RunCase.hardware, func.array_to_string(Run.hardware, ","))
+IS_FAIL = RunCase.status.in_(FAILED)
+IS_PASS = RunCase.status.in_(PASSED)
+DECIDED = RunCase.status.in_([*PASSED, *FAILED])
+# The tag whose equal values mark re-runs of the same code (pass-on-retry).
+COMMIT_TAG = "commit"
+
+
+@dataclass(frozen=True)
+class ReportScope:
+    """Which runs a report looks at."""
+
+    model_name: str | None = None
+    hardware: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    batch_id: str | None = None
+    tag: str | None = None
+    outcome: Sequence[str] = ()
+    q: str | None = None
+
+
+def _run_conditions(scope: ReportScope) -> list[Any]:
+    conds: list[Any] = []
+    if scope.model_name:
+        conds.append(Run.model_name == scope.model_name)
+    if scope.since is not None:
+        conds.append(scope.since <= AT)
+    if scope.until is not None:
+        conds.append(scope.until >= AT)
+    if scope.batch_id:
+        members = select(RunBatchLink.run_id).where(RunBatchLink.batch_id == scope.batch_id)
+        conds.append(Run.run_id.in_(members))
+    if scope.tag:
+        name, sep, value = scope.tag.partition(":")
+        tag_cond = [RunTag.run_id == Run.run_id, RunTag.tag_name == name]
+        if sep:
+            tag_cond.append(RunTag.tag_value == value)
+        conds.append(exists().where(*tag_cond))
+    if scope.outcome:
+        found = (
+            select(Run.run_id.label("rid"))
+            .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+            .where(outcome_of().in_(list(scope.outcome)))
+        )
+        conds.append(Run.run_id.in_(found))
+    return conds
+
+
+def _case_conditions(scope: ReportScope) -> list[Any]:
+    conds = _run_conditions(scope)
+    if scope.hardware:
+        conds.append(scope.hardware == DEVICE)
+    if scope.q:
+        conds.append(RunCase.name.ilike(escape_like(scope.q), escape="\\"))
+    return conds
+
+
+def _ratio(num: Any, den: Any) -> Any:
+    return cast(num, Double) / func.nullif(den, 0)
+
+
+# --- per-test history ------------------------------------------------------------------------
+
+
+def tests(session: Session, scope: ReportScope, page: Page) -> tuple[list[dict[str, Any]], int]:
+    """Return one row per test id (counts, pass rate, durations, last status, flips)."""
+    conds = _case_conditions(scope)
+    fail = case((IS_FAIL, 1), else_=0)
+    decided = (
+        select(
+            RunCase.name.label("name"),
+            fail.label("fail"),
+            func.lag(fail).over(partition_by=RunCase.name, order_by=(AT, Run.run_id)).label("prev"),
+        )
+        .join(Run, Run.run_id == RunCase.run_id)
+        .where(*conds, DECIDED)
+        .subquery("decided")
+    )
+    flips = (
+        select(
+            decided.c.name,
+            count_where(
+                and_(decided.c.prev.is_not(None), decided.c.prev != decided.c.fail), "flips"
+            ),
+        )
+        .group_by(decided.c.name)
+        .subquery("flips")
+    )
+    passed = func.count().filter(IS_PASS)
+    failed = func.count().filter(IS_FAIL)
+    grouped = (
+        select(
+            RunCase.name.label("test_id"),
+            func.count().label("runs"),
+            passed.label("passed"),
+            failed.label("failed"),
+            func.count().filter(RunCase.status.in_(SKIPPED)).label("skipped"),
+            _ratio(passed, passed + failed).label("pass_rate"),
+            percentile(RunCase.duration_ms, "0.5").label("p50_duration_ms"),
+            percentile(RunCase.duration_ms, "0.95").label("p95_duration_ms"),
+            func.min(AT).label("first_seen"),
+            func.max(AT).label("last_seen"),
+            arg_max(RunCase.status, AT).label("last_status"),
+            func.max(AT).filter(IS_FAIL).label("last_failure_at"),
+            arg_max(RunCase.error, AT, IS_FAIL).label("last_failure_message"),
+        )
+        .join(Run, Run.run_id == RunCase.run_id)
+        .where(*conds)
+        .group_by(RunCase.name)
+        .subquery("grouped")
+    )
+    total = session.scalar(
+        select(func.count(func.distinct(RunCase.name)))
+        .join(Run, Run.run_id == RunCase.run_id)
+        .where(*conds)
+    )
+    query = (
+        select(grouped, func.coalesce(flips.c.flips, 0).label("flips"))
+        .outerjoin(flips, flips.c.name == grouped.c.test_id)
+        .order_by(
+            desc(grouped.c.last_status.in_(FAILED)), desc(grouped.c.failed), grouped.c.test_id
+        )
+        .limit(page.limit)
+        .offset(page.offset)
+    )
+    return rows_of(session, query), int(total or 0)
+
+
+def history_of(
+    session: Session, test_id: str, scope: ReportScope, page: Page
+) -> tuple[list[dict[str, Any]], int]:
+    """Return one test's results over time, newest first, and their number."""
+    conds = [RunCase.name == test_id, *_case_conditions(scope)]
+    batch = (
+        select(func.min(RunBatchLink.batch_id))
+        .where(RunBatchLink.run_id == Run.run_id)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            Run.run_id,
+            batch.label("batch_id"),
+            Run.model_name,
+            DEVICE.label("hardware"),
+            AT.label("at"),
+            RunCase.status,
+            RunCase.duration_ms,
+            RunCase.error,
+        )
+        .join(Run, Run.run_id == RunCase.run_id)
+        .where(*conds)
+        .order_by(desc(AT), desc(Run.run_id), desc(RunCase.position))
+        .limit(page.limit)
+        .offset(page.offset)
+    )
+    total = session.scalar(
+        select(func.count())
+        .select_from(RunCase)
+        .join(Run, Run.run_id == RunCase.run_id)
+        .where(*conds)
+    )
+    return rows_of(session, query), int(total or 0)
+
+
+# --- flaky tests -----------------------------------------------------------------------------
+
+# Newly failing tests leave out outage runs too (more than half of the tests failed).
+OUTAGE_FRACTION = 0.5
+
+
+def _outage(max_failed_fraction: float) -> Any:
+    # True for runs (joined with their results row) where too large a share of tests failed.
+    return and_(
+        RunResult.run_id.is_not(None),
+        cast(RunResult.tests_failed, Double)
+        > literal(max_failed_fraction, Double) * (RunResult.tests_passed + RunResult.tests_failed),
+    )
+
+
+def flaky_groups(
+    session: Session,
+    scope: ReportScope,
+    *,
+    max_failed_fraction: float,
+    last_runs: int | None,
+    only_failing: bool,
+) -> list[dict[str, Any]]:
+    """Return per (model, test, device): runs used, failures, flips, last result, retry passes.
+
+    Runs where more than `max_failed_fraction` of the decided tests failed are left out
+    (an outage, not flakiness); skipped results are not runs of the test.
+    """
+    outage = _outage(max_failed_fraction)
+    fail = case((IS_FAIL, 1), else_=0)
+    columns: list[Any] = [
+        Run.model_name.label("model_name"),
+        RunCase.name.label("test_id"),
+        DEVICE.label("hardware"),
+        Run.run_id.label("run_id"),
+        AT.label("at"),
+        fail.label("fail"),
+        RunCase.error.label("error"),
+    ]
+    if last_runs:
+        key = (Run.model_name, RunCase.name, DEVICE)
+        order: list[Any] = [desc(AT), desc(Run.run_id)]
+        columns.append(func.row_number().over(partition_by=key, order_by=order).label("rn"))
+    rows = (
+        select(*columns)
+        .join(Run, Run.run_id == RunCase.run_id)
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+        .where(*_case_conditions(scope), DECIDED, ~outage)
+    )
+    if last_runs:
+        inner = rows.subquery("ranked")
+        kept: list[Any] = [inner.c[c.name] for c in columns[:-1]]
+        rows = select(*kept).where(inner.c.rn <= last_runs)
+    # A CTE: read three times (flips, batch retries, commit retries), computed once.
+    u = rows.cte("used")
+    gkey = (u.c.model_name, u.c.test_id, u.c.hardware)
+    ordered = select(
+        u,
+        func.lag(u.c.fail).over(partition_by=gkey, order_by=(u.c.at, u.c.run_id)).label("prev"),
+    ).subquery("ordered")
+    okey = (ordered.c.model_name, ordered.c.test_id, ordered.c.hardware)
+    agg = select(
+        *okey,
+        func.count().label("runs"),
+        func.sum(ordered.c.fail).label("failures"),
+        count_where(and_(ordered.c.prev.is_not(None), ordered.c.prev != ordered.c.fail), "flips"),
+        arg_max(ordered.c.fail, ordered.c.at).label("last_failed"),
+        func.min(ordered.c.at).label("first_at"),
+        func.max(ordered.c.at).label("last_at"),
+        func.max(ordered.c.at).filter(ordered.c.fail == 1).label("last_failure_at"),
+        arg_max(ordered.c.error, ordered.c.at, ordered.c.fail == 1).label("last_failure_message"),
+    ).group_by(*okey)
+    if only_failing:
+        agg = agg.having(func.sum(ordered.c.fail) > 0)
+    groups = agg.subquery("groups")
+    # Pass-on-retry: the same batch, or the same commit tag, saw the test fail and pass.
+    by_batch = select(
+        *gkey, u.c.fail, literal_column("'b:'").concat(RunBatchLink.batch_id).label("attempt")
+    ).join(RunBatchLink, RunBatchLink.run_id == u.c.run_id)
+    by_commit = select(
+        *gkey, u.c.fail, literal_column("'c:'").concat(RunTag.tag_value).label("attempt")
+    ).join(RunTag, and_(RunTag.run_id == u.c.run_id, RunTag.tag_name == COMMIT_TAG))
+    attempts = union_all(by_batch, by_commit).subquery("attempts")
+    akey = (attempts.c.model_name, attempts.c.test_id, attempts.c.hardware)
+    mixed = (
+        select(*akey, attempts.c.attempt)
+        .group_by(*akey, attempts.c.attempt)
+        .having(
+            and_(func.max(attempts.c.fail) == 1, func.min(attempts.c.fail) == 0),
+        )
+        .subquery("mixed")
+    )
+    mkey = (mixed.c.model_name, mixed.c.test_id, mixed.c.hardware)
+    retries = select(*mkey, func.count().label("retry_passes")).group_by(*mkey).subquery("retries")
+    query = select(
+        groups, func.coalesce(retries.c.retry_passes, 0).label("retry_passes")
+    ).outerjoin(
+        retries,
+        and_(
+            retries.c.model_name == groups.c.model_name,
+            retries.c.test_id == groups.c.test_id,
+            retries.c.hardware == groups.c.hardware,
+        ),
+    )
+    return rows_of(session, query)
+
+
+# --- regressions -----------------------------------------------------------------------------
+
+RUN_DURATION = ("run_duration", "s")
+PASS_RATE = ("pass_rate", "ratio")
+
+
+def _series(
+    scope: ReportScope, metric: str | None, since: datetime, models: Sequence[str] = ()
+) -> Any:
+    """Return one value per (run, model, device, metric, unit) since a time, as a subquery."""
+    run_conds = [*_run_conditions(scope), since <= AT]
+    if models:  # pushed below the per-run aggregation (a filter on the union is not)
+        run_conds.append(Run.model_name.in_(sorted(set(models))))
+    device = func.coalesce(RunMetric.hardware, func.array_to_string(Run.hardware, ","))
+    run_device = func.array_to_string(Run.hardware, ",")
+    sources = []
+    if metric not in (RUN_DURATION[0], PASS_RATE[0]):
+        conds = list(run_conds)
+        if metric:
+            conds.append(RunMetric.metric_name == metric)
+        if scope.hardware:
+            conds.append(device == scope.hardware)
+        sources.append(
+            select(
+                Run.model_name.label("model_name"),
+                device.label("hardware"),
+                RunMetric.metric_name.label("metric"),
+                RunMetric.metric_unit.label("unit"),
+                Run.run_id.label("run_id"),
+                func.min(AT).label("at"),
+                func.avg(RunMetric.metric_value).label("value"),
+            )
+            .join(Run, Run.run_id == RunMetric.run_id)
+            .where(*conds)
+            .group_by(
+                Run.model_name, device, RunMetric.metric_name, RunMetric.metric_unit, Run.run_id
+            )
+        )
+    device_conds = [literal(scope.hardware) == any_(Run.hardware)] if scope.hardware else []
+    if metric in (None, RUN_DURATION[0]):
+        sources.append(
+            select(
+                Run.model_name,
+                run_device,
+                literal(RUN_DURATION[0]),
+                literal(RUN_DURATION[1]),
+                Run.run_id,
+                AT,
+                cast(Run.duration, Double),
+            ).where(*run_conds, *device_conds, Run.status == "completed", Run.duration.is_not(None))
+        )
+    if metric in (None, PASS_RATE[0]):
+        decided = RunResult.tests_passed + RunResult.tests_failed
+        sources.append(
+            select(
+                Run.model_name,
+                run_device,
+                literal(PASS_RATE[0]),
+                literal(PASS_RATE[1]),
+                Run.run_id,
+                AT,
+                _ratio(RunResult.tests_passed, decided),
+            )
+            .join(RunResult, RunResult.run_id == Run.run_id)
+            .where(*run_conds, *device_conds, decided > 0)
+        )
+    return union_all(*sources).subquery("series")
+
+
+def regression_windows(
+    session: Session,
+    scope: ReportScope,
+    metric: str | None,
+    baseline_start: datetime,
+    split: datetime,
+) -> list[dict[str, Any]]:
+    """Return per (model, device, metric, unit) the sample sizes and medians of both windows."""
+    s = _series(scope, metric, baseline_start)
+    key = (s.c.model_name, s.c.hardware, s.c.metric, s.c.unit)
+    base = s.c.at < split
+    query = (
+        select(
+            *key,
+            count_where(base, "baseline_n"),
+            count_where(~base, "recent_n"),
+            percentile(s.c.value, "0.5").filter(base).label("baseline_median"),
+            percentile(s.c.value, "0.5").filter(~base).label("recent_median"),
+        )
+        .group_by(*key)
+        .order_by(*key)
+    )
+    return rows_of(session, query)
+
+
+def regression_series(
+    session: Session,
+    scope: ReportScope,
+    metric: str | None,
+    baseline_start: datetime,
+    groups: Sequence[tuple[str, str, str, str]],
+) -> list[dict[str, Any]]:
+    """Return the per-run values of the given groups, in time order."""
+    if not groups:
+        return []
+    s = _series(scope, metric, baseline_start, [g[0] for g in groups])
+    key = (s.c.model_name, s.c.hardware, s.c.metric, s.c.unit)
+    query = (
+        select(*key, s.c.run_id, s.c.at, s.c.value)
+        .where(tuple_(*key).in_(list(groups)))
+        .order_by(*key, s.c.at, s.c.run_id)
+    )
+    return rows_of(session, query)
+
+
+def newly_failing(
+    session: Session, scope: ReportScope, baseline_start: datetime, split: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Return tests that passed throughout the baseline and whose latest recent result failed."""
+    outage = _outage(OUTAGE_FRACTION)
+    conds = [*_case_conditions(scope), baseline_start <= AT, DECIDED, ~outage]
+    # Only tests that failed in the recent window can be newly failing: a semi-join first.
+    recent_fail = (
+        select(Run.model_name, RunCase.name, DEVICE)
+        .join(Run, Run.run_id == RunCase.run_id)
+        .where(*_case_conditions(scope), split <= AT, IS_FAIL)
+    )
+    conds.append(tuple_(Run.model_name, RunCase.name, DEVICE).in_(recent_fail))
+    base = split > AT
+    fail = case((IS_FAIL, 1), else_=0)
+    key = (Run.model_name, RunCase.name, DEVICE)
+    query = (
+        select(
+            Run.model_name.label("model_name"),
+            RunCase.name.label("test_id"),
+            DEVICE.label("hardware"),
+            count_where(and_(base, IS_PASS), "baseline_passed"),
+            count_where(and_(~base, IS_FAIL), "recent_failed"),
+            func.min(AT).filter(and_(~base, IS_FAIL)).label("first_failure_at"),
+            arg_max(RunCase.error, AT, and_(~base, IS_FAIL)).label("last_failure_message"),
+        )
+        .join(Run, Run.run_id == RunCase.run_id)
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+        .where(*conds)
+        .group_by(*key)
+        .having(
+            and_(
+                func.count().filter(and_(base, IS_PASS)) > 0,
+                func.count().filter(and_(base, IS_FAIL)) == 0,
+                arg_max(fail, AT, ~base) == 1,
+            )
+        )
+        .order_by(Run.model_name, RunCase.name, DEVICE)
+        .limit(limit)
+    )
+    return rows_of(session, query)
+
+
+# --- compare ---------------------------------------------------------------------------------
+
+# A test's state on one side: failed if any of its results failed, else passed, else skipped.
+STATE = case((IS_FAIL, 3), (IS_PASS, 2), else_=1)
+STATE_NAMES = {3: "failed", 2: "passed", 1: "skipped"}
+
+
+def _compare_states(base: Sequence[str], head: Sequence[str]) -> Any:
+    base_state = func.max(STATE).filter(RunCase.run_id.in_(list(base)))
+    head_state = func.max(STATE).filter(RunCase.run_id.in_(list(head)))
+    states = (
+        select(
+            Run.model_name.label("model_name"),
+            RunCase.name.label("test_id"),
+            base_state.label("base_state"),
+            head_state.label("head_state"),
+        )
+        .join(Run, Run.run_id == RunCase.run_id)
+        .where(RunCase.run_id.in_(sorted({*base, *head})))
+        .group_by(Run.model_name, RunCase.name)
+        .subquery("states")
+    )
+    b, h = states.c.base_state, states.c.head_state
+    category = case(
+        (b.is_(None), "added"),
+        (h.is_(None), "missing"),
+        (and_(h == 3, b == 3), "still_failing"),
+        (h == 3, "newly_failing"),
+        (and_(b == 3, h == 2), "newly_passing"),
+        else_="unchanged",
+    )
+    return select(states, category.label("category")).subquery("compared")
+
+
+def compare_counts(session: Session, base: Sequence[str], head: Sequence[str]) -> dict[str, int]:
+    """Return how many tests fall in each compare category."""
+    c = _compare_states(base, head)
+    query = select(c.c.category, func.count()).group_by(c.c.category)
+    return {str(name): int(n) for name, n in session.execute(query)}
+
+
+def compare_tests(
+    session: Session, base: Sequence[str], head: Sequence[str], limit: int
+) -> list[dict[str, Any]]:
+    """Return the tests that changed (or were added or are missing), at most `limit`."""
+    c = _compare_states(base, head)
+    query = (
+        select(c.c.category, c.c.model_name, c.c.test_id, c.c.base_state, c.c.head_state)
+        .where(c.c.category != "unchanged")
+        .order_by(c.c.category, c.c.model_name, c.c.test_id)
+        .limit(limit)
+    )
+    rows = rows_of(session, query)
+    for row in rows:
+        row["base_status"] = STATE_NAMES.get(row.pop("base_state"))
+        row["head_status"] = STATE_NAMES.get(row.pop("head_state"))
+    return rows
+
+
+def compare_metrics(
+    session: Session, base: Sequence[str], head: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Return per (model, device, metric, unit) the median of each side's points."""
+    device = func.coalesce(RunMetric.hardware, func.array_to_string(Run.hardware, ","))
+    in_base = RunMetric.run_id.in_(list(base))
+    in_head = RunMetric.run_id.in_(list(head))
+    key = (Run.model_name, device, RunMetric.metric_name, RunMetric.metric_unit)
+    query = (
+        select(
+            Run.model_name.label("model_name"),
+            device.label("hardware"),
+            RunMetric.metric_name.label("metric"),
+            RunMetric.metric_unit.label("unit"),
+            count_where(in_base, "base_n"),
+            count_where(in_head, "head_n"),
+            percentile(RunMetric.metric_value, "0.5").filter(in_base).label("base_median"),
+            percentile(RunMetric.metric_value, "0.5").filter(in_head).label("head_median"),
+        )
+        .join(Run, Run.run_id == RunMetric.run_id)
+        .where(RunMetric.run_id.in_(sorted({*base, *head})))
+        .group_by(*key)
+        .order_by(*key)
+    )
+    return rows_of(session, query)
+
+
+# --- trends ----------------------------------------------------------------------------------
+
+
+def run_trend(session: Session, scope: ReportScope, bucket: str) -> list[dict[str, Any]]:
+    """Return per time bucket: runs by outcome, tests passed/failed, run duration p50/p95."""
+    start = func.date_trunc(literal_column(f"'{_unit(bucket)}'"), AT)
+    conds = _run_conditions(scope)
+    if scope.hardware:
+        conds.append(literal(scope.hardware) == any_(Run.hardware))
+    outcome = outcome_of()
+    completed = Run.status == "completed"
+    query = (
+        select(
+            start.label("bucket"),
+            func.count().label("runs"),
+            count_where(outcome == "passed", "outcome_passed"),
+            count_where(outcome == "failed", "outcome_failed"),
+            count_where(outcome == "no_tests", "outcome_no_tests"),
+            func.coalesce(func.sum(RunResult.tests_passed), 0).label("tests_passed"),
+            func.coalesce(func.sum(RunResult.tests_failed), 0).label("tests_failed"),
+            percentile(Run.duration, "0.5").filter(completed).label("p50_duration"),
+            percentile(Run.duration, "0.95").filter(completed).label("p95_duration"),
+        )
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+        .where(*conds)
+        .group_by(start)
+        .order_by(start)
+    )
+    return rows_of(session, query)
+
+
+def metric_trend(
+    session: Session, scope: ReportScope, bucket: str, metric: str
+) -> list[dict[str, Any]]:
+    """Return per time bucket the p50/p95 of one metric's points."""
+    start = func.date_trunc(literal_column(f"'{_unit(bucket)}'"), AT)
+    conds = [*_run_conditions(scope), RunMetric.metric_name == metric]
+    if scope.hardware:
+        device = func.coalesce(RunMetric.hardware, func.array_to_string(Run.hardware, ","))
+        conds.append(device == scope.hardware)
+    query = (
+        select(
+            start.label("bucket"),
+            func.count().label("metric_n"),
+            percentile(RunMetric.metric_value, "0.5").label("metric_p50"),
+            percentile(RunMetric.metric_value, "0.95").label("metric_p95"),
+        )
+        .join(Run, Run.run_id == RunMetric.run_id)
+        .where(*conds)
+        .group_by(start)
+        .order_by(start)
+    )
+    return rows_of(session, query)
+
+
+BUCKETS = ("hour", "day", "week")
+
+
+def _unit(bucket: str) -> str:
+    # Only the known names reach the SQL text (they are not bound: date_trunc wants a literal).
+    if bucket not in BUCKETS:
+        raise ValueError(f"unknown bucket {bucket!r}")
+    return bucket

@@ -1,0 +1,318 @@
+"""Report verdicts and statistics on aggregated rows: no SQL, no HTTP.
+
+Flaky: Wilson intervals and a verdict from counts and flips. Regressions: direction by unit,
+Mann–Whitney U (scipy) and a single change point. Compare: `fail_on` rules. Trends: min/max
+preserving downsampling.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from app.core.errors import BadRequest
+
+# --- flaky -----------------------------------------------------------------------------------
+
+Z95 = 1.959963984540054
+
+
+def wilson(failures: int, runs: int, z: float = Z95) -> tuple[float | None, float | None]:
+    """Return the Wilson score interval (95 % by default) of a failure rate."""
+    if runs <= 0:
+        return None, None
+    p = failures / runs
+    denom = 1 + z * z / runs
+    centre = (p + z * z / (2 * runs)) / denom
+    half = z * math.sqrt(p * (1 - p) / runs + z * z / (4 * runs * runs)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def flaky_verdict(
+    runs: int, failures: int, flips: int, last_failed: bool, retry_passes: int, min_runs: int
+) -> str:
+    """Return flaky | broken | healthy | insufficient_data for one test's decided results.
+
+    Below `min_runs` it is never healthy. A test that failed and passed on the same code
+    (retry) or flipped twice or more is flaky; one that fails now after at most one flip
+    (always failing, or failing since one change) is broken; otherwise healthy.
+    """
+    if runs < min_runs:
+        return "insufficient_data"
+    if failures == 0:
+        return "healthy"
+    if retry_passes > 0 or flips >= 2:
+        return "flaky"
+    if last_failed:
+        return "broken"
+    return "healthy"  # failed, then fixed once and passing since
+
+
+VERDICT_RANK = {"flaky": 0, "broken": 1, "insufficient_data": 2, "healthy": 3}
+
+
+def flaky_rows(groups: list[dict[str, Any]], min_runs: int) -> list[dict[str, Any]]:
+    """Add failure rate, Wilson interval and verdict to each group; sort by how much it hurts."""
+    out = []
+    for g in groups:
+        runs, failures = int(g["runs"]), int(g["failures"] or 0)
+        low, high = wilson(failures, runs)
+        verdict = flaky_verdict(
+            runs,
+            failures,
+            int(g["flips"]),
+            bool(g["last_failed"]),
+            int(g["retry_passes"]),
+            min_runs,
+        )
+        out.append(
+            {
+                **{k: v for k, v in g.items() if k != "last_failed"},
+                "failures": failures,
+                "last_status": "failed" if g["last_failed"] else "passed",
+                "failure_rate": failures / runs if runs else None,
+                "failure_rate_low": low,
+                "failure_rate_high": high,
+                "verdict": verdict,
+            }
+        )
+    # Hurt: flaky and broken tests first, then the most failures (each one a red CI job).
+    out.sort(
+        key=lambda r: (
+            VERDICT_RANK[r["verdict"]],
+            -r["failures"],
+            -r["flips"],
+            r["model_name"],
+            r["test_id"],
+            r["hardware"] or "",
+        )
+    )
+    return out
+
+
+# --- regressions -----------------------------------------------------------------------------
+
+LOWER_IS_BETTER = {"ms", "s", "us", "ns", "MB", "GB", "KB", "B"}
+HIGHER_IS_BETTER = {"items/s", "ratio", "%"}
+ALPHA = 0.05
+
+
+def direction(metric: str, unit: str) -> str | None:
+    """Return `lower` or `higher` (which way is better) from the unit, or None if unknown."""
+    if unit in LOWER_IS_BETTER:
+        return "lower"
+    if unit in HIGHER_IS_BETTER:
+        return "higher"
+    name = metric.lower()
+    if "throughput" in name or "accuracy" in name:
+        return "higher"
+    if "latency" in name or "memory" in name:
+        return "lower"
+    return None
+
+
+def relative_change(before: float | None, after: float | None) -> float | None:
+    """Return (after - before) / |before|, or None when undefined."""
+    if before is None or after is None or before == 0:
+        return None
+    return (after - before) / abs(before)
+
+
+def change_verdict(rel: float | None, better: str | None, threshold: float) -> str:
+    """Return regression | improvement | changed | unchanged for a relative change."""
+    if rel is None or abs(rel) < threshold:
+        return "unchanged"
+    if better is None:
+        return "changed"
+    worse = rel > 0 if better == "lower" else rel < 0
+    return "regression" if worse else "improvement"
+
+
+def mann_whitney_p(before: Sequence[float], after: Sequence[float]) -> float | None:
+    """Return the two-sided Mann–Whitney U p-value of two samples (None if degenerate)."""
+    if not before or not after:
+        return None
+    if len(set(before) | set(after)) == 1:
+        return 1.0
+    from scipy.stats import mannwhitneyu  # imported on use: scipy costs ~0.3 s to load
+
+    return float(mannwhitneyu(before, after, alternative="two-sided").pvalue)
+
+
+def change_point(values: Sequence[float]) -> int | None:
+    """Return the index of the first value after the most likely single mean shift.
+
+    The split maximises the between-segment sum of squares, t·(n−t)/n · (mean₁ − mean₂)²
+    (the one-split step of binary segmentation); None for fewer than two values.
+    """
+    n = len(values)
+    if n < 2:
+        return None
+    total = sum(values)
+    best, best_t, left = -1.0, None, 0.0
+    for t in range(1, n):
+        left += values[t - 1]
+        mean_l, mean_r = left / t, (total - left) / (n - t)
+        score = t * (n - t) / n * (mean_l - mean_r) ** 2
+        if score > best:
+            best, best_t = score, t
+    return best_t
+
+
+def regression_row(
+    window: dict[str, Any],
+    series: list[dict[str, Any]],
+    split_at: Any,
+    *,
+    min_samples: int,
+    threshold: float,
+) -> dict[str, Any]:
+    """Return one group's regression answer from its window medians and per-run series."""
+    rel = relative_change(window["baseline_median"], window["recent_median"])
+    better = direction(window["metric"], window["unit"])
+    row: dict[str, Any] = {
+        **window,
+        "relative_change": rel,
+        "better": better,
+        "p_value": None,
+        "change_run_id": None,
+        "change_at": None,
+    }
+    if window["baseline_n"] < min_samples or window["recent_n"] < min_samples:
+        row["verdict"] = "insufficient_data"
+        return row
+    verdict = change_verdict(rel, better, threshold)
+    if series:
+        before = [s["value"] for s in series if s["at"] < split_at]
+        after = [s["value"] for s in series if s["at"] >= split_at]
+        row["p_value"] = mann_whitney_p(before, after)
+        at = change_point([s["value"] for s in series])
+        if at is not None:
+            row["change_run_id"] = series[at]["run_id"]
+            row["change_at"] = series[at]["at"]
+        if row["p_value"] is not None and row["p_value"] >= ALPHA and verdict != "unchanged":
+            verdict = "unchanged"  # a shift the test cannot tell from noise
+    row["verdict"] = verdict
+    return row
+
+
+# --- compare and gate ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """One `fail_on` rule: a name and, for `regression`, a relative threshold."""
+
+    name: str
+    threshold: float | None = None
+
+
+GATE_RULES = ("new_failures", "failures", "missing", "regression")
+_PERCENT = re.compile(r"^(\d+(?:\.\d+)?)(%?)$")
+
+
+def parse_fail_on(text: str) -> list[GateRule]:
+    """Parse `new_failures,failures,missing,regression:5%` (regression takes % or a fraction)."""
+    rules = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, _, arg = part.partition(":")
+        if name not in GATE_RULES:
+            raise BadRequest(
+                f"fail_on: unknown rule {name!r} (known: {', '.join(GATE_RULES)})",
+                code="invalid_fail_on",
+            )
+        threshold = None
+        if name == "regression":
+            match = _PERCENT.match(arg or "0%")
+            if not match:
+                raise BadRequest(
+                    f"fail_on: regression takes a threshold like 5% or 0.05, not {arg!r}",
+                    code="invalid_fail_on",
+                )
+            value = float(match.group(1))
+            threshold = value / 100 if match.group(2) else value
+            if threshold > 100:
+                raise BadRequest(
+                    "fail_on: regression threshold at most 10000%", code="invalid_fail_on"
+                )
+        elif arg:
+            raise BadRequest(f"fail_on: {name} takes no argument", code="invalid_fail_on")
+        rules.append(GateRule(name, threshold))
+    if len(rules) > 16:
+        raise BadRequest("fail_on: at most 16 rules", code="invalid_fail_on")
+    return rules
+
+
+def metric_delta(row: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """Return a compare metric row with its delta, relative change and verdict."""
+    base, head = row["base_median"], row["head_median"]
+    rel = relative_change(base, head)
+    better = direction(row["metric"], row["unit"])
+    return {
+        **row,
+        "delta": None if base is None or head is None else head - base,
+        "relative_change": rel,
+        "better": better,
+        "verdict": change_verdict(rel, better, threshold),
+    }
+
+
+def gate(
+    rules: Sequence[GateRule], counts: dict[str, int], metrics: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Return {"status": pass|fail, "reasons": [...]} for a comparison under `fail_on` rules."""
+    reasons = []
+    for rule in rules:
+        if rule.name == "new_failures" and counts.get("newly_failing", 0):
+            reasons.append(f"{counts['newly_failing']} newly failing tests")
+        elif rule.name == "failures":
+            failing = counts.get("newly_failing", 0) + counts.get("still_failing", 0)
+            if failing:
+                reasons.append(f"{failing} failing tests")
+        elif rule.name == "missing" and counts.get("missing", 0):
+            reasons.append(f"{counts['missing']} missing tests")
+        elif rule.name == "regression":
+            limit = rule.threshold or 0.0
+            for m in metrics:
+                rel, better = m["relative_change"], m["better"]
+                if rel is None or better is None:
+                    continue
+                worse = rel if better == "lower" else -rel
+                if worse > limit:
+                    reasons.append(
+                        f"{m['metric']} ({m['model_name']}, {m['hardware']}) "
+                        f"{rel:+.1%} worse than the {limit:.1%} allowed"
+                    )
+    return {"status": "fail" if reasons else "pass", "reasons": reasons}
+
+
+# --- trends ----------------------------------------------------------------------------------
+
+
+def downsample(rows: Sequence[dict[str, Any]], points: int, key: str) -> list[dict[str, Any]]:
+    """Return at most `points` rows, keeping each chunk's min and max of `key`, in order.
+
+    The series is cut into ⌈points/2⌉ consecutive chunks; each keeps its rows with the
+    smallest and largest `key` (rows whose key is null count as neither), so peaks survive.
+    """
+    n = len(rows)
+    if n <= points:
+        return list(rows)
+    chunks = max(1, points // 2)
+    size = math.ceil(n / chunks)
+    out: list[dict[str, Any]] = []
+    for start in range(0, n, size):
+        chunk = rows[start : start + size]
+        valued = [i for i, r in enumerate(chunk) if r.get(key) is not None]
+        if not valued:
+            out.append(chunk[0])
+            continue
+        lo = min(valued, key=lambda i: chunk[i][key])
+        hi = max(valued, key=lambda i: chunk[i][key])
+        out.extend(chunk[i] for i in sorted({lo, hi}))
+    return out[:points]
