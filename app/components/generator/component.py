@@ -8,6 +8,7 @@ from app.core.context import AppContext, BasicRuntime, Component, Runtime
 
 def build(ctx: AppContext) -> Runtime:
     """Build the Generator's routers and background workers."""
+    from app.components.generator import query_router
     from app.components.generator.exec_router import build_exec_router
     from app.components.generator.router import build_db_router
     from app.components.generator.runner import GenerationRunner
@@ -16,7 +17,7 @@ def build(ctx: AppContext) -> Runtime:
     hub = EventHub()
     runner = GenerationRunner(ctx, hub)
     return BasicRuntime(
-        routers=[build_db_router(ctx), build_exec_router(ctx, runner, hub)],
+        routers=[build_db_router(ctx), build_exec_router(ctx, runner, hub), query_router.router],
         on_start=[runner.start],
         on_stop=[runner.stop],
     )
