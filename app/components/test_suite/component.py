@@ -8,7 +8,7 @@ from app.core.context import AppContext, BasicRuntime, Component, Runtime
 
 def build(ctx: AppContext) -> Runtime:
     """Build the Test Suite's routers and background workers."""
-    from app.components.test_suite import query_router
+    from app.components.test_suite import junit_router, query_router
     from app.components.test_suite.exec_router import build_exec_router
     from app.components.test_suite.router import build_db_router
     from app.components.test_suite.runner import SuiteRunner
@@ -17,7 +17,12 @@ def build(ctx: AppContext) -> Runtime:
     hub = EventHub()
     runner = SuiteRunner(ctx, hub)
     return BasicRuntime(
-        routers=[build_db_router(ctx), build_exec_router(ctx, runner, hub), query_router.router],
+        routers=[
+            build_db_router(ctx),
+            build_exec_router(ctx, runner, hub),
+            query_router.router,
+            junit_router.router,
+        ],
         on_start=[runner.start],
         on_stop=[runner.stop],
     )

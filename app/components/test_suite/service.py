@@ -469,3 +469,61 @@ def fail_unfinished(session: Session, creator: str, reason: str) -> list[str]:
             update_run(session, row["run_id"], RunUpdate(status="error", error=reason))
             failed.append(row["run_id"])
     return failed
+
+
+# --- JUnit XML import ------------------------------------------------------------------------
+
+
+def junit_documents(
+    suites: list[tuple[str, Any]],
+    *,
+    model_name: str,
+    hardware: list[str],
+    tags: dict[str, str] | None = None,
+    batch_id: str | None = None,
+    run_id: str | None = None,
+) -> list[RunCreate]:
+    """Build one validated run document per parsed JUnit suite (nothing is written)."""
+    from pydantic import ValidationError
+
+    from app.components.test_suite.junit import JunitError
+
+    if run_id is not None and len(suites) != 1:
+        raise JunitError(f"run_id names one run, but the upload makes {len(suites)} runs")
+    docs = []
+    for source, suite in suites:
+        at = suite.completed_at or suite.started_at
+        body: dict[str, Any] = {
+            "run_id": run_id,
+            "model_name": model_name,
+            "hardware": hardware,
+            "test_type": "junit",
+            "status": "completed",
+            "creator": "junit-import",
+            "started_at": suite.started_at,
+            "completed_at": suite.completed_at,
+            "duration": suite.duration,
+            "result_file": source[:1024],
+            "results": {
+                "test_details": [vars(case) for case in suite.cases],
+                "junit": {"source": source, "suite": suite.name, "properties": suite.properties},
+            },
+            "metrics": [
+                {"name": name, "value": value, "timestamp": at}
+                for name, value in suite.metrics.items()
+            ],
+            "tags": tags,
+            "batch_id": batch_id,
+        }
+        try:
+            docs.append(RunCreate.model_validate(body))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise JunitError(f"{source}: {where}: {first['msg']}") from None
+    return docs
+
+
+def import_junit(session: Session, docs: list[RunCreate]) -> list[str]:
+    """Record JUnit run documents in the caller's transaction; return their run ids."""
+    return [record_run(session, doc) for doc in docs]
