@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from xml.parsers import expat
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import DefusedXMLParser, ParseError
+from defusedxml.ElementTree import DefusedXMLParser
 
 from app.core.errors import BadRequest
 
@@ -73,35 +75,40 @@ def case_id(classname: str, name: str, *, pytest: bool) -> str:
     """Return a case's id: a pytest node id for pytest's dotted classnames, else `class::name`."""
     if not classname:
         return name
+    return f"{_prefix(classname, pytest)}::{name}"
+
+
+@lru_cache(maxsize=4096)
+def _prefix(classname: str, pytest: bool) -> str:
+    # Classnames repeat across a file's cases: convert each once.
     if pytest:
         parts = classname.split(".")
         # The module is the last dotted part named like a test file; the rest are classes.
         for i in range(len(parts) - 1, -1, -1):
             if _PY_MODULE.match(parts[i]):
-                path = "/".join(parts[: i + 1]) + ".py"
-                return "::".join([path, *parts[i + 1 :], name])
-    return f"{classname}::{name}"
+                return "::".join(["/".join(parts[: i + 1]) + ".py", *parts[i + 1 :]])
+    return classname
 
 
-def _number(value: str | None, what: str, where: str) -> float | None:
+def _number(value: str | None, what: str, where: Callable[[], str]) -> float | None:
     if value is None or value.strip() == "":
         return None
     try:
         number = float(value.replace(",", ""))
     except ValueError:
-        raise JunitError(f"{what}={value!r} is not a number{where}") from None
+        raise JunitError(f"{what}={value!r} is not a number{where()}") from None
     if not math.isfinite(number) or number < 0:
-        raise JunitError(f"{what}={value!r} must be a finite number >= 0{where}")
+        raise JunitError(f"{what}={value!r} must be a finite number >= 0{where()}")
     return number
 
 
-def _timestamp(value: str | None, where: str) -> datetime | None:
+def _timestamp(value: str | None, where: Callable[[], str]) -> datetime | None:
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise JunitError(f"timestamp={value!r} is not an ISO 8601 time{where}") from None
+        raise JunitError(f"timestamp={value!r} is not an ISO 8601 time{where()}") from None
     # JUnit timestamps carry no zone in most dialects; CI machines write them in UTC.
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
@@ -118,8 +125,14 @@ class _Reader:
     def __init__(self, source: str, per_suite: bool) -> None:
         self.source = source
         self.per_suite = per_suite
-        self.parser = DefusedXMLParser(target=self, forbid_dtd=True)
+        # defusedxml installs its guards (no DTD, no entity declarations, no external
+        # references) on the expat parser; our own element handlers then replace
+        # ElementTree's, which would build a tree we do not need (twice as slow).
+        self.parser = DefusedXMLParser(forbid_dtd=True)
         self.expat: Any = self.parser.parser
+        self.expat.StartElementHandler = self.start_element
+        self.expat.EndElementHandler = self.end
+        self.expat.CharacterDataHandler = self.data
         self.stack: list[str] = []
         self.suites: list[Suite] = []
         self.suite_depth = 0
@@ -145,7 +158,11 @@ class _Reader:
         assert self.suites
         return self.suites[-1]
 
-    # --- expat target -------------------------------------------------------------------------
+    # --- expat handlers -----------------------------------------------------------------------
+
+    def start_element(self, tag: str, pairs: list[str]) -> None:
+        # ElementTree's parser asks expat for ordered attributes: [name, value, name, ...].
+        self.start(tag, dict(zip(pairs[::2], pairs[1::2], strict=True)))
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
         tag = tag.rsplit("}", 1)[-1]  # tolerate a default namespace
@@ -160,7 +177,7 @@ class _Reader:
             self.root_seen = True
             if tag == "testsuites":
                 self.root_name = attrs.get("name", "")
-                self.root_time = _number(attrs.get("time"), "time", self.where())
+                self.root_time = _number(attrs.get("time"), "time", self.where)
         if tag == "testsuite":
             self.start_suite(attrs)
         elif tag == "testcase":
@@ -191,13 +208,10 @@ class _Reader:
             self.outcome.append(text)
             self.outcome_chars += len(text)
 
-    def close(self) -> None:
-        return None
-
     # --- elements -----------------------------------------------------------------------------
 
     def start_suite(self, attrs: dict[str, str]) -> None:
-        where = self.where()
+        where = self.where
         outermost = self.suite_depth == 0
         self.top_suites += outermost
         self.suite_depth += 1
@@ -220,20 +234,20 @@ class _Reader:
             self.current().pytest = True
 
     def start_case(self, attrs: dict[str, str]) -> None:
-        where = self.where()
+        where = self.where
         if not self.suites:
-            raise JunitError("<testcase> outside any <testsuite>" + where)
+            raise JunitError("<testcase> outside any <testsuite>" + where())
         self.n_cases += 1
         if self.n_cases > MAX_CASES:
-            raise JunitError(f"more than {MAX_CASES} test cases in one file" + where)
+            raise JunitError(f"more than {MAX_CASES} test cases in one file" + where())
         name = attrs.get("name")
         if not name:
-            raise JunitError("<testcase> without a name" + where)
+            raise JunitError("<testcase> without a name" + where())
         classname = attrs.get("classname") or attrs.get("class") or ""
         pytest = self.current().pytest or attrs.get("file", "").endswith(".py")
         identity = case_id(classname.strip(), name.strip(), pytest=pytest)
         if len(identity) > MAX_NAME_CHARS:
-            raise JunitError(f"test id longer than {MAX_NAME_CHARS} characters" + where)
+            raise JunitError(f"test id longer than {MAX_NAME_CHARS} characters" + where())
         seconds = _number(attrs.get("time"), "time", where)
         self.case = Case(identity, duration_ms=None if seconds is None else seconds * 1000)
 
@@ -281,21 +295,17 @@ def parse(data: bytes, *, source: str = "junit.xml", per_suite: bool = False) ->
         raise JunitError(f"{source} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     reader = _Reader(source, per_suite)
     try:
-        reader.parser.feed(data)
-        reader.parser.close()
-    except ParseError as exc:
-        line, column = getattr(exc, "position", (0, 0))
-        message = str(exc).split(":", 1)[0]
+        reader.expat.Parse(data, True)
+    except expat.ExpatError as exc:
         raise JunitError(
-            f"{source} is not well-formed XML: {message} (line {line}, column {column + 1})"
+            f"{source} is not well-formed XML: {expat.ErrorString(exc.code)} "
+            f"(line {exc.lineno}, column {exc.offset + 1})"
         ) from None
     except DefusedXmlException as exc:
         raise JunitError(
             f"{source} is refused: {type(exc).__name__} (DTDs, entities and external "
             f"references are not allowed){reader.where()}"
         ) from None
-    except expat.ExpatError as exc:
-        raise JunitError(f"{source} is not well-formed XML: {exc}") from None
     if not reader.root_seen:
         raise JunitError(f"{source} is empty")
     if not reader.suites:

@@ -28,7 +28,7 @@ def upload(
     transport_client: Any = None,
 ) -> int:
     """Post JUnit files in one request; print one line per run; return the exit code."""
-    params: list[tuple[str, str]] = [("model_name", model_name)]
+    params: list[tuple[str, str | int | float | bool | None]] = [("model_name", model_name)]
     params += [("hardware", h) for h in hardware or []]
     params += [("tags", t) for t in tags or []]
     if batch_id:
