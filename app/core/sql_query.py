@@ -184,8 +184,22 @@ _DENIED_FUNCTIONS = frozenset(
         "format_pg_type",
         "in_search_path",
         "current_schemas",
+        # One call builds a value of any size, in memory DuckDB's limit does not cover and
+        # in one step the time limit cannot interrupt: repeat('x', 2e9) took 94 s and 3.8 GB.
+        "repeat",
+        "lpad",
+        "rpad",
+        "printf",
+        "format",
+        "bar",
+        "list_resize",
+        "array_resize",
+        "range",  # the list-valued scalars; the table functions of these names stream
+        "generate_series",
     }
 )
+# Handled by DuckDB's binder, so absent from duckdb_functions().
+_BINDER_FUNCTIONS = frozenset({"unnest", "unlist"})
 _DENIED_PREFIXES = ("pg_", "has_", "duckdb_", "pragma_")
 _TABLE_REFS = frozenset(
     {"BASE_TABLE", "JOIN", "SUBQUERY", "TABLE_FUNCTION", "EXPRESSION_LIST", "EMPTY"}
@@ -220,31 +234,32 @@ class _Checker:
         self.sql = sql
         self.tables = tables
         self.functions = _catalog_functions()
+        self.table_fns: set[int] = set()  # function nodes of allowed table functions
 
     def refuse(self, message: str, node: dict[str, Any]) -> QueryRefused:
         return QueryRefused(message + _where(self.sql, node))
 
-    def walk(self, value: Any, scope: frozenset[str]) -> None:
-        if isinstance(value, list):
-            for item in value:
-                self.walk(item, scope)
-            return
-        if not isinstance(value, dict):
-            return
-        ctes = value.get("cte_map")
-        if isinstance(ctes, dict):
-            # A CTE body sees the CTEs before it and itself (recursive); the query sees all.
-            for entry in ctes.get("map", []):
-                scope = scope | {str(entry["key"]).lower()}
-                self.walk(entry["value"], scope)
-        if "sample" in value and "type" in value and "alias" in value:
-            self.table_ref(value, scope)
-        cls = value.get("class")
-        if cls in ("FUNCTION", "WINDOW"):
-            self.function(value)
-        for key, item in value.items():
-            if key != "cte_map":
-                self.walk(item, scope)
+    def walk(self, tree: Any) -> None:
+        # Iterative: a deeply nested query must not exhaust Python's recursion limit.
+        stack: list[tuple[Any, frozenset[str]]] = [(tree, frozenset())]
+        while stack:
+            value, scope = stack.pop()
+            if isinstance(value, list):
+                stack.extend((item, scope) for item in value)
+                continue
+            if not isinstance(value, dict):
+                continue
+            ctes = value.get("cte_map")
+            if isinstance(ctes, dict):
+                # A CTE body sees the CTEs before it and itself (recursive); the query, all.
+                for entry in ctes.get("map", []):
+                    scope = scope | {str(entry["key"]).lower()}
+                    stack.append((entry["value"], scope))
+            if "sample" in value and "type" in value and "alias" in value:
+                self.table_ref(value, scope)
+            if value.get("class") in ("FUNCTION", "WINDOW") and id(value) not in self.table_fns:
+                self.function(value)
+            stack.extend((item, scope) for key, item in value.items() if key != "cte_map")
 
     def table_ref(self, ref: dict[str, Any], scope: frozenset[str]) -> None:
         kind = ref["type"]
@@ -280,6 +295,7 @@ class _Checker:
                     + ")",
                     ref,
                 )
+            self.table_fns.add(id(function))
 
     def function(self, node: dict[str, Any]) -> None:
         name = str(node.get("function_name", "")).lower()
@@ -291,7 +307,7 @@ class _Checker:
             return  # row_number, rank, lag, ...: built into the window operator
         if name in _DENIED_FUNCTIONS or name.startswith(_DENIED_PREFIXES):
             raise self.refuse(f"function {name!r} is not allowed", node)
-        if name not in self.functions:
+        if name not in self.functions and name not in _BINDER_FUNCTIONS:
             raise self.refuse(f"unknown function {name!r}", node)
 
 
@@ -309,10 +325,13 @@ def check_sql(conn: Any, sql: str, tables: frozenset[str]) -> str:
         raise QueryRefused(f"only SELECT / WITH queries are allowed (got {kind})")
     query = statement.query.strip().rstrip(";").strip()
     row = conn.execute("SELECT json_serialize_sql(?::VARCHAR)", [query]).fetchone()
-    tree = json.loads(row[0])
+    try:
+        tree = json.loads(row[0])
+    except RecursionError:
+        raise QueryRefused("the query is nested too deeply") from None
     if tree.get("error"):
         raise QueryRefused(f"the SQL cannot be checked: {tree.get('error_message')}")
-    _Checker(query, tables).walk(tree["statements"], frozenset())
+    _Checker(query, tables).walk(tree["statements"])
     return query
 
 

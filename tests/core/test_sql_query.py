@@ -176,6 +176,16 @@ ESCAPES = [
     ("SELECT 1 FROM (SELECT 1) t, LATERAL read_csv('/etc/passwd')", "read_csv"),
     ("SELECT * FROM test_runs; --", "does not parse"),
     ("SELEKT 1", "does not parse"),
+    # values of any size from one call (not interruptible, outside DuckDB's memory limit)
+    ("SELECT length(repeat('x', 2000000000))", "repeat"),
+    ("SELECT lpad('x', 2000000000, 'y')", "lpad"),
+    ("SELECT printf('%2000000000d', 1)", "printf"),
+    ("SELECT len(range(2000000000))", "range"),
+    ("SELECT unnest(generate_series(1, 2000000000))", "generate_series"),
+    ("SELECT unnest(range(2000000000))", "range"),
+    # nested past the parser's depth limit, and subqueries nested deeper than Python recurses
+    ("SELECT " + "(1 + " * 1100 + "1" + ")" * 1100, "does not parse|cannot be checked"),
+    ("SELECT * FROM " + "(SELECT * FROM " * 1200 + "test_runs" + ")" * 1200, "nested|depth"),
 ]
 
 
@@ -267,3 +277,25 @@ def test_types_without_json_form_are_sent_as_text(filled: Settings) -> None:
     assert row[4:] == [[1, 2], {"a": 1}, None]
     assert nested_csv.status_code == 400
     assert nested_csv.json()["code"] == "query_format"
+
+
+def test_everyday_sql_is_allowed(filled: Settings) -> None:
+    queries = [
+        "SELECT status, count(*) AS n, avg(duration_ms), quantile_cont(duration_ms, 0.95) "
+        "FROM test_run_cases GROUP BY ALL ORDER BY n DESC",
+        "SELECT r.run_id, t.tag_value FROM test_runs r JOIN test_run_tags t USING (run_id) "
+        "WHERE t.tag_name = 'branch'",
+        "SELECT run_id, name, lag(status) OVER (PARTITION BY name ORDER BY run_id) "
+        "FROM test_run_cases QUALIFY row_number() OVER (PARTITION BY run_id) <= 2",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5) "
+        "SELECT sum(i) FROM n",
+        "SELECT unnest([1, 2]) AS u, date_trunc('day', now()) AS d, coalesce(NULL, 1) AS c",
+        "SELECT i FROM range(3) t(i) UNION SELECT 10 ORDER BY 1",
+        "FROM test_runs SELECT run_id ORDER BY run_id LIMIT 1",
+        "SELECT * FROM main.test_runs WHERE run_id IN (SELECT run_id FROM test_run_cases)",
+    ]
+    with TestClient(create_app(filled)) as client:
+        for sql in queries:
+            response = client.post(TEST_URL, json={"sql": sql})
+            assert response.status_code == 200, (sql, response.text)
+            assert response.json()["rows"], sql
