@@ -182,6 +182,8 @@ _DENIED_FUNCTIONS = frozenset(
         "obj_description",
         "shobj_description",
         "format_pg_type",
+        "format_type",  # built-in macros that read catalog table functions
+        "get_block_size",
         "in_search_path",
         "current_schemas",
         # One call builds a value of any size, in memory DuckDB's limit does not cover and

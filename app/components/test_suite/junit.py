@@ -130,7 +130,8 @@ class _Reader:
         # ElementTree's, which would build a tree we do not need (twice as slow).
         self.parser = DefusedXMLParser(forbid_dtd=True)
         self.expat: Any = self.parser.parser
-        self.expat.StartElementHandler = self.start_element
+        self.expat.ordered_attributes = False  # attributes as a dict
+        self.expat.StartElementHandler = self.start
         self.expat.EndElementHandler = self.end
         self.expat.CharacterDataHandler = self.data
         self.stack: list[str] = []
@@ -159,10 +160,6 @@ class _Reader:
         return self.suites[-1]
 
     # --- expat handlers -----------------------------------------------------------------------
-
-    def start_element(self, tag: str, pairs: list[str]) -> None:
-        # ElementTree's parser asks expat for ordered attributes: [name, value, name, ...].
-        self.start(tag, dict(zip(pairs[::2], pairs[1::2], strict=True)))
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
         tag = tag.rsplit("}", 1)[-1]  # tolerate a default namespace
