@@ -15,9 +15,9 @@ The guard has four layers; each would stop most escapes alone, together they lea
 3. Run on a dedicated DuckDB connection (`cursor()` on a pooled one: same database instance,
    its own transaction and interrupt) inside `BEGIN TRANSACTION READ ONLY`, then roll back:
    DuckDB itself refuses any write, sequence bumps included, should layers 1-2 miss one.
-4. Bounds: SQL text length, a row limit pushed into the query (`LIMIT n + 1`, so DuckDB stops
-   early and we can say `truncated`), a wall-clock limit (a timer calls `interrupt()`), and at
-   most `MAX_CONCURRENT` queries at a time per process (429 beyond).
+4. Bounds: SQL text length, result size (64 MiB in Arrow), a row limit pushed into the query
+   (`LIMIT n + 1`, so DuckDB stops early and we can say `truncated`), a wall-clock limit (a
+   timer calls `interrupt()`), and at most `MAX_CONCURRENT` queries at once per process (429).
 
 Why not the options that look simpler: `duckdb.connect(path, read_only=True)` cannot coexist in
 one process with the writer's instance of the same file (DuckDB refuses a second configuration
@@ -55,6 +55,7 @@ MAX_ROWS = 100_000
 DEFAULT_SECONDS = 5.0
 MAX_SECONDS = 30.0
 MAX_CONCURRENT = 2
+MAX_RESULT_BYTES = 64 * 1024 * 1024
 FORMATS = ("json", "csv", "parquet")
 
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT)
@@ -384,6 +385,12 @@ def _execute(conn: Any, query: str, limit: int, timeout: float) -> QueryResult:
         with contextlib.suppress(duckdb.Error):
             conn.execute("ROLLBACK")
     elapsed = (time.perf_counter() - started) * 1000
+    if table.nbytes > MAX_RESULT_BYTES:
+        raise QueryRefused(
+            f"the result holds {table.nbytes / 1e6:.0f} MB, over the "
+            f"{MAX_RESULT_BYTES // (1024 * 1024)} MiB limit: select fewer rows or columns",
+            code="query_too_large",
+        )
     truncated = table.num_rows > limit
     return QueryResult(table.slice(0, limit) if truncated else table, truncated, elapsed)
 
@@ -403,5 +410,8 @@ def render(result: QueryResult, fmt: str) -> bytes:
         return to_parquet(result)
     import pydantic_core
 
-    # Intervals, blobs and other DuckDB types without a JSON form are sent as their text.
-    return pydantic_core.to_json(to_json(result), fallback=str)
+    # JSON has no NaN, Infinity or bytes: NaN and ±Infinity are sent as null, blobs as
+    # (URL-safe) base64, anything else without a JSON form as its text.
+    return pydantic_core.to_json(
+        to_json(result), fallback=str, bytes_mode="base64", inf_nan_mode="null"
+    )

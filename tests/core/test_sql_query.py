@@ -265,7 +265,9 @@ def test_query_needs_a_key_when_keys_are_set(tmp_path: Path, template_dbs: dict[
 def test_types_without_json_form_are_sent_as_text(filled: Settings) -> None:
     sql = (
         "SELECT INTERVAL 3 DAY AS i, 'ab'::BLOB AS b, 1.5::DECIMAL(4,2) AS d, "
-        "TIMESTAMPTZ '2026-01-02 03:04:05+00' AS ts, [1, 2] AS l, {'a': 1} AS s, NULL AS n"
+        "TIMESTAMPTZ '2026-01-02 03:04:05+00' AS ts, [1, 2] AS l, {'a': 1} AS s, NULL AS n, "
+        "'\\xFF\\x00'::BLOB AS raw, 'nan'::DOUBLE AS nan, '-inf'::DOUBLE AS ninf, "
+        "uuid() AS u"
     )
     with TestClient(create_app(filled)) as client:
         response = client.post(TEST_URL, json={"sql": sql})
@@ -274,7 +276,12 @@ def test_types_without_json_form_are_sent_as_text(filled: Settings) -> None:
     row = response.json()["rows"][0]
     assert row[2] == "1.50"
     assert row[3].startswith("2026-01-02T03:04:05")
-    assert row[4:] == [[1, 2], {"a": 1}, None]
+    assert row[0] == [0, 3, 0]  # months, days, nanoseconds
+    assert row[1] == "YWI="  # base64
+    assert row[4:7] == [[1, 2], {"a": 1}, None]
+    assert row[7] == "_wA="  # bytes that are not UTF-8
+    assert row[8:10] == [None, None]  # JSON has no NaN or Infinity
+    assert len(row[10]) == 36
     assert nested_csv.status_code == 400
     assert nested_csv.json()["code"] == "query_format"
 
@@ -299,3 +306,15 @@ def test_everyday_sql_is_allowed(filled: Settings) -> None:
             response = client.post(TEST_URL, json={"sql": sql})
             assert response.status_code == 200, (sql, response.text)
             assert response.json()["rows"], sql
+
+
+def test_oversized_results_are_refused(filled: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core import sql_query
+
+    monkeypatch.setattr(sql_query, "MAX_RESULT_BYTES", 10_000)
+    with TestClient(create_app(filled)) as client:
+        response = client.post(
+            TEST_URL, json={"sql": "SELECT * FROM range(100000)", "limit": 100000}
+        )
+    assert response.status_code == 400
+    assert response.json()["code"] == "query_too_large"
