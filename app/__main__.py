@@ -66,7 +66,21 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--fail-on", default="new_failures", help="e.g. new_failures,regression:5%%")
     gate.add_argument("--url", help="the server (default http://<host>:<port> of the settings)")
     gate.add_argument("--api-key", help="sent as X-API-Key")
+    _junit_parser(sub)
     return parser
+
+
+def _junit_parser(sub: Any) -> None:
+    junit = sub.add_parser("import-junit", help="send JUnit XML files to a running server")
+    junit.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    junit.add_argument("--model", required=True, help="model_name of the runs")
+    junit.add_argument("--hardware", action="append", help="repeatable; default cpu")
+    junit.add_argument("--tag", action="append", help="name=value, repeatable")
+    junit.add_argument("--batch-id")
+    junit.add_argument("--run-id")
+    junit.add_argument("--per-suite", action="store_true", help="one run per <testsuite>")
+    junit.add_argument("--url", default="http://127.0.0.1:8000", help="the server")
+    junit.add_argument("--api-key", help="X-API-Key, when the server has keys")
 
 
 def _migrate(settings: Settings, revision: str | None = None) -> None:
@@ -131,6 +145,20 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
         from app.gate import run_gate
 
         return run_gate(args, client)
+    if args.command == "import-junit":
+        from app.components.test_suite.junit_cli import upload
+
+        return upload(
+            args.files,
+            model_name=args.model,
+            hardware=args.hardware,
+            tags=args.tag,
+            batch_id=args.batch_id,
+            run_id=args.run_id,
+            per_suite=args.per_suite,
+            url=args.url,
+            api_key=args.api_key,
+        )
     try:
         settings = _settings(args)
         logging.basicConfig(

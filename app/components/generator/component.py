@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.components.generator import exec_router, reports_router, router
+from app.components.generator import (
+    exec_router,
+    query_router,
+    reports_router,
+    router,
+)
 from app.components.generator.models import Base
 from app.components.generator.runner import GenerationRunner
 from app.core.context import AppContext, Component, Runtime
@@ -26,6 +31,11 @@ component = Component(
     settings_key="generator",
     migrations=MIGRATIONS,
     default_db="generator_tasks.duckdb",
-    routers=(router.router, reports_router.router, exec_router.router),
+    routers=(
+        router.router,
+        reports_router.router,
+        query_router.router,
+        exec_router.router,
+    ),
     build=build,
 )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.components.test_suite import exec_router, reports_router, router
+from app.components.test_suite import (
+    exec_router,
+    junit_router,
+    query_router,
+    reports_router,
+    router,
+)
 from app.components.test_suite.models import Base
 from app.components.test_suite.runner import SuiteRunner
 from app.core.context import AppContext, Component, Runtime
@@ -26,6 +32,12 @@ component = Component(
     settings_key="test",
     migrations=MIGRATIONS,
     default_db="test_runs.duckdb",
-    routers=(router.router, reports_router.router, exec_router.router),
+    routers=(
+        router.router,
+        reports_router.router,
+        query_router.router,
+        junit_router.router,
+        exec_router.router,
+    ),
     build=build,
 )
