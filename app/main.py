@@ -23,6 +23,7 @@ from app.core.errors import AppError, StartupError
 from app.core.health import build_health_router
 from app.core.migrate import revision_state, upgrade
 from app.core.unicode_body import UnicodeBodyMiddleware
+from app.web.router import install as install_web
 
 VERSION = "0.1.0"
 log = logging.getLogger("app")
@@ -137,6 +138,8 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
             "Generate, run and track model test suites across hardware backends. "
             "Test Suite under /api/test, Generator under /api/generator."
         ),
+        docs_url=None,  # served offline by app.web (install_web)
+        redoc_url=None,
     )
     app.ctx = AppContext(settings)
     app.state.ctx = app.ctx
@@ -147,6 +150,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
         for router in runtime.routers:
             app.include_router(_summaries_from_docstrings(router))
     app.include_router(_summaries_from_docstrings(build_health_router(app.ctx, enabled, VERSION)))
+    install_web(app)
     app.add_middleware(UnicodeBodyMiddleware)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
