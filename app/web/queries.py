@@ -26,6 +26,7 @@ from app.core.stats import escape_like, percentile
 # A chart carries at most this many points per series: rows are averaged into time buckets.
 MAX_POINTS = 120
 FAILED_CASES = ("failed", "error")
+PASSED_CASES = ("passed", "xpassed")
 
 
 def _bucket_seconds(session: Session, column: Any, conds: list[Any]) -> int:
@@ -36,6 +37,21 @@ def _bucket_seconds(session: Session, column: Any, conds: list[Any]) -> int:
         return 3600
     seconds = (span[1] - span[0]).total_seconds()
     return max(60, int(seconds // MAX_POINTS) + 1)
+
+
+def _device_cases(run_ids: Any) -> Any:
+    """Return per (run, device) counts of passed and failed per-test outcomes."""
+    return (
+        select(
+            RunCase.run_id,
+            RunCase.hardware,
+            func.count().filter(RunCase.status.in_(PASSED_CASES)).label("passed"),
+            func.count().filter(RunCase.status.in_(FAILED_CASES)).label("failed"),
+        )
+        .where(RunCase.run_id.in_(run_ids), RunCase.hardware.is_not(None))
+        .group_by(RunCase.run_id, RunCase.hardware)
+        .subquery("device_cases")
+    )
 
 
 def _bucket(column: Any, seconds: int) -> Any:
@@ -79,6 +95,10 @@ def matrix(
         )
         .label("rank"),
     ).subquery("ranked")
+    latest = select(ranked.c.run_id).where(ranked.c.rank == 1)
+    cases = _device_cases(latest)
+    # A device's pass rate counts that device's per-test outcomes; runs whose outcomes carry
+    # no device fall back to the run's own counts.
     query = (
         select(
             ranked.c.model_name,
@@ -86,10 +106,13 @@ def matrix(
             ranked.c.run_id,
             ranked.c.status,
             ranked.c.started_at,
-            RunResult.tests_passed,
-            RunResult.tests_failed,
+            func.coalesce(cases.c.passed, RunResult.tests_passed).label("tests_passed"),
+            func.coalesce(cases.c.failed, RunResult.tests_failed).label("tests_failed"),
         )
         .outerjoin(RunResult, RunResult.run_id == ranked.c.run_id)
+        .outerjoin(
+            cases, and_(cases.c.run_id == ranked.c.run_id, cases.c.hardware == ranked.c.device)
+        )
         .where(ranked.c.rank == 1)
         .order_by(ranked.c.model_name, ranked.c.device)
     )
@@ -122,8 +145,9 @@ def run_series(
         .subquery("per_device")
     )
     completed = per_device.c.status == "completed"
-    passed = func.coalesce(func.sum(RunResult.tests_passed), 0)
-    failed = func.coalesce(func.sum(RunResult.tests_failed), 0)
+    cases = _device_cases(select(Run.run_id).where(*conds))
+    passed = func.coalesce(func.sum(func.coalesce(cases.c.passed, RunResult.tests_passed)), 0)
+    failed = func.coalesce(func.sum(func.coalesce(cases.c.failed, RunResult.tests_failed)), 0)
     query = (
         select(
             per_device.c.device,
@@ -136,6 +160,10 @@ def run_series(
         )
         .select_from(per_device)
         .outerjoin(RunResult, RunResult.run_id == per_device.c.run_id)
+        .outerjoin(
+            cases,
+            and_(cases.c.run_id == per_device.c.run_id, cases.c.hardware == per_device.c.device),
+        )
         .group_by(per_device.c.device, per_device.c.bucket)
         .order_by(per_device.c.device, per_device.c.bucket)
     )

@@ -222,10 +222,21 @@ def redoc(request: Request) -> HTMLResponse:
     return get_redoc_html(
         openapi_url=str(request.app.openapi_url),
         title=f"{request.app.title} - ReDoc",
-        redoc_js_url=assets.url("docs", "redoc.standalone.js"),
+        redoc_js_url="/ui/redoc.standalone.js",
         redoc_favicon_url="/static/favicon.svg",
         with_google_fonts=False,
     )
+
+
+@router.get("/ui/redoc.standalone.js")
+def redoc_js(request: Request) -> Response:
+    """Return ReDoc's bundle (its CDN logo made local)."""
+    plain, packed = assets.redoc_js()
+    headers = {"Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(packed, media_type="text/javascript", headers=headers)
+    return Response(plain, media_type="text/javascript", headers=headers)
 
 
 def install(app: FastAPI) -> None:

@@ -72,10 +72,10 @@
       var spec = JSON.parse(el.dataset.chart);
       var traces;
       var layout = {
-        margin: { l: 56, r: 12, t: 8, b: 36 }, height: 240,
-        legend: { orientation: "h", y: -0.2 }, showlegend: true,
+        margin: { l: 56, r: 12, t: 24, b: 40 }, height: 240,
+        legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, showlegend: true,
         font: { family: "system-ui, sans-serif", size: 11 },
-        xaxis: { type: "date", automargin: true },
+        xaxis: { type: "date", automargin: true, nticks: 6 },
         yaxis: { title: { text: spec.y_title || "" }, automargin: true, rangemode: "tozero" },
         paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)"
       };
@@ -87,7 +87,7 @@
         layout.height = Math.min(520, 60 + 22 * s.y.length);
         layout.showlegend = false;
         layout.yaxis = { automargin: true, autorange: "reversed", type: "category" };
-        layout.margin.l = 12;
+        layout.margin = { l: 12, r: 12, t: 8, b: 40 };
       } else {
         traces = spec.series.map(function (s) {
           return { type: "scatter", mode: "lines+markers", name: s.name, x: s.x, y: s.y,
@@ -95,6 +95,7 @@
         });
         if (spec.y_format) { layout.yaxis.tickformat = spec.y_format; }
       }
+      el.style.height = layout.height + "px";
       el.classList.add("drawn");
       window.Plotly.newPlot(el, traces, layout,
         { displayModeBar: false, responsive: true, displaylogo: false });
