@@ -159,9 +159,12 @@ def overview(ts: Session, gen: Session | None, f: OverviewFilters) -> dict[str, 
 def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) -> dict[str, Any]:
     """Return a model's charts per device, recent runs and generator tasks."""
     if not queries.models_with_runs(ts, model_name):
-        tasks_exist = gen is not None and gen_store.list_tasks(
-            gen, gen_store.TaskFilter(model_name=model_name), Page(1, 0)
-        )[1]
+        tasks_exist = (
+            gen is not None
+            and gen_store.list_tasks(gen, gen_store.TaskFilter(model_name=model_name), Page(1, 0))[
+                1
+            ]
+        )
         if not tasks_exist:
             raise NotFound(f"model {model_name} has no runs and no generator tasks")
     since = window_start(f.days)

@@ -70,9 +70,7 @@ def matrix(
         conds.append(Run.model_name.ilike(escape_like(model_like), escape="\\"))
     models_q = select(Run.model_name).where(*conds).group_by(Run.model_name)
     total = session.scalar(select(func.count()).select_from(models_q.subquery())) or 0
-    names = list(
-        session.scalars(models_q.order_by(Run.model_name).limit(limit).offset(offset))
-    )
+    names = list(session.scalars(models_q.order_by(Run.model_name).limit(limit).offset(offset)))
     if not names:
         return [], [], int(total)
     per_device = (

@@ -117,7 +117,6 @@ def _context(request: Request, page: dict[str, Any], spec: PageSpec) -> dict[str
         "page": page,
         "spec": spec,
         "query": request.url.query,
-        "data_url": f"/ui/data{request.url.path}" + (f"?{request.url.query}" if request.url.query else ""),
     }
 
 
@@ -126,14 +125,14 @@ def _register(spec: PageSpec) -> None:
         part_url = f"/ui/part{request.url.path}" + (
             f"?{request.url.query}" if request.url.query else ""
         )
-        shell = {
+        status = 200
+        shell: dict[str, Any] = {
             "request": request,
             "spec": spec,
             "part_url": part_url,
             "data_url": part_url.replace("/ui/part", "/ui/data", 1),
             "protect_reads": ctx.settings.protect_reads,
             "body": None,
-            "status": 200,
         }
         if not ctx.settings.protect_reads:
             # Reads are open: render the content into the page, no second request.
@@ -146,10 +145,8 @@ def _register(spec: PageSpec) -> None:
             except AppError as exc:
                 shell["title"] = "Not found" if exc.status_code == 404 else "Error"
                 shell["error"] = exc.detail
-                shell["status"] = exc.status_code
-        return templates.TemplateResponse(
-            request, "shell.html", shell, status_code=int(shell["status"])
-        )
+                status = exc.status_code
+        return templates.TemplateResponse(request, "shell.html", shell, status_code=status)
 
     def page_part(request: Request, ctx: ContextDep) -> HTMLResponse:
         page = _build(spec, request, ctx)
