@@ -217,6 +217,9 @@
   document.addEventListener("DOMContentLoaded", function () {
     setupKeyForm();
     var main = content();
-    if (main.dataset.loaded === "true") { init(main); } else { loadContent(); }
+    if (main.dataset.loaded === "true") { init(main); return; }
+    // Reads need a key and none is kept yet: ask before the first request, not after a 401.
+    if (main.dataset.protected === "true" && !apiKey()) { askForKey(""); return; }
+    loadContent();
   });
 })();
