@@ -137,9 +137,9 @@ def watch(page: Any, allowed_status: set[int] | None = None) -> Watch:
     return seen
 
 
-def screenshot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot under data/ui-screenshots/."""
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot (by default of the whole page) under data/ui-screenshots/."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

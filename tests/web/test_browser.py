@@ -152,17 +152,15 @@ def test_docs_and_redoc_render_offline(ui_server: Server, page: Any) -> None:
     _open(page, ui_server.url + "/docs")
     page.locator(".swagger-ui .opblock").first.wait_for(timeout=15_000)
     assert page.locator(".swagger-ui .opblock").count() > 50
-    screenshot(page, "docs")
+    screenshot(page, "docs", full_page=False)
     _open(page, ui_server.url + "/redoc")
     page.locator("h1", has_text="Accelerate Tracking").first.wait_for(timeout=15_000)
     assert page.locator("[role=menuitem]").count() > 20
-    screenshot(page, "redoc")
+    screenshot(page, "redoc", full_page=False)
     seen.check()
 
 
-def test_generator_task_page_highlights_the_file_and_runs_it(
-    ui_server: Server, page: Any
-) -> None:
+def test_generator_task_page_highlights_the_file_and_runs_it(ui_server: Server, page: Any) -> None:
     with httpx.Client(base_url=ui_server.url, timeout=10) as http:
         task_id = http.post("/api/generator/model", json={"model_name": "gpt2"}).json()["task_id"]
         deadline = time.monotonic() + 30
@@ -177,13 +175,13 @@ def test_generator_task_page_highlights_the_file_and_runs_it(
     code = page.locator("#code .highlight")
     assert "def test_load_model" in code.inner_text()
     assert code.locator("span.k").count() > 10  # keywords coloured by Pygments
-    screenshot(page, "task")
+    screenshot(page, "task", full_page=False)
     page.click("#run-suite")
     page.wait_for_url("**/runs/**")
     # The server's own runner executes it: its SSE stream drives the page to the end.
-    page.locator("#run-status .badge").filter(
-        has_text=re.compile("completed|error")
-    ).wait_for(timeout=60_000)
+    page.locator("#run-status .badge").filter(has_text=re.compile("completed|error")).wait_for(
+        timeout=60_000
+    )
     screenshot(page, "run-from-generator")
     seen.check()
 
