@@ -93,10 +93,6 @@ def matrix(
         )
         .label("rank"),
     ).subquery("ranked")
-    latest = select(ranked.c.run_id).where(ranked.c.rank == 1)
-    cases = _device_cases(latest)
-    # A device's pass rate counts that device's per-test outcomes; runs whose outcomes carry
-    # no device fall back to the run's own counts.
     query = (
         select(
             ranked.c.model_name,
@@ -104,20 +100,34 @@ def matrix(
             ranked.c.run_id,
             ranked.c.status,
             ranked.c.started_at,
-            func.coalesce(cases.c.passed, RunResult.tests_passed).label("tests_passed"),
-            func.coalesce(cases.c.failed, RunResult.tests_failed).label("tests_failed"),
-        )
-        .outerjoin(RunResult, RunResult.run_id == ranked.c.run_id)
-        .outerjoin(
-            cases, and_(cases.c.run_id == ranked.c.run_id, cases.c.hardware == ranked.c.device)
         )
         .where(ranked.c.rank == 1)
         .order_by(ranked.c.model_name, ranked.c.device)
     )
     cells = rows_of(session, query)
+    # Counts of the (few) latest runs only, by id: cheaper than joining inside the window.
+    run_ids = sorted({c["run_id"] for c in cells})
+    totals = {
+        r.run_id: (r.tests_passed, r.tests_failed)
+        for r in session.execute(
+            select(RunResult.run_id, RunResult.tests_passed, RunResult.tests_failed).where(
+                RunResult.run_id.in_(run_ids)
+            )
+        )
+    }
+    cases = _device_cases(run_ids)
+    by_device = {
+        (r.run_id, r.hardware): (r.passed, r.failed) for r in session.execute(select(cases))
+    }
     for cell in cells:
-        decided = (cell["tests_passed"] or 0) + (cell["tests_failed"] or 0)
-        cell["pass_rate"] = (cell["tests_passed"] or 0) / decided if decided else None
+        # A device's pass rate counts that device's per-test outcomes; runs whose outcomes
+        # carry no device fall back to the run's own counts.
+        passed, failed = by_device.get(
+            (cell["run_id"], cell["device"]), totals.get(cell["run_id"], (None, None))
+        )
+        cell["tests_passed"], cell["tests_failed"] = passed, failed
+        decided = (passed or 0) + (failed or 0)
+        cell["pass_rate"] = (passed or 0) / decided if decided else None
         cell["status"] = str(cell["status"])
     devices = sorted({c["device"] for c in cells})
     return cells, devices, int(total)
