@@ -205,3 +205,24 @@ def test_no_page_references_an_external_host(seeded: TestClient) -> None:
             for absolute in re.findall(r"https?://[^\s\"')]+", text):
                 assert absolute.startswith(NAMESPACES), f"{url} names {absolute}"
     assert "cdn.redoc.ly" not in seeded.get("/ui/redoc.standalone.js").text
+
+
+def test_recorded_markup_is_shown_as_text(client: TestClient) -> None:
+    name = "<script>alert(1)</script>'\""
+    answer = client.post(
+        "/api/test/db/runs",
+        json={
+            "run_id": "xss",
+            "model_name": name,
+            "hardware": ["cpu"],
+            "status": "error",
+            "started_at": "2026-11-27T10:00:00Z",
+            "error": "<img src=x onerror=alert(2)>",
+        },
+    )
+    assert answer.status_code in (200, 201), answer.text
+    for path in ("/", "/runs/xss"):
+        html = client.get(path).text
+        assert "<script>alert(1)" not in html and "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert client.get(f"/ui/data/models/{name}").json()["model_name"] == name
