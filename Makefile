@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run migrate test test-models lint format bench bench-smoke clean
+.PHONY: install run migrate test test-models test-ui lint format bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ test: lint  ## the whole suite: lint, types, unit, API, migrations, end-to-end
 
 test-models: $(MODELS)  ## generate the six families' suites and run them on tiny CPU models (torch)
 	$(BIN)/python -m pytest -q -m models tests/models
+
+UI := $(VENV)/.installed-ui
+
+$(UI): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ui]'
+	touch $(UI)
+
+test-ui: $(UI)  ## the dashboard in headless Chromium (Debian's `chromium`, installed when missing)
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	$(BIN)/python -m pytest -q -m ui tests/web
 
 bench: $(STAMP)  ## benchmarks against raw DuckDB (BENCH_SCALE=full for the full data set)
 	$(BIN)/python -m bench

@@ -26,6 +26,7 @@ from app.core.deps import KnownQuery
 from app.core.errors import AppError, StartupError
 from app.core.migrate import revision_state, upgrade
 from app.core.unicode_body import UnicodeBodyMiddleware
+from app.web.router import install as install_web
 
 VERSION = "0.1.0"
 log = logging.getLogger("app")
@@ -173,6 +174,8 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
             "Test Suite under /api/test, Generator under /api/generator."
         ),
         dependencies=[KnownQuery],
+        docs_url=None,  # served offline by app.web (install_web)
+        redoc_url=None,
     )
     ctx = AppContext(settings)
     enabled = tuple(c for c in components.COMPONENTS if c.name in settings.components)
@@ -184,6 +187,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
         for router in comp.routers:
             app.include_router(_summaries_from_docstrings(router))
     app.include_router(_summaries_from_docstrings(health.router))
+    install_web(app)
     app.add_middleware(UnicodeBodyMiddleware)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -139,11 +139,15 @@ def declared_query(route: APIRoute) -> frozenset[str]:
     return declared
 
 
+OWN_QUERY = {"x-validates-own-query": True}
+"""`openapi_extra` of a route that validates its whole query string itself (dashboard pages)."""
+
+
 def _refuse_unknown_query(connection: HTTPConnection) -> None:
     if connection.scope["type"] != "http" or not connection.query_params:
         return
     route = connection.scope.get("route")
-    if not isinstance(route, APIRoute):
+    if not isinstance(route, APIRoute) or (route.openapi_extra or {}).get("x-validates-own-query"):
         return
     known = declared_query(route)
     unknown = [name for name in dict.fromkeys(connection.query_params.keys()) if name not in known]

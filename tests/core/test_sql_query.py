@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 TEST_URL = "/api/test/db/query"
 GEN_URL = "/api/generator/db/query"

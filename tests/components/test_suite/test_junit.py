@@ -277,7 +277,7 @@ def test_cli_posts_files_to_a_server(
 
 def test_cli_subcommand_reports_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
     from app.__main__ import main
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     code = main(["import-junit", str(FIXTURES / "jest.xml"), "--model", "m", "--url", url])

@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages at `/`, offline docs, assets from pinned packages."""

@@ -1,0 +1,225 @@
+// Accelerate Tracking dashboard: load the page content (with the API key when reads are
+// protected), draw its charts with Plotly, follow a live run, run a generated suite.
+(function () {
+  "use strict";
+  var KEY = "accelerate-tracking.api-key";
+  var TERMINAL = ["completed", "error", "timeout", "cancelled"];
+  var STEP_COLORS = { completed: "#3c9a62", error: "#c0392b", timeout: "#c0392b",
+    running: "#2f6fc0", pending: "#9aa3ae", skipped: "#c8a13a", cancelled: "#c8a13a" };
+
+  function apiKey() { return sessionStorage.getItem(KEY); }
+
+  function api(url, options) {
+    options = options || {};
+    var headers = new Headers(options.headers || {});
+    var key = apiKey();
+    if (key) { headers.set("X-API-Key", key); }
+    options.headers = headers;
+    return fetch(url, options);
+  }
+
+  function askForKey(message) {
+    var form = document.getElementById("key-form");
+    form.hidden = false;
+    document.getElementById("key-error").textContent = message || "";
+    form.querySelector("input").focus();
+  }
+
+  function setupKeyForm() {
+    var form = document.getElementById("key-form");
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      sessionStorage.setItem(KEY, form.querySelector("input").value);
+      form.hidden = true;
+      loadContent();
+    });
+  }
+
+  function content() { return document.getElementById("content"); }
+
+  function loadContent() {
+    var main = content();
+    return api(main.dataset.part).then(function (resp) {
+      if (resp.status === 401 || resp.status === 403) {
+        return resp.json().then(function (body) {
+          if (resp.status === 403) { sessionStorage.removeItem(KEY); }
+          askForKey(body.detail);
+        });
+      }
+      var title = resp.headers.get("X-Page-Title");
+      return resp.text().then(function (html) {
+        if (!resp.ok) {
+          var detail = html;
+          try { detail = JSON.parse(html).detail; } catch (e) { /* not JSON */ }
+          main.innerHTML = '<section class="card error-card"><h1>Error ' + resp.status +
+            '</h1><p class="detail"></p></section>';
+          main.querySelector(".detail").textContent = String(detail);
+          return;
+        }
+        main.innerHTML = html;
+        main.dataset.loaded = "true";
+        if (title) { document.title = title + " · Accelerate Tracking"; }
+        init(main);
+      });
+    });
+  }
+
+  // --- charts ----------------------------------------------------------------------------
+
+  function drawCharts(root) {
+    if (!window.Plotly) { return; }
+    root.querySelectorAll("[data-chart]").forEach(function (el) {
+      var spec = JSON.parse(el.dataset.chart);
+      var traces;
+      var layout = {
+        margin: { l: 56, r: 12, t: 24, b: 40 }, height: 240,
+        legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, showlegend: true,
+        font: { family: "system-ui, sans-serif", size: 11 },
+        xaxis: { type: "date", automargin: true, nticks: 6 },
+        yaxis: { title: { text: spec.y_title || "" }, automargin: true, rangemode: "tozero" },
+        paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)"
+      };
+      if (spec.kind === "timeline") {
+        var s = spec.series[0];
+        traces = [{ type: "bar", orientation: "h", name: "steps", y: s.y, x: s.x, base: s.base,
+          marker: { color: s.status.map(function (st) { return STEP_COLORS[st] || "#9aa3ae"; }) },
+          hovertemplate: "%{y}<br>%{x} ms<extra></extra>" }];
+        layout.height = Math.min(520, 60 + 22 * s.y.length);
+        layout.showlegend = false;
+        layout.yaxis = { automargin: true, autorange: "reversed", type: "category" };
+        layout.margin = { l: 12, r: 12, t: 8, b: 40 };
+      } else {
+        traces = spec.series.map(function (s) {
+          return { type: "scatter", mode: "lines+markers", name: s.name, x: s.x, y: s.y,
+            marker: { size: 5 } };
+        });
+        if (spec.y_format) { layout.yaxis.tickformat = spec.y_format; }
+      }
+      el.style.height = layout.height + "px";
+      el.classList.add("drawn");
+      window.Plotly.newPlot(el, traces, layout,
+        { displayModeBar: false, responsive: true, displaylogo: false });
+    });
+  }
+
+  // --- live run ----------------------------------------------------------------------------
+
+  var live = null;
+
+  function follow(root) {
+    var box = root.querySelector("[data-live-run]");
+    if (!box) { stopLive(); return; }
+    var runId = box.dataset.liveRun;
+    if (live && live.runId === runId) { return; }
+    stopLive();
+    live = { runId: runId, abort: new AbortController(), timer: null, last: null, refresh: null };
+    streamEvents(live);
+    // The recording API (CI, the pytest plugin) changes runs without events: poll too.
+    live.timer = setInterval(function () { poll(live); }, 1500);
+  }
+
+  function stopLive() {
+    if (!live) { return; }
+    live.abort.abort();
+    clearInterval(live.timer);
+    clearTimeout(live.refresh);
+    live = null;
+  }
+
+  function showStatus(state, ev) {
+    var sig = ev.status + "|" + ev.progress + "|" + ev.current_step;
+    var bar = document.getElementById("run-progress");
+    if (bar && typeof ev.progress === "number") {
+      bar.value = ev.progress;
+      document.getElementById("run-progress-text").textContent = Math.round(ev.progress * 100) + "%";
+    }
+    var step = document.getElementById("run-step");
+    if (step && ev.current_step !== undefined) { step.textContent = ev.current_step || "–"; }
+    if (state.last !== null && state.last !== sig) { scheduleRefresh(state); }
+    state.last = sig;
+    if (TERMINAL.indexOf(ev.status) >= 0) { scheduleRefresh(state); }
+  }
+
+  function scheduleRefresh(state) {
+    if (state.refresh) { return; }
+    state.refresh = setTimeout(function () {
+      state.refresh = null;
+      if (live === state) { loadContent(); }
+    }, 400);
+  }
+
+  function poll(state) {
+    api("/api/test/status/" + encodeURIComponent(state.runId), { signal: state.abort.signal })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (ev) { if (ev && live === state) { showStatus(state, ev); } })
+      .catch(function () { /* aborted or offline: the next poll tries again */ });
+  }
+
+  function streamEvents(state) {
+    // fetch, not EventSource: it can send the X-API-Key header.
+    api("/api/test/events/" + encodeURIComponent(state.runId),
+      { signal: state.abort.signal, headers: { Accept: "text/event-stream" } })
+      .then(function (resp) {
+        if (!resp.ok || !resp.body) { return; }
+        var reader = resp.body.getReader();
+        var decoder = new TextDecoder();
+        var buffer = "";
+        function pump() {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) { return; }
+            buffer += decoder.decode(chunk.value, { stream: true });
+            var parts = buffer.split("\n\n");
+            buffer = parts.pop();
+            parts.forEach(function (block) {
+              var dataLine = block.split("\n").filter(function (l) { return l.indexOf("data: ") === 0; })[0];
+              if (!dataLine) { return; }
+              var ev = JSON.parse(dataLine.slice(6));
+              if (live === state && ev.status) { showStatus(state, ev); }
+            });
+            return pump();
+          });
+        }
+        return pump();
+      })
+      .catch(function () { /* aborted: the page moved on */ });
+  }
+
+  // --- generator: run the suite a task wrote -------------------------------------------------
+
+  function setupRunButton(root) {
+    var button = root.querySelector("[data-run-model]");
+    if (!button) { return; }
+    button.addEventListener("click", function () {
+      var msg = document.getElementById("run-suite-msg");
+      button.disabled = true;
+      msg.textContent = "starting…";
+      api("/api/test/run", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ model_name: button.dataset.runModel,
+          hardware: JSON.parse(button.dataset.runHardware || '["cpu"]') })
+      }).then(function (resp) {
+        return resp.json().then(function (body) {
+          if (resp.ok) { window.location.href = "/runs/" + encodeURIComponent(body.run_id); return; }
+          button.disabled = false;
+          msg.textContent = "Could not start: " + (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
+          if (resp.status === 401 || resp.status === 403) { askForKey(body.detail); }
+        });
+      });
+    });
+  }
+
+  function init(root) {
+    drawCharts(root);
+    follow(root);
+    setupRunButton(root);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setupKeyForm();
+    var main = content();
+    if (main.dataset.loaded === "true") { init(main); return; }
+    // Reads need a key and none is kept yet: ask before the first request, not after a 401.
+    if (main.dataset.protected === "true" && !apiKey()) { askForKey(""); return; }
+    loadContent();
+  });
+})();

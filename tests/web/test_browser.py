@@ -1,0 +1,204 @@
+"""The dashboard in headless Chromium: every page draws its data, links lead on, runs go live."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.support import Server
+from tests.web.conftest import screenshot, watch
+from tests.web.support import BATCH, LIVE_RUN, MODELS
+
+pytestmark = [pytest.mark.ui, pytest.mark.e2e]
+
+FAILING_RUN = f"{MODELS[0]}-d0"
+PAGES = {
+    "overview": "/",
+    "model": f"/models/{MODELS[0]}",
+    "model-vision": f"/models/{MODELS[1]}",
+    "run": f"/runs/{FAILING_RUN}",
+    "run-live": f"/runs/{LIVE_RUN}",
+    "batch": f"/batches/{BATCH}",
+    "generator": "/generator",
+}
+
+
+@pytest.fixture
+def page(browser: Any) -> Any:
+    """A new tab, closed after the test."""
+    tab = browser.new_page()
+    yield tab
+    tab.close()
+
+
+def _open(page: Any, url: str) -> None:
+    # Not "networkidle": a live run's page keeps its event stream open.
+    page.goto(url, wait_until="load")
+    _settled(page)
+
+
+def _settled(page: Any) -> None:
+    page.wait_for_function(
+        "(() => { const m = document.getElementById('content');"
+        " if (!m) { return document.readyState === 'complete'; }"
+        " return m.dataset.loaded === 'true' &&"
+        " document.querySelectorAll('.chart:not(.drawn)').length === 0; })()"
+    )
+
+
+def _drawn_series(page: Any, chart_id: str) -> list[str]:
+    """Return the legend names of a drawn Plotly chart, after checking its SVG has marks."""
+    chart = page.locator(f"#chart-{chart_id}")
+    chart.locator("svg.main-svg").first.wait_for()
+    points = chart.locator("g.trace path.point, g.trace .bars path, g.trace path.js-line")
+    assert points.count() > 0, f"chart {chart_id} drew nothing"
+    return chart.locator("g.legend text.legendtext").all_text_contents()
+
+
+def test_every_page_renders_its_data_without_errors(ui_server: Server, page: Any) -> None:
+    seen = watch(page)
+    for name, path in PAGES.items():
+        _open(page, ui_server.url + path)
+        assert page.locator("main#content h1").count() == 1, name
+        assert page.locator("main .loading").count() == 0, name
+        screenshot(page, name)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for name in ("overview", "model", "run"):
+        _open(page, ui_server.url + PAGES[name])
+        # Nothing wider than the phone's screen but the scrollable tables.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390 + 1, f"{name} is {width}px wide on a phone"
+        screenshot(page, f"{name}-phone")
+    seen.check()
+
+
+def test_charts_draw_each_device_and_metric(ui_server: Server, page: Any) -> None:
+    seen = watch(page)
+    _open(page, ui_server.url + PAGES["model"])
+    for chart_id in ("pass-rate", "p50", "p95"):
+        assert _drawn_series(page, chart_id) == ["cpu", "cuda"], chart_id
+    titles = page.locator(".chart-box figcaption").all_text_contents()
+    assert {"latency_ms (ms)", "memory_mb (MB)", "throughput_items_per_sec (items/s)"} <= set(
+        titles
+    )
+    metric_charts = page.locator("[id^=chart-metric-]")
+    assert metric_charts.count() == 3
+    for i in range(3):
+        assert _drawn_series(page, f"metric-{i}") == ["cpu", "cuda"]
+    _open(page, ui_server.url + PAGES["run"])
+    bars = page.locator("#chart-steps g.trace.bars path")
+    bars.first.wait_for()
+    assert bars.count() == 3
+    seen.check()
+
+
+def test_overview_links_lead_to_the_model_then_the_run(ui_server: Server, page: Any) -> None:
+    seen = watch(page)
+    _open(page, ui_server.url + "/")
+    page.locator("#matrix a.model-link", has_text=MODELS[0]).click()
+    page.wait_for_url(f"**/models/{MODELS[0]}")
+    _settled(page)
+    page.locator("table.runs a.run-link", has_text=FAILING_RUN).click()
+    page.wait_for_url(f"**/runs/{FAILING_RUN}")
+    _settled(page)
+    # Failures first, with the full error text one click away.
+    first = page.locator("#cases tbody tr").first
+    assert "test_batch_inference[cuda]" in first.inner_text()
+    first.locator("summary").click()
+    assert "expected 1.0\n  got 0.5" in first.locator("pre.error-text").inner_text()
+    # Filters live in the query string.
+    page.fill("input[name=q]", "basic")
+    page.click("#cases >> xpath=preceding::button[1]")
+    page.wait_for_url("**q=basic**")
+    _settled(page)
+    assert page.locator("#cases tbody tr").count() == 2
+    seen.check()
+
+
+def test_live_run_progress_advances_without_a_reload(ui_server: Server, page: Any) -> None:
+    seen = watch(page)
+    _open(page, ui_server.url + PAGES["run-live"])
+    page.evaluate("window.__same_document = true")
+    bar = page.locator("#run-progress")
+    assert bar.get_attribute("value") == "0.1"
+    run = f"{ui_server.url}/api/test/db/run/{quote(LIVE_RUN)}"
+    with httpx.Client(timeout=10) as http:
+        for progress in (0.4, 0.8):
+            step = f"step at {progress}"
+            answer = http.patch(run, json={"progress": progress, "current_step": step})
+            assert answer.status_code == 200, answer.text
+            page.wait_for_function(
+                f"document.getElementById('run-progress').value === {progress}", timeout=10_000
+            )
+            page.locator("#run-step", has_text=step).wait_for(timeout=10_000)
+        answer = http.post(
+            f"{ui_server.url}/api/test/db/run/{quote(LIVE_RUN)}/complete",
+            json={"status": "completed"},
+        )
+        assert answer.status_code == 200, answer.text
+    page.locator("#run-status .badge", has_text="completed").wait_for(timeout=10_000)
+    assert page.evaluate("window.__same_document") is True
+    screenshot(page, "run-live-completed")
+    seen.check()
+
+
+def test_docs_and_redoc_render_offline(ui_server: Server, page: Any) -> None:
+    seen = watch(page)
+    _open(page, ui_server.url + "/docs")
+    page.locator(".swagger-ui .opblock").first.wait_for(timeout=15_000)
+    assert page.locator(".swagger-ui .opblock").count() > 50
+    screenshot(page, "docs", full_page=False)
+    _open(page, ui_server.url + "/redoc")
+    page.locator("h1", has_text="Accelerate Tracking").first.wait_for(timeout=15_000)
+    assert page.locator("[role=menuitem]").count() > 20
+    screenshot(page, "redoc", full_page=False)
+    seen.check()
+
+
+def test_generator_task_page_highlights_the_file_and_runs_it(ui_server: Server, page: Any) -> None:
+    with httpx.Client(base_url=ui_server.url, timeout=10) as http:
+        task_id = http.post("/api/generator/model", json={"model_name": "gpt2"}).json()["task_id"]
+        deadline = time.monotonic() + 30
+        while http.get(f"/api/generator/status/{task_id}").json()["status"] != "completed":
+            assert time.monotonic() < deadline, "the generator task did not complete"
+            time.sleep(0.1)
+    seen = watch(page)
+    _open(page, ui_server.url + "/generator")
+    page.locator("#tasks a.task-link", has_text=task_id).click()
+    page.wait_for_url(f"**/generator/tasks/{task_id}")
+    _settled(page)
+    code = page.locator("#code .highlight")
+    assert "def test_load_model" in code.inner_text()
+    assert code.locator("span.k").count() > 10  # keywords coloured by Pygments
+    screenshot(page, "task", full_page=False)
+    page.click("#run-suite")
+    page.wait_for_url("**/runs/**")
+    # The server's own runner executes it: its SSE stream drives the page to the end.
+    page.locator("#run-status .badge").filter(has_text=re.compile("completed|error")).wait_for(
+        timeout=60_000
+    )
+    screenshot(page, "run-from-generator")
+    seen.check()
+
+
+def test_protected_reads_ask_for_the_key_once(protected_server: Server, page: Any) -> None:
+    seen = watch(page)
+    page.goto(protected_server.url + "/", wait_until="load")
+    form = page.locator("#key-form")
+    form.wait_for(state="visible")
+    assert page.locator("#matrix").count() == 0
+    page.fill("#key-form input", "k1")
+    page.click("#key-form button")
+    page.locator("#matrix a.model-link", has_text=MODELS[0]).wait_for()
+    screenshot(page, "overview-with-key")
+    page.locator("#matrix a.model-link", has_text=MODELS[0]).click()
+    page.wait_for_url(f"**/models/{MODELS[0]}")
+    _settled(page)
+    _drawn_series(page, "pass-rate")
+    assert not form.is_visible()
+    seen.check()
