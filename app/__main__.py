@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", parents=[common], help="bring every database to head")
     down = sub.add_parser("downgrade", parents=[common], help="take databases down a revision")
     down.add_argument("revision", nargs="?", default="base")
+    upload = sub.add_parser("upload", help="send the runs the pytest plugin spooled")
+    upload.add_argument("path", type=Path, help="the spool file (--tracking-spool)")
+    upload.add_argument("--url", help="server to send to (default: the one each run names)")
+    upload.add_argument("--api-key", help="X-API-Key (default: $ACCELERATE_TRACKING_API_KEY)")
     return parser
 
 
@@ -85,6 +89,10 @@ def _migrate(settings: Settings, revision: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line."""
     args = _parser().parse_args(argv)
+    if args.command == "upload":
+        from pytest_accelerate_tracking.__main__ import upload
+
+        return upload(args.path, url=args.url, api_key=args.api_key)
     try:
         settings = _settings(args)
         logging.basicConfig(

@@ -15,7 +15,12 @@ from typing import Any
 
 from app.components.test_suite import service
 from app.components.test_suite.models import Run
-from app.components.test_suite.pytest_exec import ExecOutcome, PytestInvocation, PytestProcess
+from app.components.test_suite.pytest_exec import (
+    ExecOutcome,
+    PytestInvocation,
+    PytestProcess,
+    step_name_for,
+)
 from app.components.test_suite.schemas import ArtifactIn, CaseIn, RunComplete, RunUpdate
 from app.core.context import AppContext
 from app.core.errors import AppError
@@ -24,7 +29,6 @@ from app.core.models import utcnow
 from app.core.naming import metric_unit
 from app.core.schemas import MetricIn, StepIn
 from app.core.statuses import TERMINAL
-from app.pytest_plugin import step_name_for
 
 log = logging.getLogger(__name__)
 CREATOR = "test-suite-runner"
