@@ -393,6 +393,7 @@ class _Tracker:
         self.reports: dict[str, list[pytest.TestReport]] = {}
         self.started: dict[str, str] = {}
         self.collect_seen: set[str] = set()
+        self.collect_problems: list[pytest.CollectReport] = []
         self.announced = False
         self.summary: str | None = None
 
@@ -451,35 +452,46 @@ class _Tracker:
             self.sender.start()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        """Record collection errors and skipped modules as cases (as JUnit XML does)."""
+        """Keep collection errors and skipped modules: they are cases (as in JUnit XML)."""
         if report.passed or report.nodeid in self.collect_seen:
             return
         self.collect_seen.add(report.nodeid)
-        if report.failed:
-            status, error = "error", f"collection: {_longrepr(report)}"
-        else:
-            status, error = "skipped", _skip_reason(report)
-        case = (report.nodeid or ".", status, error, 0.0)
-        self._record([case], {}, report.nodeid, None, "collect")
+        self.collect_problems.append(report)
+        if self.announced:  # reported after the collection finished (xdist): record it now
+            self._record_problems()
 
-    def _collected(self, count: int, names: list[str] | None) -> None:
+    def _record_problems(self) -> None:
+        """Record the kept collection problems as cases."""
+        problems, self.collect_problems = self.collect_problems, []
+        for report in problems:
+            if report.failed:
+                status, error = "error", f"collection: {_longrepr(report)}"
+            else:
+                status, error = "skipped", _skip_reason(report)
+            case = (report.nodeid or ".", status, error, 0.0)
+            self._record([case], {}, report.nodeid, None, "collect")
+
+    def _collected(self, names: list[str]) -> None:
+        """Announce the tests that will run, plus collection problems, then record those."""
         if self.announced:
             return
         self.announced = True
+        names = names + [report.nodeid for report in self.collect_problems]
         if self.sender is not None:
-            self.sender.collected = count
+            self.sender.collected = len(names)
         if self.events is not None:
-            self.events.emit({"event": "collected", "count": count, "tests": names or []})
+            self.events.emit({"event": "collected", "count": len(names), "tests": names})
+        self._record_problems()
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Announce the tests that will run (after deselection)."""
         if session.items or not self.config.pluginmanager.hasplugin("dsession"):
-            self._collected(len(session.items), [item.nodeid for item in session.items])
+            self._collected([item.nodeid for item in session.items])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """Under xdist the controller learns the tests from its workers' collection."""
-        self._collected(len(ids), list(ids))
+        self._collected(list(ids))
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         """Note when a test started (only the events file needs it)."""
@@ -504,6 +516,7 @@ class _Tracker:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Complete the run: a bounded flush, then spool what could not be sent."""
+        self._collected([])  # a session that never finished collecting still reports its errors
         finished_at = _now()
         if self.events is not None:
             event = {"event": "session_finished", "exitstatus": int(exitstatus)}
