@@ -6,6 +6,8 @@ fixtures the suites Accelerate Tracking generates rely on (`hardware`, `model_so
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import hashlib
 import json
 import math
@@ -240,16 +242,31 @@ def _numeric_properties(report: pytest.TestReport) -> dict[str, float]:
     return properties
 
 
+def _unrepr(value: Any) -> Any:
+    """Undo one repr() of a string (see _subtest_name); anything else comes back as it is."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError, SyntaxError, MemoryError, RecursionError):
+            inner = ast.literal_eval(value)
+            if isinstance(inner, str):
+                return inner
+    return value
+
+
 def _subtest_name(report: pytest.TestReport) -> str | None:
     """Return `nodeid [msg] (k=v)` for a subtest report (pytest's own wording), else None."""
     context = getattr(report, "context", None)
     if context is None or not hasattr(context, "kwargs"):
         return None
+    kwargs = dict(context.kwargs)
+    if getattr(report, "node", None) is not None:
+        # A report an xdist worker sent: pytest repr()s the values again when it rebuilds the
+        # context, so `i=0` would read `i='0'`. One repr is undone to keep the id stable.
+        kwargs = {k: _unrepr(v) for k, v in kwargs.items()}
     parts = []
     if context.msg is not None:
         parts.append(f"[{context.msg}]")
-    if context.kwargs:
-        parts.append("(" + ", ".join(f"{k}={v}" for k, v in context.kwargs.items()) + ")")
+    if kwargs:
+        parts.append("(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")")
     return f"{report.nodeid} {' '.join(parts) or '(<subtest>)'}"
 
 
