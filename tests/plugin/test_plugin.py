@@ -33,6 +33,7 @@ from tests.conftest import Server
 
 SUITES = Path(__file__).resolve().parents[1] / "fixtures" / "suites"
 ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 120
 
 
 def run_pytest(
@@ -558,6 +559,16 @@ def test_default_spool_is_in_the_pytest_cache_or_the_user_cache(tmp_path: Path) 
 # --- against the real server -----------------------------------------------------------------
 
 
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A real uvicorn process on empty databases (a generous start-up bound on a busy box)."""
+    srv = Server(tmp_path).start(timeout=START_TIMEOUT_S)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 def get_run(url: str, run_id: str) -> dict[str, Any]:
     """Return a stored run."""
     response = httpx.get(f"{url}/api/test/db/run/{run_id}", timeout=10)
@@ -642,7 +653,7 @@ def test_next_run_sends_what_an_earlier_one_spooled(tmp_path: Path) -> None:
     # The server is down for the first session: its run is spooled for this server's URL.
     first = run_pytest("test_plain.py", *record_args(srv.url, spool, "--tracking-run-id", "n-1"))
     assert "spooled to" in tracking_lines(first)[0]
-    srv.start()
+    srv.start(timeout=START_TIMEOUT_S)
     try:
         second = run_pytest(
             "test_plain.py", *record_args(srv.url, spool, "--tracking-run-id", "n-2")
