@@ -12,8 +12,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml plugin/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./plugin
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the app with its dev tools
@@ -31,13 +31,13 @@ migrate: $(STAMP)  ## bring both databases to head
 	$(BIN)/python -m app migrate
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy on app/
-	$(BIN)/ruff check app tests bench migrations
-	$(BIN)/ruff format --check app tests bench migrations
-	$(BIN)/mypy app
+	$(BIN)/ruff check app tests bench migrations plugin
+	$(BIN)/ruff format --check app tests bench migrations plugin
+	$(BIN)/mypy app plugin/src
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix app tests bench migrations
-	$(BIN)/ruff format app tests bench migrations
+	$(BIN)/ruff check --fix app tests bench migrations plugin
+	$(BIN)/ruff format app tests bench migrations plugin
 
 test: lint  ## the whole suite: lint, types, unit, API, migrations, end-to-end
 	$(BIN)/python -m pytest -q

@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--url", help="the server (default http://<host>:<port> of the settings)")
     gate.add_argument("--api-key", help="sent as X-API-Key")
     _junit_parser(sub)
+    upload = sub.add_parser("upload", help="send the runs the pytest plugin spooled")
+    upload.add_argument("path", type=Path, help="the spool file (--tracking-spool)")
+    upload.add_argument("--url", help="server to send to (default: the one each run names)")
+    upload.add_argument("--api-key", help="X-API-Key (default: $ACCELERATE_TRACKING_API_KEY)")
     return parser
 
 
@@ -159,6 +163,10 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
             url=args.url,
             api_key=args.api_key,
         )
+    if args.command == "upload":
+        from pytest_accelerate_tracking.__main__ import upload as upload_spool
+
+        return upload_spool(args.path, url=args.url, api_key=args.api_key)
     try:
         settings = _settings(args)
         logging.basicConfig(

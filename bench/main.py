@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, export, ingest, queries, report, writes
+from bench import dataset, export, ingest, plugin, queries, report, writes
 from bench.report import log
 from bench.scales import SCALES, Scale
 from bench.server import ROOT, RssSampler, Server
@@ -110,6 +110,9 @@ def run(scale: Scale, work: Path) -> dict[str, Any]:
                 server.url, scale.write_clients, scale.write_seconds, sampler
             )
             log(f"  {results['writes']}")
+            log(f"pytest plugin: {plugin.RESULTS[scale.name]:,} results, recording vs inert")
+            results["plugin"] = plugin.measure(server.url, work, scale.name)
+            log(f"  {results['plugin']}")
     finally:
         server.stop()
         con.close()

@@ -215,6 +215,10 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, str]]:
             w["errors"] == 0,
         )
     )
+    if "plugin" in results:
+        from bench.plugin import verdict_row
+
+        rows.append(_row(*verdict_row(results["plugin"])))
     return rows
 
 

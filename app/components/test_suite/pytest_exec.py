@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 import psutil
 
-PLUGIN_MODULE = "app.pytest_plugin"
+# The tracking plugin is its own distribution (plugin/, installed by `make install`).
+PLUGIN_MODULE = "pytest_accelerate_tracking"
 POLL_INTERVAL_S = 0.05
 KILL_GRACE_S = 2.0
 LOG_TAIL_LINES = 8
@@ -59,15 +59,15 @@ def device_slug(device: str) -> str:
 def plugin_argument() -> str:
     """Return the `-p` argument that loads the tracking plugin exactly once.
 
-    When the package is installed, pytest already loads the plugin through its pytest11 entry
-    point, and `-p app.pytest_plugin` would register the same module a second time (a
-    ValueError). `-p <entry point name>` loads it through the entry point, which also works
-    with plugin autoloading disabled.
+    The plugin's pytest11 entry point has the module's name, so `-p pytest_accelerate_tracking`
+    finds it already loaded by the entry point, and loads it when plugin autoloading is off.
     """
-    for entry_point in metadata.entry_points(group="pytest11"):
-        if entry_point.value == PLUGIN_MODULE:
-            return entry_point.name
     return PLUGIN_MODULE
+
+
+def step_name_for(name: str, hardware: str) -> str:
+    """Return the step name of one test on one device (unique within a run)."""
+    return f"{name} @ {hardware}"
 
 
 class _EventTail:
@@ -222,7 +222,7 @@ class PytestProcess:
             str(self.inv.test_file.resolve()),
             "-p",
             plugin_argument(),
-            "--hardware",
+            "--tracking-hardware",
             self.inv.device,
             "--tracking-test-type",
             self.inv.test_type,

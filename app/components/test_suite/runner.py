@@ -16,7 +16,12 @@ from sqlalchemy.orm import Session
 from app.components.test_suite import service, store
 from app.components.test_suite.exec_schemas import RunStatusRead
 from app.components.test_suite.models import Run
-from app.components.test_suite.pytest_exec import ExecOutcome, PytestInvocation, PytestProcess
+from app.components.test_suite.pytest_exec import (
+    ExecOutcome,
+    PytestInvocation,
+    PytestProcess,
+    step_name_for,
+)
 from app.components.test_suite.schemas import ArtifactIn, CaseIn, RunComplete, RunUpdate
 from app.core.errors import AppError
 from app.core.models import utcnow
@@ -25,7 +30,6 @@ from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
 from app.core.statuses import ACTIVE, TERMINAL
 from app.core.workers import Event, PoolJob, WorkerPool
-from app.pytest_plugin import step_name_for
 
 log = logging.getLogger(__name__)
 CREATOR = "test-suite-runner"

@@ -116,8 +116,8 @@ def test_each_test_becomes_a_case_a_step_and_its_numbers_metrics(runner_client: 
     assert {c["hardware"] for c in cases} == {"cpu", "openvino"}
     assert len(cases) == 12 and detail["tests_passed"] == 12
     assert {s["step_name"] for s in detail["steps"]} >= {
-        "test_addition @ cpu",
-        "test_addition @ openvino",
+        "test_passing.py::test_addition @ cpu",
+        "test_passing.py::test_addition @ openvino",
     }
     latency = [m for m in detail["metrics"] if m["name"] == "latency_ms"]
     assert {(m["value"], m["unit"], m["hardware"]) for m in latency} == {
@@ -204,7 +204,7 @@ def test_sse_streams_every_step_in_order_until_the_end(runner_client: TestClient
                 events.append(json.loads(line[5:]))
     assert events[-1]["type"] == "end" and events[-1]["status"] == "completed"
     tests = [e["name"] for e in events if e["type"] == "test"]
-    assert tests == ["test_slow[1]", "test_slow[2]", "test_slow[3]"]
+    assert tests == [f"test_slow.py::test_slow[{n}]" for n in (1, 2, 3)]
     progress = [e["progress"] for e in events if e["type"] == "status"]
     assert progress == sorted(progress) and progress[-1] == 1.0
 

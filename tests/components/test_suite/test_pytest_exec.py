@@ -127,13 +127,13 @@ def test_mixed_suite_reports_every_outcome(tmp_path: Path) -> None:
     outcome, events = run_suite("test_mixed.py", tmp_path)
 
     assert {e["name"]: e["status"] for e in finished(events)} == {
-        "test_passes": "passed",
-        "test_fails": "failed",
-        "test_setup_error": "error",
-        "test_teardown_error": "error",
-        "test_skipped": "skipped",
-        "test_xfails": "xfailed",
-        "test_xpasses": "xpassed",
+        "test_mixed.py::test_passes": "passed",
+        "test_mixed.py::test_fails": "failed",
+        "test_mixed.py::test_setup_error": "error",
+        "test_mixed.py::test_teardown_error": "error",
+        "test_mixed.py::test_skipped": "skipped",
+        "test_mixed.py::test_xfails": "xfailed",
+        "test_mixed.py::test_xpasses": "xpassed",
     }
     assert parse_junit(outcome.junit_path) == {
         "tests": 7,
@@ -242,7 +242,7 @@ def test_cancel_from_another_thread_kills_the_whole_process_group(
     assert not alive(pytest_pid)
     assert not alive(child_pid)
     assert group_alive(pytest_pid) == []
-    assert [e["name"] for e in finished(events)] == ["test_quick"]
+    assert [e["name"] for e in finished(events)] == ["test_hanging.py::test_quick"]
 
 
 def test_cancel_before_run_starts_no_process(tmp_path: Path) -> None:
@@ -267,7 +267,7 @@ def test_callback_error_still_kills_the_process_group(
     inv = PytestInvocation(SUITES / "test_hanging.py", "cpu", "basic", tmp_path)
 
     def explode(event: dict[str, Any]) -> None:
-        if event.get("name") == "test_hangs":
+        if event.get("name") == "test_hanging.py::test_hangs":
             read_pids(pid_file)
             raise RuntimeError("listener failed")
 
