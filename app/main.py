@@ -16,13 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from app.components import COMPONENTS
+from app.core.body_guard import BodyGuardMiddleware, BodyLimits
 from app.core.config import Settings
 from app.core.context import AppContext, Component, Runtime
 from app.core.db import check_reachable
 from app.core.errors import AppError, StartupError
 from app.core.health import build_health_router
 from app.core.migrate import revision_state, upgrade
-from app.core.unicode_body import UnicodeBodyMiddleware
 
 VERSION = "0.1.0"
 log = logging.getLogger("app")
@@ -147,7 +147,13 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
         for router in runtime.routers:
             app.include_router(_summaries_from_docstrings(router))
     app.include_router(_summaries_from_docstrings(build_health_router(app.ctx, enabled, VERSION)))
-    app.add_middleware(UnicodeBodyMiddleware)
+    limits = BodyLimits(
+        settings.max_body_bytes,
+        settings.max_small_body_bytes,
+        settings.api_keys,
+        settings.protect_reads,
+    )
+    app.add_middleware(BodyGuardMiddleware, limits=limits)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _unexpected)
