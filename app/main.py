@@ -22,7 +22,7 @@ from app.core.context import AppContext, Component, Runtime
 from app.core.db import check_reachable
 from app.core.errors import AppError, StartupError
 from app.core.health import build_health_router
-from app.core.migrate import revision_state, upgrade
+from app.core.migrate import check_schema, revision_state, upgrade
 
 VERSION = "0.1.0"
 log = logging.getLogger("app")
@@ -76,6 +76,7 @@ class TrackingApp(FastAPI):
                         state.head,
                     )
                     continue
+            check_schema(comp.name, db, comp.metadata)
             runtime.start()
             self.started.append(runtime)
 
