@@ -19,13 +19,13 @@ from starlette.types import Receive, Scope, Send
 
 from app import components
 from app.core import health
+from app.core.body_guard import BodyGuardMiddleware, BodyLimits
 from app.core.config import Settings, config_error
 from app.core.context import AppContext
 from app.core.db import check_reachable
 from app.core.deps import KnownQuery
 from app.core.errors import AppError, StartupError
-from app.core.migrate import revision_state, upgrade
-from app.core.unicode_body import UnicodeBodyMiddleware
+from app.core.migrate import check_schema, revision_state, upgrade
 from app.web.router import install as install_web
 
 VERSION = "0.1.0"
@@ -97,6 +97,7 @@ class TrackingApp(FastAPI):
                         state.head,
                     )
                     continue
+            check_schema(comp.name, db, comp.metadata)
             runtime = self.state.runtimes[comp.name]
             runtime.start()
             self.state.started.append(runtime)
@@ -188,7 +189,13 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
             app.include_router(_summaries_from_docstrings(router))
     app.include_router(_summaries_from_docstrings(health.router))
     install_web(app)
-    app.add_middleware(UnicodeBodyMiddleware)
+    limits = BodyLimits(
+        settings.max_body_bytes,
+        settings.max_small_body_bytes,
+        settings.api_keys,
+        settings.protect_reads,
+    )
+    app.add_middleware(BodyGuardMiddleware, limits=limits)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _unexpected)

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     protect_reads: bool = False
 
+    # Request bodies: documents (recording a run or task, cases, metrics, results, imports) may
+    # be large; every other body is small. Larger ones get a 413 before they are read whole.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=4 * 1024**3)
+    max_small_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+
     migrate_on_start: bool = True
     backup_before_migrate: bool = True
 
@@ -78,6 +83,16 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _no_blank_keys(cls, value: object) -> object:
+        # `APP_API_KEYS=" , "` must not silently mean "no keys": that would open the server.
+        if isinstance(value, str) and value.strip() and not _split_csv(value):
+            raise ValueError("holds only blank keys; unset it for an open server")
+        if isinstance(value, list) and any(not str(k).strip() for k in value):
+            raise ValueError("holds a blank key")
+        return value
 
     @field_validator("components")
     @classmethod

@@ -12,11 +12,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, inspect, text
 
 import app.core.alembic_duckdb  # noqa: F401  (registers the DuckDB impl)
 from app.core.config import registered
 from app.core.db import Database, duckdb_file
+from app.core.errors import StartupError
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,48 @@ def revision_state(component: str, db: Database) -> RevisionState:
     return RevisionState(current=current, head=head)
 
 
+def check_known(component: str, state: RevisionState) -> None:
+    """Refuse a database stamped with a revision this code does not have (it is newer)."""
+    if state.current is None:
+        return
+    script = ScriptDirectory.from_config(alembic_config(component))
+    if state.current not in {rev.revision for rev in script.walk_revisions()}:
+        raise StartupError(
+            f"the {component} database is newer than this code ({state.current} > "
+            f"{state.head}): run a newer version of the service, or restore a backup"
+        )
+
+
+def schema_difference(db: Database, metadata: MetaData) -> list[str]:
+    """Return the tables and columns the models have that the database lacks (cheap reflection)."""
+    query = text("SELECT table_name, column_name FROM information_schema.columns")
+    with db.engine.connect() as conn:
+        present: dict[str, set[str]] = {}
+        for table_name, column_name in conn.execute(query):
+            present.setdefault(str(table_name), set()).add(str(column_name))
+    missing: list[str] = []
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            missing.append(f"table {table.name}")
+            continue
+        missing += [
+            f"column {table.name}.{c.name}"
+            for c in table.columns
+            if c.name not in present[table.name]
+        ]
+    return missing
+
+
+def check_schema(component: str, db: Database, metadata: MetaData) -> None:
+    """Refuse to serve a database at head whose tables do not match the models."""
+    missing = schema_difference(db, metadata)
+    if missing:
+        raise StartupError(
+            f"the {component} database is stamped at head but lacks {', '.join(missing)}; "
+            "restore a backup or migrate a fresh file"
+        )
+
+
 def backup_duckdb(db: Database, label: str) -> Path | None:
     """Copy a non-empty DuckDB file aside (after a checkpoint); return the copy's path."""
     path = duckdb_file(db.url)
@@ -90,6 +133,7 @@ def upgrade(
 ) -> Path | None:
     """Bring a component's database to `revision`, first copying a DuckDB file that will change."""
     state = revision_state(component, db)
+    check_known(component, state)
     if revision == "head" and state.at_head:
         return None
     copy = backup_duckdb(db, f"{component}-{state.current or 'base'}") if backup else None

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
+# A file name must stay under 255 bytes: longer slugs keep a prefix and a hash of the full name.
+MAX_SLUG = 200
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
 def model_slug(model_name: str) -> str:
-    """Return the lower-case model name with every non-alphanumeric run turned into `_`."""
-    return _NON_ALNUM.sub("_", model_name.lower())
+    """Return the lower-case model name with every non-alphanumeric run turned into `_`.
+
+    Past `MAX_SLUG` characters the slug is cut and ends with a hash of the whole name, so that
+    distinct long names keep distinct file names that fit a file system's 255-byte limit.
+    """
+    slug = _NON_ALNUM.sub("_", model_name.lower())
+    if len(slug) <= MAX_SLUG:
+        return slug
+    digest = hashlib.sha256(model_name.encode()).hexdigest()[:16]
+    return f"{slug[: MAX_SLUG - 17]}_{digest}"
 
 
 def module_filename(model_name: str) -> str:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -57,6 +58,11 @@ class TableSpec:
     def columns(self) -> list[Any]:
         """Return the exported columns (every column but the surrogate `id`)."""
         return [c for c in table_of(self.model).columns if c.name != "id"]
+
+
+def scratch_name(path: Path) -> Path:
+    """Return a hidden temporary name beside `path` whose length does not grow with its name."""
+    return path.with_name(f".export-{uuid.uuid4().hex}.tmp")
 
 
 def export_path(folder: Path, filename: str, overwrite: bool) -> Path:
@@ -120,7 +126,7 @@ def export_document(
             "exported_at": datetime.now(UTC).isoformat(),
             "counts": counts,
         }
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = scratch_name(path)
         with tmp.open("w", encoding="utf-8") as out:
             out.write(json.dumps(header)[:-1] + ', "tables": {')
             for i, (name, part) in enumerate(parts):
@@ -281,7 +287,7 @@ def export(
             raise BadRequest(
                 f"unknown table {name!r}; one of {', '.join(by_name)}", code="unknown_table"
             )
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = scratch_name(path)
         rows = {name: export_table(session, by_name[name], tmp, fmt)}
         tmp.replace(path)
     return {

@@ -1,0 +1,136 @@
+"""Request bodies checked before any route sees them: API key first, size while it streams, text."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.unicode_body import has_lone_surrogate
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+# Routes that take whole documents (recording a run or task, its cases/metrics/results, imports)
+# get the large limit; every other body (a progress tick, a step, a search) the small one.
+LARGE_BODY_PATHS = (
+    re.compile(r"^/api/[^/]+/db/(runs|tasks|import(/[^/]+)?)$"),
+    re.compile(r"^/api/[^/]+/db/(run|task)/[^/]+/(cases|metrics|results)$"),
+)
+# POSTs that only read (a search body): they follow the read rule, not the write rule.
+READ_POST_PATHS = (re.compile(r"^/api/[^/]+/db/search$"),)
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """The byte limits of request bodies and the keys that writes need."""
+
+    large: int
+    small: int
+    api_keys: Sequence[str] = ()
+    protect_reads: bool = False
+
+    def limit_for(self, path: str) -> int:
+        """Return the body limit of a path."""
+        return self.large if any(p.match(path) for p in LARGE_BODY_PATHS) else self.small
+
+    def needs_key(self, path: str) -> bool:
+        """Return whether a write-method request to `path` needs an API key."""
+        if not self.api_keys:
+            return False
+        return self.protect_reads or not any(p.match(path) for p in READ_POST_PATHS)
+
+
+def _size(size: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:g} {unit}"
+    return f"{size} bytes"
+
+
+async def _answer(send: Send, status: int, detail: str, code: str) -> None:
+    payload = json.dumps({"detail": detail, "code": code}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if status == 413:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class BodyGuardMiddleware:
+    """Check the key, then the size (Content-Length first, chunks counted), then the text."""
+
+    def __init__(self, app: ASGIApp, limits: BodyLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    def _key_error(self, scope: Scope) -> tuple[int, str, str] | None:
+        if not self.limits.needs_key(scope["path"]):
+            return None
+        key = _header(scope, b"x-api-key")
+        if not key:
+            return 401, "this operation needs an API key in the X-API-Key header", "unauthorized"
+        if not any(secrets.compare_digest(key, k) for k in self.limits.api_keys):
+            return 403, "the X-API-Key sent is not a valid key", "forbidden"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a bad body before it is read whole; replay a good one to the app."""
+        if scope["type"] != "http" or scope.get("method") not in WRITE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        refused = self._key_error(scope)
+        if refused:
+            await _answer(send, *refused)
+            return
+        limit = self.limits.limit_for(scope["path"])
+        too_large = (
+            f"the request body is larger than this route's limit of {_size(limit)} ("
+            "APP_MAX_BODY_BYTES for recording and import, APP_MAX_SMALL_BODY_BYTES otherwise)"
+        )
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _answer(send, 413, too_large, "body_too_large")
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _answer(send, 413, too_large, "body_too_large")
+                return
+            if not message.get("more_body"):
+                break
+        content_type = (_header(scope, b"content-type") or "application/json").lower()
+        if "json" in content_type and has_lone_surrogate(body):
+            detail = "text must be valid Unicode (a lone UTF-16 surrogate was sent)"
+            await _answer(send, 422, detail, "invalid_text")
+            return
+        data = bytes(body)
+        del body  # one copy of the body from here on
+        await self.app(scope, _replay([{"type": "http.request", "body": data}], receive), send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    async def replayed() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    return replayed
