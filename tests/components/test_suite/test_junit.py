@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.components.test_suite import junit, junit_router
 from app.components.test_suite.junit import case_id, parse
-from tests.components.test_suite.test_api_support import B, app_table_counts
+from tests.components.test_suite.support import B, app_table_counts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "junit"
 URL = f"{B}/import/junit"
