@@ -63,7 +63,7 @@ def test_generated_batch_runs_in_the_test_suite_and_both_track_it(
     # The Test Suite finds every generated module in its tests folder (the output folder).
     modules = httpx.get(f"{url}/api/test/models").json()
     assert len(modules) == 6
-    types = httpx.get(f"{url}/api/test/types", params={"model_name": "gpt2"}).json()
+    types = httpx.get(f"{url}/api/test/types", params={"model_name": "gpt2"}, timeout=60).json()
     collected = next(t["tests"] for t in types if t["name"] == "comprehensive")
     assert len(collected) == 5
 
