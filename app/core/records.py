@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select, Table, delete, func, select
+from sqlalchemy import Result, Select, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -133,3 +133,50 @@ def page_of(session: Session, query: Select[M], page: Page, *order_by: Any) -> t
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(*order_by).limit(page.limit).offset(page.offset))
     return list(rows), int(total)
+
+
+def page_by_status(
+    session: Session, model: type[M], key: str, status: str | None, page: Page
+) -> tuple[list[M], int]:
+    """Return a page of a model's rows (all, or one status), newest first by created_at, key."""
+    table = table_of(model)
+    query = select(model)
+    if status:
+        query = query.where(table.c.status == status)
+    return page_of(session, query, page, table.c.created_at.desc(), table.c[key].desc())
+
+
+def update_by_key(
+    session: Session, model: type[DeclarativeBase], key: str, value: str, fields: dict[str, Any]
+) -> None:
+    """Change some fields of the row whose `key` column holds `value`."""
+    table = table_of(model)
+    session.execute(update(table).where(table.c[key] == value).values(**fields))
+
+
+def affected(result: Result[Any]) -> int:
+    """Return how many rows an UPDATE or DELETE changed (0 when the driver cannot say)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def put_owned_step(
+    session: Session,
+    model: type[DeclarativeBase],
+    owner: str,
+    owner_id: str,
+    step_name: str,
+    values: dict[str, Any],
+) -> None:
+    """Create or update one named step of an owner (a run's or a task's)."""
+    upsert(
+        session, model, [owner, "step_name"], [{owner: owner_id, "step_name": step_name, **values}]
+    )
+
+
+def get_owned_step(
+    session: Session, model: type[M], owner: str, owner_id: str, step_name: str
+) -> M | None:
+    """Return one named step of an owner, or None."""
+    table = table_of(model)
+    query = select(model).where(table.c[owner] == owner_id, table.c.step_name == step_name)
+    return session.scalar(query)

@@ -24,8 +24,4 @@ def query(
     format: Annotated[Literal["json", "csv", "parquet"], Query()] = "json",
 ) -> Response:
     """Run one read-only SELECT / WITH over the Generator's tables (time and row limits)."""
-    result = sql_query.run_query(db, body.sql, TABLES, limit=body.limit, timeout=body.timeout)
-    headers = {"X-Truncated": str(result.truncated).lower()}
-    return Response(
-        sql_query.render(result, format), media_type=sql_query.MEDIA_TYPES[format], headers=headers
-    )
+    return sql_query.respond(db, body, TABLES, format)

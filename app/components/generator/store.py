@@ -32,21 +32,25 @@ from app.components.generator.models import (
     TaskStep,
     TaskTag,
 )
+from app.core import stats
 from app.core.bulk import insert_rows
 from app.core.pagination import Page
 from app.core.records import (
     add_row,
+    affected,
     delete_owned,
     existing_keys,
-    page_of,
+    get_owned_step,
+    page_by_status,
+    put_owned_step,
     replace_owned,
     rows_of,
     set_fields,
     set_owned_tags,
     table_of,
-    upsert,
+    update_by_key,
 )
-from app.core.stats import count_where, duration_columns, escape_like, series_columns
+from app.core.stats import count_where, duration_columns, escape_like
 
 TASK_FIELDS = [c.key for c in Task.__table__.columns]
 BATCH_FIELDS = [c.key for c in TaskBatch.__table__.columns]
@@ -105,15 +109,12 @@ def replace_steps(session: Session, task_id: str, steps: Sequence[dict[str, Any]
 
 def put_step(session: Session, task_id: str, step_name: str, values: dict[str, Any]) -> None:
     """Create or update one step of a task."""
-    row = {"task_id": task_id, "step_name": step_name, **values}
-    upsert(session, TaskStep, ["task_id", "step_name"], [row])
+    put_owned_step(session, TaskStep, "task_id", task_id, step_name, values)
 
 
 def get_step(session: Session, task_id: str, step_name: str) -> TaskStep | None:
     """Return one step of a task, or None."""
-    return session.scalar(
-        select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_name == step_name)
-    )
+    return get_owned_step(session, TaskStep, "task_id", task_id, step_name)
 
 
 def replace_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, Any]]) -> int:
@@ -199,15 +200,12 @@ def member_timing(session: Session, batch_id: str) -> dict[str, Any]:
 
 def set_batch_fields(session: Session, batch_id: str, fields: dict[str, Any]) -> None:
     """Change some of a batch's fields."""
-    session.execute(update(TaskBatch).where(TaskBatch.batch_id == batch_id).values(**fields))
+    update_by_key(session, TaskBatch, "batch_id", batch_id, fields)
 
 
 def list_batches(session: Session, status: str | None, page: Page) -> tuple[list[TaskBatch], int]:
     """Return a page of batches, newest first, and the total."""
-    query = select(TaskBatch)
-    if status:
-        query = query.where(TaskBatch.status == status)
-    return page_of(session, query, page, desc(TaskBatch.created_at), desc(TaskBatch.batch_id))
+    return page_by_status(session, TaskBatch, "batch_id", status, page)
 
 
 def task_ids_of_batch(session: Session, batch_id: str) -> list[str]:
@@ -230,8 +228,8 @@ def delete_batch(session: Session, batch_id: str) -> dict[str, int]:
     unlinked = session.execute(update(Task).where(Task.batch_id == batch_id).values(batch_id=None))
     batch = session.execute(delete(TaskBatch).where(TaskBatch.batch_id == batch_id))
     return {
-        "unlinked_tasks": int(getattr(unlinked, "rowcount", 0) or 0),
-        TaskBatch.__tablename__: int(getattr(batch, "rowcount", 0) or 0),
+        "unlinked_tasks": affected(unlinked),
+        TaskBatch.__tablename__: affected(batch),
     }
 
 
@@ -402,20 +400,7 @@ def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
 
 def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
     """Return one row per (model, hardware, metric, unit) over tasks in scope."""
-    keys = (Task.model_name, TaskMetric.hardware, TaskMetric.metric_name, TaskMetric.metric_unit)
-    query = (
-        select(*keys, *series_columns(TaskMetric.metric_value))
-        .join(Task, Task.task_id == TaskMetric.task_id)
-        .where(*_scope_conditions(scope))
-        .group_by(*keys)
-        .order_by(
-            Task.model_name,
-            TaskMetric.hardware.nulls_first(),
-            TaskMetric.metric_name,
-            TaskMetric.metric_unit,
-        )
-    )
-    return rows_of(session, query)
+    return stats.metric_stats(session, Task, TaskMetric, "task_id", _scope_conditions(scope))
 
 
 def latest_tasks(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:

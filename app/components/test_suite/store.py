@@ -23,7 +23,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy.orm import Session
 
@@ -40,21 +39,26 @@ from app.components.test_suite.models import (
     RunTag,
 )
 from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
+from app.core import stats
 from app.core.bulk import insert_rows
 from app.core.pagination import Page
 from app.core.records import (
     add_row,
+    affected,
     delete_owned,
     existing_keys,
-    page_of,
+    get_owned_step,
+    page_by_status,
+    put_owned_step,
     replace_owned,
     rows_of,
     set_fields,
     set_owned_tags,
     table_of,
+    update_by_key,
     upsert,
 )
-from app.core.stats import count_where, duration_columns, escape_like, series_columns
+from app.core.stats import count_where, duration_columns, escape_like
 from app.core.statuses import TERMINAL
 
 RUN_FIELDS = [c.key for c in Run.__table__.columns]
@@ -180,19 +184,12 @@ def replace_steps(session: Session, run_id: str, steps: Sequence[dict[str, Any]]
 
 def put_step(session: Session, run_id: str, step_name: str, values: dict[str, Any]) -> None:
     """Create or update one step of a run."""
-    upsert(
-        session,
-        RunStep,
-        ["run_id", "step_name"],
-        [{"run_id": run_id, "step_name": step_name, **values}],
-    )
+    put_owned_step(session, RunStep, "run_id", run_id, step_name, values)
 
 
 def get_step(session: Session, run_id: str, step_name: str) -> RunStep | None:
     """Return one step of a run, or None."""
-    return session.scalar(
-        select(RunStep).where(RunStep.run_id == run_id, RunStep.step_name == step_name)
-    )
+    return get_owned_step(session, RunStep, "run_id", run_id, step_name)
 
 
 def replace_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, Any]]) -> int:
@@ -342,15 +339,12 @@ def member_timing(session: Session, batch_id: str) -> dict[str, Any]:
 
 def set_batch_fields(session: Session, batch_id: str, fields: dict[str, Any]) -> None:
     """Change some of a batch's fields."""
-    session.execute(update(RunBatch).where(RunBatch.batch_id == batch_id).values(**fields))
+    update_by_key(session, RunBatch, "batch_id", batch_id, fields)
 
 
 def list_batches(session: Session, status: str | None, page: Page) -> tuple[list[RunBatch], int]:
     """Return a page of batches, newest first, and the total."""
-    query = select(RunBatch)
-    if status:
-        query = query.where(RunBatch.status == status)
-    return page_of(session, query, page, desc(RunBatch.created_at), desc(RunBatch.batch_id))
+    return page_by_status(session, RunBatch, "batch_id", status, page)
 
 
 def batch_exists(session: Session, batch_ids: Sequence[str]) -> set[str]:
@@ -380,8 +374,8 @@ def delete_batch(session: Session, batch_id: str) -> dict[str, int]:
     links = session.execute(delete(RunBatchLink).where(RunBatchLink.batch_id == batch_id))
     batch = session.execute(delete(RunBatch).where(RunBatch.batch_id == batch_id))
     return {
-        RunBatchLink.__tablename__: int(getattr(links, "rowcount", 0) or 0),
-        RunBatch.__tablename__: int(getattr(batch, "rowcount", 0) or 0),
+        RunBatchLink.__tablename__: affected(links),
+        RunBatch.__tablename__: affected(batch),
     }
 
 
@@ -661,25 +655,7 @@ def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
 
 def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
     """Return one row per (model, hardware, metric, unit) over runs in scope."""
-    query = (
-        select(
-            Run.model_name,
-            RunMetric.hardware,
-            RunMetric.metric_name,
-            RunMetric.metric_unit,
-            *series_columns(RunMetric.metric_value),
-        )
-        .join(Run, Run.run_id == RunMetric.run_id)
-        .where(*_scope_conditions(scope))
-        .group_by(Run.model_name, RunMetric.hardware, RunMetric.metric_name, RunMetric.metric_unit)
-        .order_by(
-            Run.model_name,
-            RunMetric.hardware.nulls_first(),
-            RunMetric.metric_name,
-            RunMetric.metric_unit,
-        )
-    )
-    return rows_of(session, query)
+    return stats.metric_stats(session, Run, RunMetric, "run_id", _scope_conditions(scope))
 
 
 def latest_runs(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:
