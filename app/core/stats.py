@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal_column, select
+from sqlalchemy import ColumnElement, any_, func, literal, literal_column, select
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from app.core.models import utcnow
@@ -46,6 +47,28 @@ def series_columns(value: Any) -> list[Any]:
         percentile(value, "0.5").label("p50"),
         percentile(value, "0.95").label("p95"),
     ]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What statistics look at: a time window and optional narrowing (model, device)."""
+
+    since: datetime | None = None
+    model_name: str | None = None
+    hardware: str | None = None
+
+
+def scope_conditions(owner: type[DeclarativeBase], scope: Scope) -> list[ColumnElement[bool]]:
+    """Return the WHERE terms of a scope over a table with started_at, model_name, hardware[]."""
+    table = table_of(owner)
+    conds: list[ColumnElement[bool]] = []
+    if scope.since is not None:
+        conds.append(table.c.started_at >= scope.since)
+    if scope.model_name:
+        conds.append(table.c.model_name == scope.model_name)
+    if scope.hardware:
+        conds.append(literal(scope.hardware) == any_(table.c.hardware))
+    return conds
 
 
 def metric_stats(

@@ -70,13 +70,8 @@ class TaskFilter:
     until: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Scope:
-    """What statistics look at: a time window and optional narrowing."""
-
-    since: datetime | None = None
-    model_name: str | None = None
-    hardware: str | None = None
+Scope = stats.Scope
+"""What task statistics look at: a time window and optional narrowing (model, device)."""
 
 
 # --- tasks -----------------------------------------------------------------------------------
@@ -320,14 +315,7 @@ def search_tasks(session: Session, query_text: str, limit: int) -> list[dict[str
 
 
 def _scope_conditions(scope: Scope) -> list[Any]:
-    conds: list[Any] = []
-    if scope.since is not None:
-        conds.append(Task.started_at >= scope.since)
-    if scope.model_name:
-        conds.append(Task.model_name == scope.model_name)
-    if scope.hardware:
-        conds.append(literal(scope.hardware) == any_(Task.hardware))
-    return conds
+    return list(stats.scope_conditions(Task, scope))
 
 
 def _stat_columns(source: Any = None) -> list[Any]:

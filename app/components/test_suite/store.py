@@ -102,12 +102,9 @@ OUTCOMES = ("passed", "failed", "no_tests")
 
 
 @dataclass(frozen=True)
-class Scope:
-    """What statistics look at: a time window and optional narrowing."""
+class Scope(stats.Scope):
+    """What run statistics look at: the shared scope, and optionally one test type."""
 
-    since: datetime | None = None
-    model_name: str | None = None
-    hardware: str | None = None
     test_type: str | None = None
 
 
@@ -552,15 +549,9 @@ def search_runs(session: Session, query_text: str, limit: int) -> list[dict[str,
 
 
 def _scope_conditions(scope: Scope) -> list[Any]:
-    conds: list[Any] = []
-    if scope.since is not None:
-        conds.append(Run.started_at >= scope.since)
-    if scope.model_name:
-        conds.append(Run.model_name == scope.model_name)
+    conds: list[Any] = list(stats.scope_conditions(Run, scope))
     if scope.test_type:
         conds.append(Run.test_type == scope.test_type)
-    if scope.hardware:
-        conds.append(literal(scope.hardware) == any_(Run.hardware))
     return conds
 
 
