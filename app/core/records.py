@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import Result, Select, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from app.core.pagination import Page
 
 M = TypeVar("M", bound=DeclarativeBase)
+S = TypeVar("S", bound=DeclarativeBase)
 
 
 def table_of(model: type[DeclarativeBase]) -> Table:
@@ -159,24 +161,49 @@ def affected(result: Result[Any]) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def put_owned_step(
-    session: Session,
-    model: type[DeclarativeBase],
-    owner: str,
-    owner_id: str,
-    step_name: str,
-    values: dict[str, Any],
-) -> None:
-    """Create or update one named step of an owner (a run's or a task's)."""
-    upsert(
-        session, model, [owner, "step_name"], [{owner: owner_id, "step_name": step_name, **values}]
-    )
+@dataclass(frozen=True)
+class Children(Generic[S]):
+    """The rows one owner (a run, a task) has in its step, metric and tag tables, by `key`."""
 
+    key: str
+    steps: type[S]
+    metrics: type[DeclarativeBase]
+    tags: type[DeclarativeBase]
 
-def get_owned_step(
-    session: Session, model: type[M], owner: str, owner_id: str, step_name: str
-) -> M | None:
-    """Return one named step of an owner, or None."""
-    table = table_of(model)
-    query = select(model).where(table.c[owner] == owner_id, table.c.step_name == step_name)
-    return session.scalar(query)
+    def replace_steps(
+        self, session: Session, owner_id: str, steps: Sequence[dict[str, Any]]
+    ) -> int:
+        """Replace an owner's steps."""
+        return replace_owned(session, self.steps, self.key, owner_id, steps)
+
+    def put_step(
+        self, session: Session, owner_id: str, step_name: str, values: dict[str, Any]
+    ) -> None:
+        """Create or update one named step of an owner."""
+        row = {self.key: owner_id, "step_name": step_name, **values}
+        upsert(session, self.steps, [self.key, "step_name"], [row])
+
+    def get_step(self, session: Session, owner_id: str, step_name: str) -> S | None:
+        """Return one named step of an owner, or None."""
+        table = table_of(self.steps)
+        where = (table.c[self.key] == owner_id, table.c.step_name == step_name)
+        return session.scalar(select(self.steps).where(*where))
+
+    def replace_metrics(
+        self, session: Session, owner_id: str, metrics: Sequence[dict[str, Any]]
+    ) -> int:
+        """Replace an owner's metric points."""
+        return replace_owned(session, self.metrics, self.key, owner_id, metrics)
+
+    def append_metrics(
+        self, session: Session, owner_id: str, metrics: Sequence[dict[str, Any]]
+    ) -> int:
+        """Append metric points to an owner's series."""
+        table = table_of(self.metrics)
+        return insert_rows(session, table, metrics, constants={self.key: owner_id})
+
+    def set_tags(
+        self, session: Session, owner_id: str, tags: dict[str, str], *, replace: bool
+    ) -> None:
+        """Set an owner's tags (replacing all of them, or merging)."""
+        set_owned_tags(session, self.tags, self.key, owner_id, tags, replace=replace)

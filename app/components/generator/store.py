@@ -33,21 +33,16 @@ from app.components.generator.models import (
     TaskTag,
 )
 from app.core import stats
-from app.core.bulk import insert_rows
 from app.core.pagination import Page
 from app.core.records import (
+    Children,
     add_row,
     affected,
     delete_owned,
     existing_keys,
-    get_owned_step,
     page_by_status,
-    put_owned_step,
-    replace_owned,
     rows_of,
     set_fields,
-    set_owned_tags,
-    table_of,
     update_by_key,
 )
 from app.core.stats import count_where, duration_columns, escape_like
@@ -97,34 +92,14 @@ def existing_tasks(session: Session, task_ids: Sequence[str]) -> set[str]:
     return existing_keys(session, Task.task_id, task_ids)
 
 
-def replace_steps(session: Session, task_id: str, steps: Sequence[dict[str, Any]]) -> int:
-    """Replace a task's steps."""
-    return replace_owned(session, TaskStep, "task_id", task_id, steps)
-
-
-def put_step(session: Session, task_id: str, step_name: str, values: dict[str, Any]) -> None:
-    """Create or update one step of a task."""
-    put_owned_step(session, TaskStep, "task_id", task_id, step_name, values)
-
-
-def get_step(session: Session, task_id: str, step_name: str) -> TaskStep | None:
-    """Return one step of a task, or None."""
-    return get_owned_step(session, TaskStep, "task_id", task_id, step_name)
-
-
-def replace_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, Any]]) -> int:
-    """Replace a task's metric points."""
-    return replace_owned(session, TaskMetric, "task_id", task_id, metrics)
-
-
-def append_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, Any]]) -> int:
-    """Append metric points to a task's series."""
-    return insert_rows(session, table_of(TaskMetric), metrics, constants={"task_id": task_id})
-
-
-def set_tags(session: Session, task_id: str, tags: dict[str, str], *, replace: bool) -> None:
-    """Set tags on a task (replacing all of them, or merging)."""
-    set_owned_tags(session, TaskTag, "task_id", task_id, tags, replace=replace)
+CHILDREN = Children("task_id", TaskStep, TaskMetric, TaskTag)
+"""A task's steps, metric points and tags."""
+replace_steps = CHILDREN.replace_steps
+put_step = CHILDREN.put_step
+get_step = CHILDREN.get_step
+replace_metrics = CHILDREN.replace_metrics
+append_metrics = CHILDREN.append_metrics
+set_tags = CHILDREN.set_tags
 
 
 # --- batches ---------------------------------------------------------------------------------

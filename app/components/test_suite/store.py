@@ -43,17 +43,15 @@ from app.core import stats
 from app.core.bulk import insert_rows
 from app.core.pagination import Page
 from app.core.records import (
+    Children,
     add_row,
     affected,
     delete_owned,
     existing_keys,
-    get_owned_step,
     page_by_status,
-    put_owned_step,
     replace_owned,
     rows_of,
     set_fields,
-    set_owned_tags,
     table_of,
     update_by_key,
     upsert,
@@ -174,29 +172,14 @@ def case_counts(session: Session, run_id: str) -> dict[str, int]:
     return dict(row._mapping)
 
 
-def replace_steps(session: Session, run_id: str, steps: Sequence[dict[str, Any]]) -> int:
-    """Replace a run's steps."""
-    return replace_owned(session, RunStep, "run_id", run_id, steps)
-
-
-def put_step(session: Session, run_id: str, step_name: str, values: dict[str, Any]) -> None:
-    """Create or update one step of a run."""
-    put_owned_step(session, RunStep, "run_id", run_id, step_name, values)
-
-
-def get_step(session: Session, run_id: str, step_name: str) -> RunStep | None:
-    """Return one step of a run, or None."""
-    return get_owned_step(session, RunStep, "run_id", run_id, step_name)
-
-
-def replace_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, Any]]) -> int:
-    """Replace a run's metric points."""
-    return replace_owned(session, RunMetric, "run_id", run_id, metrics)
-
-
-def append_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, Any]]) -> int:
-    """Append metric points to a run's series."""
-    return insert_rows(session, table_of(RunMetric), metrics, constants={"run_id": run_id})
+CHILDREN = Children("run_id", RunStep, RunMetric, RunTag)
+"""A run's steps, metric points and tags."""
+replace_steps = CHILDREN.replace_steps
+put_step = CHILDREN.put_step
+get_step = CHILDREN.get_step
+replace_metrics = CHILDREN.replace_metrics
+append_metrics = CHILDREN.append_metrics
+set_tags = CHILDREN.set_tags
 
 
 def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str, Any]]) -> int:
@@ -208,11 +191,6 @@ def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str
     if pairs:
         session.execute(delete(RunMetric).where(RunMetric.run_id == run_id, or_(*pairs)))
     return append_metrics(session, run_id, rows)
-
-
-def set_tags(session: Session, run_id: str, tags: dict[str, str], *, replace: bool) -> None:
-    """Set tags on a run (replacing all of them, or merging)."""
-    set_owned_tags(session, RunTag, "run_id", run_id, tags, replace=replace)
 
 
 def put_artifacts(
