@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import Select, Table, delete, func, select
+from sqlalchemy import Result, Select, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from app.core.pagination import Page
 
 M = TypeVar("M", bound=DeclarativeBase)
+S = TypeVar("S", bound=DeclarativeBase)
 
 
 def table_of(model: type[DeclarativeBase]) -> Table:
@@ -133,3 +135,75 @@ def page_of(session: Session, query: Select[M], page: Page, *order_by: Any) -> t
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(*order_by).limit(page.limit).offset(page.offset))
     return list(rows), int(total)
+
+
+def page_by_status(
+    session: Session, model: type[M], key: str, status: str | None, page: Page
+) -> tuple[list[M], int]:
+    """Return a page of a model's rows (all, or one status), newest first by created_at, key."""
+    table = table_of(model)
+    query = select(model)
+    if status:
+        query = query.where(table.c.status == status)
+    return page_of(session, query, page, table.c.created_at.desc(), table.c[key].desc())
+
+
+def update_by_key(
+    session: Session, model: type[DeclarativeBase], key: str, value: str, fields: dict[str, Any]
+) -> None:
+    """Change some fields of the row whose `key` column holds `value`."""
+    table = table_of(model)
+    session.execute(update(table).where(table.c[key] == value).values(**fields))
+
+
+def affected(result: Result[Any]) -> int:
+    """Return how many rows an UPDATE or DELETE changed (0 when the driver cannot say)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class Children(Generic[S]):
+    """The rows one owner (a run, a task) has in its step, metric and tag tables, by `key`."""
+
+    key: str
+    steps: type[S]
+    metrics: type[DeclarativeBase]
+    tags: type[DeclarativeBase]
+
+    def replace_steps(
+        self, session: Session, owner_id: str, steps: Sequence[dict[str, Any]]
+    ) -> int:
+        """Replace an owner's steps."""
+        return replace_owned(session, self.steps, self.key, owner_id, steps)
+
+    def put_step(
+        self, session: Session, owner_id: str, step_name: str, values: dict[str, Any]
+    ) -> None:
+        """Create or update one named step of an owner."""
+        row = {self.key: owner_id, "step_name": step_name, **values}
+        upsert(session, self.steps, [self.key, "step_name"], [row])
+
+    def get_step(self, session: Session, owner_id: str, step_name: str) -> S | None:
+        """Return one named step of an owner, or None."""
+        table = table_of(self.steps)
+        where = (table.c[self.key] == owner_id, table.c.step_name == step_name)
+        return session.scalar(select(self.steps).where(*where))
+
+    def replace_metrics(
+        self, session: Session, owner_id: str, metrics: Sequence[dict[str, Any]]
+    ) -> int:
+        """Replace an owner's metric points."""
+        return replace_owned(session, self.metrics, self.key, owner_id, metrics)
+
+    def append_metrics(
+        self, session: Session, owner_id: str, metrics: Sequence[dict[str, Any]]
+    ) -> int:
+        """Append metric points to an owner's series."""
+        table = table_of(self.metrics)
+        return insert_rows(session, table, metrics, constants={self.key: owner_id})
+
+    def set_tags(
+        self, session: Session, owner_id: str, tags: dict[str, str], *, replace: bool
+    ) -> None:
+        """Set an owner's tags (replacing all of them, or merging)."""
+        set_owned_tags(session, self.tags, self.key, owner_id, tags, replace=replace)

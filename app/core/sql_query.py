@@ -43,6 +43,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from fastapi import Response
 from pydantic import Field
 
 from app.core.db import Database
@@ -415,3 +416,10 @@ def render(result: QueryResult, fmt: str) -> bytes:
     return pydantic_core.to_json(
         to_json(result), fallback=str, bytes_mode="base64", inf_nan_mode="null"
     )
+
+
+def respond(db: Database, body: QueryIn, tables: frozenset[str], fmt: str) -> Response:
+    """Run a component's query route: the result in `fmt`, `X-Truncated` saying if rows were cut."""
+    result = run_query(db, body.sql, tables, limit=body.limit, timeout=body.timeout)
+    headers = {"X-Truncated": str(result.truncated).lower()}
+    return Response(render(result, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -10,11 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.components.generator import reports
 from app.components.generator.service import COMPONENT
-from app.components.test_suite.verdicts import downsample
 from app.core.db import Database
 from app.core.deps import ReadAccess, database_of
 from app.core.responses import rows_response
-from app.core.stats import window_start
+from app.core.stats import downsample, window_start
 
 router = APIRouter(
     prefix="/api/generator/db", tags=["generator-reports"], dependencies=[ReadAccess]

@@ -32,21 +32,20 @@ from app.components.generator.models import (
     TaskStep,
     TaskTag,
 )
-from app.core.bulk import insert_rows
+from app.core import stats
 from app.core.pagination import Page
 from app.core.records import (
+    Children,
     add_row,
+    affected,
     delete_owned,
     existing_keys,
-    page_of,
-    replace_owned,
+    page_by_status,
     rows_of,
     set_fields,
-    set_owned_tags,
-    table_of,
-    upsert,
+    update_by_key,
 )
-from app.core.stats import count_where, duration_columns, escape_like, series_columns
+from app.core.stats import count_where, duration_columns, escape_like
 
 TASK_FIELDS = [c.key for c in Task.__table__.columns]
 BATCH_FIELDS = [c.key for c in TaskBatch.__table__.columns]
@@ -66,13 +65,8 @@ class TaskFilter:
     until: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Scope:
-    """What statistics look at: a time window and optional narrowing."""
-
-    since: datetime | None = None
-    model_name: str | None = None
-    hardware: str | None = None
+Scope = stats.Scope
+"""What task statistics look at: a time window and optional narrowing (model, device)."""
 
 
 # --- tasks -----------------------------------------------------------------------------------
@@ -98,37 +92,14 @@ def existing_tasks(session: Session, task_ids: Sequence[str]) -> set[str]:
     return existing_keys(session, Task.task_id, task_ids)
 
 
-def replace_steps(session: Session, task_id: str, steps: Sequence[dict[str, Any]]) -> int:
-    """Replace a task's steps."""
-    return replace_owned(session, TaskStep, "task_id", task_id, steps)
-
-
-def put_step(session: Session, task_id: str, step_name: str, values: dict[str, Any]) -> None:
-    """Create or update one step of a task."""
-    row = {"task_id": task_id, "step_name": step_name, **values}
-    upsert(session, TaskStep, ["task_id", "step_name"], [row])
-
-
-def get_step(session: Session, task_id: str, step_name: str) -> TaskStep | None:
-    """Return one step of a task, or None."""
-    return session.scalar(
-        select(TaskStep).where(TaskStep.task_id == task_id, TaskStep.step_name == step_name)
-    )
-
-
-def replace_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, Any]]) -> int:
-    """Replace a task's metric points."""
-    return replace_owned(session, TaskMetric, "task_id", task_id, metrics)
-
-
-def append_metrics(session: Session, task_id: str, metrics: Sequence[dict[str, Any]]) -> int:
-    """Append metric points to a task's series."""
-    return insert_rows(session, table_of(TaskMetric), metrics, constants={"task_id": task_id})
-
-
-def set_tags(session: Session, task_id: str, tags: dict[str, str], *, replace: bool) -> None:
-    """Set tags on a task (replacing all of them, or merging)."""
-    set_owned_tags(session, TaskTag, "task_id", task_id, tags, replace=replace)
+CHILDREN = Children("task_id", TaskStep, TaskMetric, TaskTag)
+"""A task's steps, metric points and tags."""
+replace_steps = CHILDREN.replace_steps
+put_step = CHILDREN.put_step
+get_step = CHILDREN.get_step
+replace_metrics = CHILDREN.replace_metrics
+append_metrics = CHILDREN.append_metrics
+set_tags = CHILDREN.set_tags
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -199,15 +170,12 @@ def member_timing(session: Session, batch_id: str) -> dict[str, Any]:
 
 def set_batch_fields(session: Session, batch_id: str, fields: dict[str, Any]) -> None:
     """Change some of a batch's fields."""
-    session.execute(update(TaskBatch).where(TaskBatch.batch_id == batch_id).values(**fields))
+    update_by_key(session, TaskBatch, "batch_id", batch_id, fields)
 
 
 def list_batches(session: Session, status: str | None, page: Page) -> tuple[list[TaskBatch], int]:
     """Return a page of batches, newest first, and the total."""
-    query = select(TaskBatch)
-    if status:
-        query = query.where(TaskBatch.status == status)
-    return page_of(session, query, page, desc(TaskBatch.created_at), desc(TaskBatch.batch_id))
+    return page_by_status(session, TaskBatch, "batch_id", status, page)
 
 
 def task_ids_of_batch(session: Session, batch_id: str) -> list[str]:
@@ -230,8 +198,8 @@ def delete_batch(session: Session, batch_id: str) -> dict[str, int]:
     unlinked = session.execute(update(Task).where(Task.batch_id == batch_id).values(batch_id=None))
     batch = session.execute(delete(TaskBatch).where(TaskBatch.batch_id == batch_id))
     return {
-        "unlinked_tasks": int(getattr(unlinked, "rowcount", 0) or 0),
-        TaskBatch.__tablename__: int(getattr(batch, "rowcount", 0) or 0),
+        "unlinked_tasks": affected(unlinked),
+        TaskBatch.__tablename__: affected(batch),
     }
 
 
@@ -322,14 +290,7 @@ def search_tasks(session: Session, query_text: str, limit: int) -> list[dict[str
 
 
 def _scope_conditions(scope: Scope) -> list[Any]:
-    conds: list[Any] = []
-    if scope.since is not None:
-        conds.append(Task.started_at >= scope.since)
-    if scope.model_name:
-        conds.append(Task.model_name == scope.model_name)
-    if scope.hardware:
-        conds.append(literal(scope.hardware) == any_(Task.hardware))
-    return conds
+    return list(stats.scope_conditions(Task, scope))
 
 
 def _stat_columns(source: Any = None) -> list[Any]:
@@ -402,20 +363,7 @@ def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
 
 def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
     """Return one row per (model, hardware, metric, unit) over tasks in scope."""
-    keys = (Task.model_name, TaskMetric.hardware, TaskMetric.metric_name, TaskMetric.metric_unit)
-    query = (
-        select(*keys, *series_columns(TaskMetric.metric_value))
-        .join(Task, Task.task_id == TaskMetric.task_id)
-        .where(*_scope_conditions(scope))
-        .group_by(*keys)
-        .order_by(
-            Task.model_name,
-            TaskMetric.hardware.nulls_first(),
-            TaskMetric.metric_name,
-            TaskMetric.metric_unit,
-        )
-    )
-    return rows_of(session, query)
+    return stats.metric_stats(session, Task, TaskMetric, "task_id", _scope_conditions(scope))
 
 
 def latest_tasks(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:

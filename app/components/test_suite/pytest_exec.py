@@ -104,7 +104,8 @@ class _EventTail:
 def _is_alive(process: psutil.Process) -> bool:
     """Return whether a process still runs (a zombie waiting to be reaped does not)."""
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        # psutil ships no types, so its answers are Any: bool() states what we return.
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 

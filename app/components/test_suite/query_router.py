@@ -2,30 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from fastapi import APIRouter, Depends, Query, Response
-
 from app.components.test_suite.models import Base
-from app.core import sql_query
-from app.core.db import Database
-from app.core.deps import ReadAccess, WriteAccess, database_of
+from app.core.query_routes import query_router
 
-SuiteDb = Annotated[Database, Depends(database_of("test_suite"))]
-TABLES = frozenset(Base.metadata.tables)
-
-router = APIRouter(prefix="/api/test/db", tags=["test-db"], dependencies=[ReadAccess])
-
-
-@router.post("/query", dependencies=[WriteAccess])
-def query(
-    body: sql_query.QueryIn,
-    db: SuiteDb,
-    format: Annotated[Literal["json", "csv", "parquet"], Query()] = "json",
-) -> Response:
-    """Run one read-only SELECT / WITH over the Test Suite's tables (time and row limits)."""
-    result = sql_query.run_query(db, body.sql, TABLES, limit=body.limit, timeout=body.timeout)
-    headers = {"X-Truncated": str(result.truncated).lower()}
-    return Response(
-        sql_query.render(result, format), media_type=sql_query.MEDIA_TYPES[format], headers=headers
-    )
+router = query_router("test_suite", "/api/test/db", "test-db", Base.metadata, "Test Suite")

@@ -28,6 +28,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import CTE, Select, Subquery
 
 from app.components.test_suite.models import (
     Run,
@@ -240,6 +241,27 @@ def flaky_groups(
     Runs where more than `max_failed_fraction` of the decided tests failed are left out
     (an outage, not flakiness); skipped results are not runs of the test.
     """
+    # A CTE: read three times (flips, batch retries, commit retries), computed once.
+    u = _flaky_results(scope, max_failed_fraction, last_runs).cte("used")
+    groups = _flaky_aggregates(u, only_failing)
+    retries = _retry_passes(u)
+    query = select(
+        groups, func.coalesce(retries.c.retry_passes, 0).label("retry_passes")
+    ).outerjoin(
+        retries,
+        and_(
+            retries.c.model_name == groups.c.model_name,
+            retries.c.test_id == groups.c.test_id,
+            retries.c.hardware == groups.c.hardware,
+        ),
+    )
+    return rows_of(session, query)
+
+
+def _flaky_results(
+    scope: ReportScope, max_failed_fraction: float, last_runs: int | None
+) -> Select[Any]:
+    """Select the decided results flakiness is judged on (the last `last_runs` per group)."""
     outage = _outage(max_failed_fraction)
     fail = case((IS_FAIL, 1), else_=0)
     columns: list[Any] = [
@@ -265,8 +287,11 @@ def flaky_groups(
         inner = rows.subquery("ranked")
         kept: list[Any] = [inner.c[c.name] for c in columns[:-1]]
         rows = select(*kept).where(inner.c.rn <= last_runs)
-    # A CTE: read three times (flips, batch retries, commit retries), computed once.
-    u = rows.cte("used")
+    return rows
+
+
+def _flaky_aggregates(u: CTE, only_failing: bool) -> Subquery:
+    """Aggregate the used results per group: runs, failures, flips, last result and times."""
     gkey = (u.c.model_name, u.c.test_id, u.c.hardware)
     ordered = select(
         u,
@@ -286,8 +311,12 @@ def flaky_groups(
     ).group_by(*okey)
     if only_failing:
         agg = agg.having(func.sum(ordered.c.fail) > 0)
-    groups = agg.subquery("groups")
-    # Pass-on-retry: the same batch, or the same commit tag, saw the test fail and pass.
+    return agg.subquery("groups")
+
+
+def _retry_passes(u: CTE) -> Subquery:
+    """Count per group the attempts (same batch, or same commit tag) that failed and passed."""
+    gkey = (u.c.model_name, u.c.test_id, u.c.hardware)
     by_batch = select(
         *gkey, u.c.fail, literal_column("'b:'").concat(RunBatchLink.batch_id).label("attempt")
     ).join(RunBatchLink, RunBatchLink.run_id == u.c.run_id)
@@ -305,18 +334,7 @@ def flaky_groups(
         .subquery("mixed")
     )
     mkey = (mixed.c.model_name, mixed.c.test_id, mixed.c.hardware)
-    retries = select(*mkey, func.count().label("retry_passes")).group_by(*mkey).subquery("retries")
-    query = select(
-        groups, func.coalesce(retries.c.retry_passes, 0).label("retry_passes")
-    ).outerjoin(
-        retries,
-        and_(
-            retries.c.model_name == groups.c.model_name,
-            retries.c.test_id == groups.c.test_id,
-            retries.c.hardware == groups.c.hardware,
-        ),
-    )
-    return rows_of(session, query)
+    return select(*mkey, func.count().label("retry_passes")).group_by(*mkey).subquery("retries")
 
 
 # --- regressions -----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from app.core.models import utcnow
 from app.core.naming import metric_unit
 from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
+from app.core.stats import downsample
 from app.core.statuses import TERMINAL, StepStatus
 from app.core.transfer import TableSpec
 
@@ -619,7 +620,7 @@ def trends_report(
         r["pass_rate"] = r["tests_passed"] / decided if decided else None
         for name in ("metric_n", "metric_p50", "metric_p95"):
             r.setdefault(name, None)
-    return verdicts.downsample(rows, points, "metric_p50" if metric else "pass_rate")
+    return downsample(rows, points, "metric_p50" if metric else "pass_rate")
 
 
 # --- JUnit XML import ------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy.orm import Session
 
@@ -40,21 +39,24 @@ from app.components.test_suite.models import (
     RunTag,
 )
 from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
+from app.core import stats
 from app.core.bulk import insert_rows
 from app.core.pagination import Page
 from app.core.records import (
+    Children,
     add_row,
+    affected,
     delete_owned,
     existing_keys,
-    page_of,
+    page_by_status,
     replace_owned,
     rows_of,
     set_fields,
-    set_owned_tags,
     table_of,
+    update_by_key,
     upsert,
 )
-from app.core.stats import count_where, duration_columns, escape_like, series_columns
+from app.core.stats import count_where, duration_columns, escape_like
 from app.core.statuses import TERMINAL
 
 RUN_FIELDS = [c.key for c in Run.__table__.columns]
@@ -98,12 +100,9 @@ OUTCOMES = ("passed", "failed", "no_tests")
 
 
 @dataclass(frozen=True)
-class Scope:
-    """What statistics look at: a time window and optional narrowing."""
+class Scope(stats.Scope):
+    """What run statistics look at: the shared scope, and optionally one test type."""
 
-    since: datetime | None = None
-    model_name: str | None = None
-    hardware: str | None = None
     test_type: str | None = None
 
 
@@ -173,36 +172,14 @@ def case_counts(session: Session, run_id: str) -> dict[str, int]:
     return dict(row._mapping)
 
 
-def replace_steps(session: Session, run_id: str, steps: Sequence[dict[str, Any]]) -> int:
-    """Replace a run's steps."""
-    return replace_owned(session, RunStep, "run_id", run_id, steps)
-
-
-def put_step(session: Session, run_id: str, step_name: str, values: dict[str, Any]) -> None:
-    """Create or update one step of a run."""
-    upsert(
-        session,
-        RunStep,
-        ["run_id", "step_name"],
-        [{"run_id": run_id, "step_name": step_name, **values}],
-    )
-
-
-def get_step(session: Session, run_id: str, step_name: str) -> RunStep | None:
-    """Return one step of a run, or None."""
-    return session.scalar(
-        select(RunStep).where(RunStep.run_id == run_id, RunStep.step_name == step_name)
-    )
-
-
-def replace_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, Any]]) -> int:
-    """Replace a run's metric points."""
-    return replace_owned(session, RunMetric, "run_id", run_id, metrics)
-
-
-def append_metrics(session: Session, run_id: str, metrics: Sequence[dict[str, Any]]) -> int:
-    """Append metric points to a run's series."""
-    return insert_rows(session, table_of(RunMetric), metrics, constants={"run_id": run_id})
+CHILDREN = Children("run_id", RunStep, RunMetric, RunTag)
+"""A run's steps, metric points and tags."""
+replace_steps = CHILDREN.replace_steps
+put_step = CHILDREN.put_step
+get_step = CHILDREN.get_step
+replace_metrics = CHILDREN.replace_metrics
+append_metrics = CHILDREN.append_metrics
+set_tags = CHILDREN.set_tags
 
 
 def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str, Any]]) -> int:
@@ -214,11 +191,6 @@ def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str
     if pairs:
         session.execute(delete(RunMetric).where(RunMetric.run_id == run_id, or_(*pairs)))
     return append_metrics(session, run_id, rows)
-
-
-def set_tags(session: Session, run_id: str, tags: dict[str, str], *, replace: bool) -> None:
-    """Set tags on a run (replacing all of them, or merging)."""
-    set_owned_tags(session, RunTag, "run_id", run_id, tags, replace=replace)
 
 
 def put_artifacts(
@@ -342,15 +314,12 @@ def member_timing(session: Session, batch_id: str) -> dict[str, Any]:
 
 def set_batch_fields(session: Session, batch_id: str, fields: dict[str, Any]) -> None:
     """Change some of a batch's fields."""
-    session.execute(update(RunBatch).where(RunBatch.batch_id == batch_id).values(**fields))
+    update_by_key(session, RunBatch, "batch_id", batch_id, fields)
 
 
 def list_batches(session: Session, status: str | None, page: Page) -> tuple[list[RunBatch], int]:
     """Return a page of batches, newest first, and the total."""
-    query = select(RunBatch)
-    if status:
-        query = query.where(RunBatch.status == status)
-    return page_of(session, query, page, desc(RunBatch.created_at), desc(RunBatch.batch_id))
+    return page_by_status(session, RunBatch, "batch_id", status, page)
 
 
 def batch_exists(session: Session, batch_ids: Sequence[str]) -> set[str]:
@@ -380,8 +349,8 @@ def delete_batch(session: Session, batch_id: str) -> dict[str, int]:
     links = session.execute(delete(RunBatchLink).where(RunBatchLink.batch_id == batch_id))
     batch = session.execute(delete(RunBatch).where(RunBatch.batch_id == batch_id))
     return {
-        RunBatchLink.__tablename__: int(getattr(links, "rowcount", 0) or 0),
-        RunBatch.__tablename__: int(getattr(batch, "rowcount", 0) or 0),
+        RunBatchLink.__tablename__: affected(links),
+        RunBatch.__tablename__: affected(batch),
     }
 
 
@@ -558,15 +527,9 @@ def search_runs(session: Session, query_text: str, limit: int) -> list[dict[str,
 
 
 def _scope_conditions(scope: Scope) -> list[Any]:
-    conds: list[Any] = []
-    if scope.since is not None:
-        conds.append(Run.started_at >= scope.since)
-    if scope.model_name:
-        conds.append(Run.model_name == scope.model_name)
+    conds: list[Any] = list(stats.scope_conditions(Run, scope))
     if scope.test_type:
         conds.append(Run.test_type == scope.test_type)
-    if scope.hardware:
-        conds.append(literal(scope.hardware) == any_(Run.hardware))
     return conds
 
 
@@ -661,25 +624,7 @@ def daily_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
 
 def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
     """Return one row per (model, hardware, metric, unit) over runs in scope."""
-    query = (
-        select(
-            Run.model_name,
-            RunMetric.hardware,
-            RunMetric.metric_name,
-            RunMetric.metric_unit,
-            *series_columns(RunMetric.metric_value),
-        )
-        .join(Run, Run.run_id == RunMetric.run_id)
-        .where(*_scope_conditions(scope))
-        .group_by(Run.model_name, RunMetric.hardware, RunMetric.metric_name, RunMetric.metric_unit)
-        .order_by(
-            Run.model_name,
-            RunMetric.hardware.nulls_first(),
-            RunMetric.metric_name,
-            RunMetric.metric_unit,
-        )
-    )
-    return rows_of(session, query)
+    return stats.metric_stats(session, Run, RunMetric, "run_id", _scope_conditions(scope))
 
 
 def latest_runs(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:

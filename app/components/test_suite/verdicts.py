@@ -289,30 +289,3 @@ def gate(
                         f"{rel:+.1%} worse than the {limit:.1%} allowed"
                     )
     return {"status": "fail" if reasons else "pass", "reasons": reasons}
-
-
-# --- trends ----------------------------------------------------------------------------------
-
-
-def downsample(rows: Sequence[dict[str, Any]], points: int, key: str) -> list[dict[str, Any]]:
-    """Return at most `points` rows, keeping each chunk's min and max of `key`, in order.
-
-    The series is cut into ⌈points/2⌉ consecutive chunks; each keeps its rows with the
-    smallest and largest `key` (rows whose key is null count as neither), so peaks survive.
-    """
-    n = len(rows)
-    if n <= points:
-        return list(rows)
-    chunks = max(1, points // 2)
-    size = math.ceil(n / chunks)
-    out: list[dict[str, Any]] = []
-    for start in range(0, n, size):
-        chunk = rows[start : start + size]
-        valued = [i for i, r in enumerate(chunk) if r.get(key) is not None]
-        if not valued:
-            out.append(chunk[0])
-            continue
-        lo = min(valued, key=lambda i: chunk[i][key])
-        hi = max(valued, key=lambda i: chunk[i][key])
-        out.extend(chunk[i] for i in sorted({lo, hi}))
-    return out[:points]

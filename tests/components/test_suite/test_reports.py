@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from scipy.stats import mannwhitneyu
 
 from app.__main__ import main as cli_main
-from app.components.test_suite.verdicts import downsample
+from app.core.stats import downsample
 
 B = "/api/test/db"
 NOW = datetime.now(UTC).replace(microsecond=0)
