@@ -614,6 +614,11 @@ def compare(ts: Session, gen: Session | None, f: CompareFilters) -> dict[str, An
         "filters": f.model_dump(),
         "choices": choices,
         "compare": answer,
+        "empty_categories": [
+            name
+            for name in ts_service.COMPARE_CATEGORIES
+            if answer and name != "unchanged" and not answer[name]
+        ],
         "json": {
             "compare": href("/api/test/db/compare", base=f.base, head=f.head, threshold=f.threshold)
         }

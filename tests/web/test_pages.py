@@ -328,6 +328,7 @@ def test_compare_page_sorts_tests_into_categories_with_metric_deltas(seeded: Tes
     assert metric["metric"] == "latency_ms" and metric["delta"] == pytest.approx(-0.2)
     html = seeded.get(f"/compare?base={base}&head={head}").text
     assert 'id="cmp-newly_failing"' in html and 'id="cmp-metrics"' in html
+    assert "No tests newly passing, still failing, added, missing." in html
     assert f'href="/api/test/db/compare?base={base}&amp;head={head}' in html
     # Without both sides: the picker alone, offering the latest runs and batches.
     picker = seeded.get("/ui/data/compare").json()
