@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from app.components.generator import service as gen_service
 from app.components.generator import store as gen_store
+from app.components.test_suite import models as ts_models
+from app.components.test_suite import reports as ts_reports
 from app.components.test_suite import service as ts_service
 from app.components.test_suite import store as ts_store
 from app.core.errors import NotFound
@@ -88,6 +90,77 @@ class EmptyFilters(Filters):
     """A page without filters."""
 
 
+def _short() -> Any:
+    return Field(None, min_length=1, max_length=256)
+
+
+FlakyVerdict = Literal["flaky", "broken", "healthy", "insufficient_data"]
+RegressionVerdict = Literal[
+    "regression", "improvement", "changed", "unchanged", "insufficient_data"
+]
+
+
+class FlakyFilters(Filters):
+    """Filters of the flaky page (those of GET /api/test/db/flaky)."""
+
+    model_name: str | None = _short()
+    hardware: str | None = _short()
+    days: int = Field(30, ge=1, le=3650)
+    min_runs: int = Field(5, ge=1, le=10_000)
+    verdict: FlakyVerdict | None = None
+    page: int = Field(1, ge=1, le=100_000)
+    per_page: int = Field(50, ge=1, le=500)
+
+
+class RegressionsFilters(Filters):
+    """Filters of the regressions page (those of GET /api/test/db/regressions)."""
+
+    model_name: str | None = _short()
+    hardware: str | None = _short()
+    metric: str | None = _short()
+    days: int = Field(7, ge=1, le=365)
+    baseline_days: int = Field(28, ge=1, le=3650)
+    min_samples: int = Field(5, ge=2, le=10_000)
+    threshold: float = Field(0.1, gt=0.0, le=100.0)
+    verdict: RegressionVerdict | None = None
+
+
+class CompareFilters(Filters):
+    """The two sides of the compare page (run or batch ids) and its metric threshold."""
+
+    base: str | None = Field(None, min_length=1, max_length=64)
+    head: str | None = Field(None, min_length=1, max_length=64)
+    threshold: float = Field(0.05, gt=0.0, le=100.0)
+
+
+class CaseListFilters(Filters):
+    """Filters of the tests list (those of GET /api/test/db/tests)."""
+
+    q: str | None = _short()
+    model_name: str | None = _short()
+    hardware: str | None = _short()
+    days: int | None = Field(None, ge=1, le=3650)
+    page: int = Field(1, ge=1, le=100_000)
+    per_page: int = Field(50, ge=1, le=500)
+
+
+class HistoryFilters(Filters):
+    """One test's page: its id, optionally one model and device, and the table page."""
+
+    test_id: str = Field(min_length=1, max_length=1024)
+    model_name: str | None = _short()
+    hardware: str | None = _short()
+    days: int | None = Field(None, ge=1, le=3650)
+    page: int = Field(1, ge=1, le=100_000)
+    per_page: int = Field(50, ge=1, le=500)
+
+
+class SqlFilters(Filters):
+    """The SQL page: a query to start from (it runs in the browser, through the API)."""
+
+    sql: str | None = Field(None, max_length=20_000)
+
+
 def _page(f: Any) -> Page:
     return Page(limit=f.per_page, offset=(f.page - 1) * f.per_page)
 
@@ -108,7 +181,8 @@ def _pager(f: Any, total: int, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _q(path: str, **params: Any) -> str:
+def href(path: str, **params: Any) -> str:
+    """Return a path with the query parameters that are set."""
     kept = {k: v for k, v in params.items() if v not in (None, "")}
     return path + ("?" + urlencode(kept) if kept else "")
 
@@ -148,10 +222,13 @@ def overview(ts: Session, gen: Session | None, f: OverviewFilters) -> dict[str, 
         "batches": batches,
         "running": running,
         "running_total": running_total,
+        "counts": report_counts(ts),
         "json": {
-            "models": _q("/api/test/db/models/stats", days=f.days),
+            "models": href("/api/test/db/models/stats", days=f.days),
             "batches": "/api/test/db/batches?limit=10",
             "running": "/api/test/db/runs?status=running&status=queued&status=initializing",
+            "regressions": "/api/test/db/regressions",
+            "flaky": "/api/test/db/flaky?verdict=flaky",
         },
     }
 
@@ -207,6 +284,9 @@ def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) ->
             "series": _rate_series(series, "p95"),
         },
     ]
+    scope = ts_reports.ReportScope(model_name=model_name, hardware=f.device)
+    changes = _change_points(ts, scope)
+    charts[0]["marks"] = changes.get(ts_reports.PASS_RATE, [])
     for i, ((name, unit), by_device) in enumerate(sorted(metrics.items())):
         charts.append(
             {
@@ -214,8 +294,12 @@ def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) ->
                 "title": f"{name} ({unit})" if unit else name,
                 "y_title": unit or name,
                 "series": [{"name": d, **xy} for d, xy in sorted(by_device.items())],
+                "marks": changes.get((name, unit), []),
             }
         )
+    flaky_tests = _flaky_rows(
+        ts, ts_reports.ReportScope(model_name=model_name, hardware=f.device, since=since), 5, None
+    )
     params = f.model_dump()
     return {
         "title": model_name,
@@ -226,13 +310,41 @@ def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) ->
         "runs": runs,
         "pager": _pager(f, runs_total, params),
         "tasks": tasks,
+        "flaky": flaky_tests[:FLAKY_ON_MODEL],
+        "flaky_total": len(flaky_tests),
         "json": {
-            "runs": _q("/api/test/db/runs", model_name=model_name, hardware=f.device),
-            "stats": _q("/api/test/db/hardware/stats", model_name=model_name, days=f.days),
-            "performance": _q("/api/test/db/performance", model_name=model_name, days=f.days),
-            "tasks": _q("/api/generator/db/tasks", model_name=model_name),
+            "runs": href("/api/test/db/runs", model_name=model_name, hardware=f.device),
+            "flaky": href("/api/test/db/flaky", model_name=model_name, hardware=f.device),
+            "regressions": href(
+                "/api/test/db/regressions", model_name=model_name, hardware=f.device
+            ),
+            "stats": href("/api/test/db/hardware/stats", model_name=model_name, days=f.days),
+            "performance": href("/api/test/db/performance", model_name=model_name, days=f.days),
+            "tasks": href("/api/generator/db/tasks", model_name=model_name),
         },
     }
+
+
+FLAKY_ON_MODEL = 20
+CHANGE_VERDICTS = ("regression", "improvement", "changed")
+
+
+def _change_points(
+    ts: Session, scope: ts_reports.ReportScope
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Return per (metric, unit) the first run after each series' change, as chart marks."""
+    marks: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in _regressions(ts, scope)["series"]:
+        if row["verdict"] not in CHANGE_VERDICTS or row["change_at"] is None:
+            continue
+        marks.setdefault((row["metric"], row["unit"] or ""), []).append(
+            {
+                "x": _iso(row["change_at"]),
+                "label": f"{row['verdict']} · {row['hardware']}",
+                "run_id": row["change_run_id"],
+            }
+        )
+    return marks
 
 
 def run(ts: Session, gen: Session | None, f: RunFilters, run_id: str) -> dict[str, Any]:
@@ -252,6 +364,7 @@ def run(ts: Session, gen: Session | None, f: RunFilters, run_id: str) -> dict[st
         offset=page.offset,
     )
     steps, steps_total = queries.run_steps(ts, run_id, STEP_LIMIT)
+    previous = _previous_run(ts, summary)
     status = str(summary["status"])
     summary["status"] = status
     params = f.model_dump()
@@ -268,12 +381,28 @@ def run(ts: Session, gen: Session | None, f: RunFilters, run_id: str) -> dict[st
         "timeline": _timeline(steps),
         "metrics": queries.run_metric_summary(ts, run_id),
         "artifacts": queries.run_artifacts(ts, run_id, ARTIFACT_LIMIT),
+        "previous_run": previous,
         "json": {
             "run": f"/api/test/db/run/{quote(run_id, safe='')}",
             "status": f"/api/test/status/{quote(run_id, safe='')}",
             "events": f"/api/test/events/{quote(run_id, safe='')}",
         },
     }
+
+
+def _previous_run(ts: Session, summary: dict[str, Any]) -> str | None:
+    """Return the id of the model's run started just before this one, if any."""
+    if summary.get("started_at") is None:
+        return None
+    found, _ = ts_store.list_runs(
+        ts,
+        ts_store.RunFilter(model_name=summary["model_name"], until=summary["started_at"]),
+        Page(limit=5, offset=0),
+    )
+    for r in found:
+        if r["run_id"] != summary["run_id"]:
+            return str(r["run_id"])
+    return None
 
 
 def _timeline(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -335,7 +464,7 @@ def generator(ts: Session, gen: Session | None, f: GeneratorFilters) -> dict[str
         "filters": params,
         "tasks": tasks,
         "pager": _pager(f, total, params),
-        "json": {"tasks": _q("/api/generator/db/tasks", model_name=f.model, status=f.status)},
+        "json": {"tasks": href("/api/generator/db/tasks", model_name=f.model, status=f.status)},
     }
 
 
@@ -377,3 +506,219 @@ def _read_output(output_file: str | None, root: Path) -> tuple[str | None, bool]
 def pygments_css() -> str:
     """Return the stylesheet of the highlighted code."""
     return str(HtmlFormatter().get_style_defs(".highlight"))
+
+
+# --- reports (issue 10): flaky, regressions, compare, tests, one test's history, SQL ----------
+
+HISTORY_POINTS = 500
+STATUS_COLORS = {"passed": "#3c9a62", "failed": "#c0392b", "error": "#8a1c1c", "skipped": "#c8a13a"}
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def _flaky_rows(
+    ts: Session, scope: ts_reports.ReportScope, min_runs: int, verdict: str | None
+) -> list[dict[str, Any]]:
+    return ts_service.flaky_report(
+        ts,
+        scope,
+        min_runs=min_runs,
+        max_failed_fraction=0.5,
+        last_runs=None,
+        verdicts_wanted=(verdict,) if verdict else (),
+    )
+
+
+def _regressions(
+    ts: Session, scope: ts_reports.ReportScope, f: RegressionsFilters | None = None
+) -> dict[str, Any]:
+    f = f or RegressionsFilters()
+    return ts_service.regressions_report(
+        ts,
+        scope,
+        days=f.days,
+        baseline_days=f.baseline_days,
+        metric=f.metric,
+        min_samples=f.min_samples,
+        threshold=f.threshold,
+        verdicts_wanted=(f.verdict,) if f.verdict else (),
+    )
+
+
+def report_counts(ts: Session) -> dict[str, int]:
+    """Return how many series regressed and how many tests are flaky, by the reports' defaults."""
+    regressions = _regressions(ts, ts_reports.ReportScope())
+    flaky = _flaky_rows(
+        ts, ts_reports.ReportScope(since=window_start(30)), min_runs=5, verdict="flaky"
+    )
+    return {
+        "regressions": sum(1 for r in regressions["series"] if r["verdict"] == "regression"),
+        "newly_failing": len(regressions["newly_failing"]),
+        "flaky": len(flaky),
+    }
+
+
+def flaky(ts: Session, gen: Session | None, f: FlakyFilters) -> dict[str, Any]:
+    """Return a page of the flaky report: verdict, failure rate and interval, flips, retries."""
+    scope = ts_reports.ReportScope(
+        model_name=f.model_name, hardware=f.hardware, since=window_start(f.days)
+    )
+    rows = _flaky_rows(ts, scope, f.min_runs, f.verdict)
+    page = _page(f)
+    params = f.model_dump()
+    return {
+        "title": "Flaky tests",
+        "filters": params,
+        "rows": rows[page.offset : page.offset + page.limit],
+        "pager": _pager(f, len(rows), params),
+        "json": {
+            "flaky": href(
+                "/api/test/db/flaky",
+                model_name=f.model_name,
+                hardware=f.hardware,
+                days=f.days,
+                min_runs=f.min_runs,
+                verdict=f.verdict,
+            )
+        },
+    }
+
+
+def regressions(ts: Session, gen: Session | None, f: RegressionsFilters) -> dict[str, Any]:
+    """Return the regressions report: per series baseline vs recent, and newly failing tests."""
+    scope = ts_reports.ReportScope(model_name=f.model_name, hardware=f.hardware)
+    answer = _regressions(ts, scope, f)
+    params = f.model_dump()
+    return {
+        "title": "Regressions",
+        "filters": params,
+        **answer,
+        "json": {"regressions": href("/api/test/db/regressions", **params)},
+    }
+
+
+def compare(ts: Session, gen: Session | None, f: CompareFilters) -> dict[str, Any]:
+    """Return a comparison of two runs or batches, or only the picker when one side is missing."""
+    recent_runs, _ = ts_store.list_runs(ts, ts_store.RunFilter(), Page(limit=50, offset=0))
+    recent_batches, _ = ts_service.list_batches(ts, None, Page(limit=20, offset=0))
+    choices = [{"id": r["run_id"], "label": f"run · {r['model_name']}"} for r in recent_runs]
+    choices += [{"id": b["batch_id"], "label": "batch"} for b in recent_batches]
+    answer = None
+    if f.base and f.head:
+        answer = ts_service.compare_report(ts, f.base, f.head, None, f.threshold)
+    title = f"Compare {f.base} → {f.head}" if answer else "Compare"
+    return {
+        "title": title,
+        "filters": f.model_dump(),
+        "choices": choices,
+        "compare": answer,
+        "empty_categories": [
+            name
+            for name in ts_service.COMPARE_CATEGORIES
+            if answer and name != "unchanged" and not answer[name]
+        ],
+        "json": {
+            "compare": href("/api/test/db/compare", base=f.base, head=f.head, threshold=f.threshold)
+        }
+        if answer
+        else {"runs": "/api/test/db/runs?limit=50", "batches": "/api/test/db/batches?limit=20"},
+    }
+
+
+def tests(ts: Session, gen: Session | None, f: CaseListFilters) -> dict[str, Any]:
+    """Return a page of test ids with their counts, pass rate, durations, last failure, flips."""
+    scope = ts_reports.ReportScope(
+        model_name=f.model_name, hardware=f.hardware, since=window_start(f.days), q=f.q
+    )
+    rows, total = ts_reports.tests(ts, scope, _page(f))
+    params = f.model_dump()
+    return {
+        "title": "Tests",
+        "filters": params,
+        "rows": rows,
+        "pager": _pager(f, total, params),
+        "json": {
+            "tests": href(
+                "/api/test/db/tests",
+                q=f.q,
+                model_name=f.model_name,
+                hardware=f.hardware,
+                days=f.days,
+                limit=f.per_page,
+                offset=(f.page - 1) * f.per_page,
+            )
+        },
+    }
+
+
+def test_history(ts: Session, gen: Session | None, f: HistoryFilters) -> dict[str, Any]:
+    """Return one test's results over time: a status and duration chart and a table page."""
+    scope = ts_reports.ReportScope(
+        model_name=f.model_name, hardware=f.hardware, since=window_start(f.days)
+    )
+    rows, total = ts_reports.history_of(ts, f.test_id, scope, _page(f))
+    if total == 0:
+        raise NotFound(f"no results of test {f.test_id} in this scope")
+    # The chart: the newest HISTORY_POINTS results, oldest first.
+    points, _ = ts_reports.history_of(ts, f.test_id, scope, Page(limit=HISTORY_POINTS, offset=0))
+    points.reverse()
+    series: list[dict[str, Any]] = [
+        {
+            "name": "duration",
+            "mode": "lines",
+            "color": "#9aa3ae",
+            "x": [_iso(p["at"]) for p in points],
+            "y": [p["duration_ms"] for p in points],
+        }
+    ]
+    for status in sorted({str(p["status"]) for p in points}):
+        mine = [p for p in points if str(p["status"]) == status]
+        series.append(
+            {
+                "name": status,
+                "mode": "markers",
+                "color": STATUS_COLORS.get(status, "#5b6473"),
+                "x": [_iso(p["at"]) for p in mine],
+                "y": [p["duration_ms"] or 0.0 for p in mine],
+            }
+        )
+    params = f.model_dump()
+    return {
+        "title": f"Test {f.test_id}",
+        "filters": params,
+        "rows": rows,
+        "pager": _pager(f, total, params),
+        "chart": {
+            "id": "history",
+            "title": f"Status and duration (ms), last {len(points)} results",
+            "y_title": "ms",
+            "series": series,
+        },
+        "json": {
+            "history": href(
+                "/api/test/db/tests/history",
+                test_id=f.test_id,
+                model_name=f.model_name,
+                hardware=f.hardware,
+                days=f.days,
+                limit=f.per_page,
+                offset=(f.page - 1) * f.per_page,
+            )
+        },
+    }
+
+
+SQL_EXAMPLE = "SELECT status, count(*) AS n\nFROM test_run_cases\nGROUP BY status\nORDER BY n DESC"
+
+
+def sql(ts: Session, gen: Session | None, f: SqlFilters) -> dict[str, Any]:
+    """Return the SQL page's starting query; the browser posts it to the query endpoint."""
+    return {
+        "title": "SQL",
+        "sql": f.sql or SQL_EXAMPLE,
+        "endpoint": "/api/test/db/query",
+        "tables": sorted(ts_models.Base.metadata.tables),
+        "json": {"query (POST)": "/docs#/test-db/query_api_test_db_query_post"},
+    }

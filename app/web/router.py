@@ -35,9 +35,12 @@ from app.web import assets, data
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["asset"] = assets.url
+templates.env.globals["href"] = data.href
 templates.env.filters["pct"] = lambda v: "–" if v is None else f"{v * 100:.0f}%"
 templates.env.filters["secs"] = lambda v: "–" if v is None else f"{v:.2f}s"
 templates.env.filters["num"] = lambda v: "–" if v is None else f"{v:.4g}"
+templates.env.filters["rel"] = lambda v: "–" if v is None else f"{v * 100:+.1f}%"
+templates.env.filters["p"] = lambda v: "–" if v is None else f"{v:.3g}"
 templates.env.filters["when"] = lambda v: "–" if v is None else v.strftime("%Y-%m-%d %H:%M:%S")
 
 router = APIRouter(include_in_schema=False)
@@ -182,6 +185,14 @@ PAGES = (
     PageSpec("model", "/models/{model_name:path}", "model.html", data.ModelFilters, data.model),
     PageSpec("run", "/runs/{run_id}", "run.html", data.RunFilters, data.run),
     PageSpec("batch", "/batches/{batch_id}", "batch.html", data.BatchFilters, data.batch),
+    PageSpec("flaky", "/flaky", "flaky.html", data.FlakyFilters, data.flaky),
+    PageSpec(
+        "regressions", "/regressions", "regressions.html", data.RegressionsFilters, data.regressions
+    ),
+    PageSpec("compare", "/compare", "compare.html", data.CompareFilters, data.compare),
+    PageSpec("tests", "/tests", "tests.html", data.CaseListFilters, data.tests),
+    PageSpec("test", "/tests/history", "test.html", data.HistoryFilters, data.test_history),
+    PageSpec("sql", "/sql", "sql.html", data.SqlFilters, data.sql),
     PageSpec("generator", "/generator", "generator.html", data.GeneratorFilters, data.generator),
     PageSpec("task", "/generator/tasks/{task_id}", "task.html", data.EmptyFilters, data.task),
 )

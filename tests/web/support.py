@@ -12,6 +12,13 @@ DEVICES = ("cpu", "cuda")
 DAYS = 6
 BATCH = "nightly-1"
 LIVE_RUN = "live-run"
+# A third model with two weeks of history: a latency regression, a flaky and a newly failing test.
+HISTORY_MODEL = "distilgpt2"
+HISTORY_DAYS = (0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13)  # recent window 0-6 days, baseline 8-13
+FLAKY_TEST = "test_generate[cpu]"
+FLAKY_FAILS = (1, 4, 9, 12)
+NEW_FAILURE = "test_tokenize[cpu]"
+NEW_FAILURE_DAYS = (0, 1)
 METRICS = (("latency_ms", "ms"), ("throughput_items_per_sec", "items/s"), ("memory_mb", "MB"))
 
 
@@ -75,8 +82,47 @@ def run_document(model: str, day: int, now: datetime) -> dict[str, Any]:
     }
 
 
+def history_document(day: int, now: datetime) -> dict[str, Any]:
+    """Return one run of HISTORY_MODEL on cpu, `day` days ago (latency doubles in the last week)."""
+    start = now - timedelta(days=day, hours=2)
+    details = []
+    for name in ("test_load[cpu]", FLAKY_TEST, NEW_FAILURE, "test_save[cpu]"):
+        bad = (name == FLAKY_TEST and day in FLAKY_FAILS) or (
+            name == NEW_FAILURE and day in NEW_FAILURE_DAYS
+        )
+        details.append(
+            {
+                "name": name,
+                "status": "failed" if bad else "passed",
+                "duration_ms": 50.0 + day + (30.0 if bad else 0.0),
+                "hardware": "cpu",
+                "error": f"AssertionError: {name} failed on day {day}" if bad else None,
+            }
+        )
+    latency = (20.0 if day < 7 else 10.0) + (day % 3) * 0.2
+    return {
+        "run_id": f"{HISTORY_MODEL}-d{day}",
+        "model_name": HISTORY_MODEL,
+        "hardware": ["cpu"],
+        "test_type": "comprehensive",
+        "status": "completed",
+        "started_at": _ts(start),
+        "completed_at": _ts(start + timedelta(seconds=30)),
+        "results": {"test_details": details},
+        "metrics": [
+            {
+                "name": "latency_ms",
+                "value": latency,
+                "unit": "ms",
+                "hardware": "cpu",
+                "timestamp": _ts(start + timedelta(seconds=10)),
+            }
+        ],
+    }
+
+
 def seed(http: httpx.Client, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """Record runs of two models over several days, a batch and one run still in progress."""
+    """Record runs of two models over several days, a batch, a run in progress and a history."""
     now = datetime.now(UTC)
     headers = headers or {}
     created = http.post(
@@ -92,6 +138,11 @@ def seed(http: httpx.Client, headers: dict[str, str] | None = None) -> dict[str,
             answer = http.post("/api/test/db/runs", json=doc, headers=headers)
             assert answer.status_code in (200, 201), answer.text
             run_ids.append(doc["run_id"])
+    for day in HISTORY_DAYS:
+        doc = history_document(day, now)
+        answer = http.post("/api/test/db/runs", json=doc, headers=headers)
+        assert answer.status_code in (200, 201), answer.text
+        run_ids.append(doc["run_id"])
     live = {
         "run_id": LIVE_RUN,
         "model_name": MODELS[0],

@@ -13,7 +13,15 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from tests.support import make_settings
-from tests.web.support import BATCH, LIVE_RUN, MODELS, seed
+from tests.web.support import (
+    BATCH,
+    FLAKY_TEST,
+    HISTORY_MODEL,
+    LIVE_RUN,
+    MODELS,
+    NEW_FAILURE,
+    seed,
+)
 
 PAGES = (
     "/",
@@ -22,6 +30,13 @@ PAGES = (
     f"/runs/{MODELS[0]}-d0",
     f"/batches/{BATCH}",
     "/generator",
+    "/flaky",
+    "/regressions",
+    "/compare",
+    f"/compare?base={HISTORY_MODEL}-d1&head={HISTORY_MODEL}-d0",
+    "/tests",
+    f"/tests/history?test_id={FLAKY_TEST}&model_name={HISTORY_MODEL}",
+    "/sql",
     "/docs",
     "/redoc",
 )
@@ -29,7 +44,8 @@ PAGES = (
 
 @pytest.fixture
 def seeded(client: TestClient) -> TestClient:
-    """The app with two models' runs over six days, a batch and a live run."""
+    """The app with two models' runs over six days, a batch, a live run and a third model's
+    two weeks with a latency regression, a flaky and a newly failing test."""
     seed(client)
     return client
 
@@ -46,7 +62,7 @@ def test_overview_shows_the_matrix_batches_and_runs_in_progress(seeded: TestClie
     assert f'href="/batches/{BATCH}"' in html
     assert f'href="/runs/{LIVE_RUN}"' in html
     data = seeded.get("/ui/data/").json()
-    assert [row["model_name"] for row in data["matrix"]] == sorted(MODELS)
+    assert [row["model_name"] for row in data["matrix"]] == sorted((*MODELS, HISTORY_MODEL))
     assert data["running_total"] == 1
 
 
@@ -226,3 +242,160 @@ def test_recorded_markup_is_shown_as_text(client: TestClient) -> None:
         assert "<script>alert(1)" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert client.get(f"/ui/data/models/{name}").json()["model_name"] == name
+
+
+# --- report pages --------------------------------------------------------------------------
+
+FLAKY_URL = f"/tests/history?test_id=test_generate%5Bcpu%5D&amp;model_name={HISTORY_MODEL}"
+
+
+def test_overview_counts_regressions_and_flaky_tests_and_links_them(seeded: TestClient) -> None:
+    data = seeded.get("/ui/data/").json()
+    assert data["counts"] == {"regressions": 1, "newly_failing": 1, "flaky": 1}
+    html = seeded.get("/").text
+    assert (
+        'href="/regressions?verdict=regression"' in html and 'href="/flaky?verdict=flaky"' in html
+    )
+    assert re.search(r'id="count-regressions"><strong>1</strong> regressions', html)
+
+
+def test_flaky_page_lists_verdicts_rates_intervals_and_links_the_test(seeded: TestClient) -> None:
+    data = seeded.get("/ui/data/flaky").json()
+    first = data["rows"][0]
+    assert (first["test_id"], first["verdict"], first["runs"], first["failures"]) == (
+        FLAKY_TEST,
+        "flaky",
+        12,
+        4,
+    )
+    assert first["failure_rate_low"] < first["failure_rate"] < first["failure_rate_high"]
+    assert first["flips"] == 8
+    # The default shows flaky and broken: the newly failing test and bert's one failure are broken.
+    assert {(r["test_id"], r["verdict"]) for r in data["rows"][1:]} == {
+        (NEW_FAILURE, "broken"),
+        ("test_batch_inference[cuda]", "broken"),
+    }
+    only = seeded.get("/ui/data/flaky?verdict=flaky").json()
+    assert [r["test_id"] for r in only["rows"]] == [FLAKY_TEST]
+    assert only["json"]["flaky"] == "/api/test/db/flaky?days=30&min_runs=5&verdict=flaky"
+    api = seeded.get(only["json"]["flaky"])
+    assert api.status_code == 200 and [r["test_id"] for r in api.json()] == [FLAKY_TEST]
+    paged = seeded.get("/ui/data/flaky?per_page=1&page=2").json()
+    assert (
+        paged["pager"]["total"] == 3 and paged["rows"][0]["test_id"] == data["rows"][1]["test_id"]
+    )
+    html = seeded.get("/flaky").text
+    assert FLAKY_URL + "&amp;hardware=cpu" in html and "33%" in html and "14%–61%" in html
+    assert seeded.get("/ui/data/flaky?verdict=great").json()["code"] == "invalid_filters"
+
+
+def test_regressions_page_shows_the_change_its_first_run_and_newly_failing(
+    seeded: TestClient,
+) -> None:
+    data = seeded.get("/ui/data/regressions").json()
+    top = data["series"][0]
+    assert (top["model_name"], top["metric"], top["verdict"]) == (
+        HISTORY_MODEL,
+        "latency_ms",
+        "regression",
+    )
+    assert top["baseline_n"] == 6 and top["recent_n"] == 6
+    assert top["p_value"] < 0.05 and top["relative_change"] == pytest.approx(10 / 10.2)
+    # The oldest run of the recent week is the first after the change.
+    assert top["change_run_id"] == f"{HISTORY_MODEL}-d5"
+    assert [(r["test_id"], r["recent_failed"]) for r in data["newly_failing"]] == [(NEW_FAILURE, 2)]
+    html = seeded.get("/regressions").text
+    assert f'href="/runs/{HISTORY_MODEL}-d5"' in html and "+98.0%" in html
+    assert 'href="/api/test/db/regressions?days=7&amp;baseline_days=28' in html
+    narrowed = seeded.get("/ui/data/regressions?verdict=regression&model_name=bert-base-uncased")
+    assert narrowed.json()["series"] == []
+    assert seeded.get("/ui/data/regressions?days=400").status_code == 422
+
+
+def test_compare_page_sorts_tests_into_categories_with_metric_deltas(seeded: TestClient) -> None:
+    base, head = f"{HISTORY_MODEL}-d2", f"{HISTORY_MODEL}-d1"
+    data = seeded.get(f"/ui/data/compare?base={base}&head={head}").json()["compare"]
+    assert data["counts"]["newly_failing"] == 2 and data["counts"]["unchanged"] == 2
+    assert {t["test_id"] for t in data["newly_failing"]} == {FLAKY_TEST, NEW_FAILURE}
+    back = seeded.get(f"/ui/data/compare?base={head}&head={HISTORY_MODEL}-d0").json()["compare"]
+    assert [t["test_id"] for t in back["newly_passing"]] == [FLAKY_TEST]
+    assert [t["test_id"] for t in back["still_failing"]] == [NEW_FAILURE]
+    # A batch against a run: the other model's tests are added or missing.
+    mixed = seeded.get(f"/ui/data/compare?base={BATCH}&head={head}").json()["compare"]
+    assert mixed["base"]["kind"] == "batch" and mixed["counts"]["missing"] == 12
+    assert mixed["counts"]["added"] == 4
+    metric = data["metrics"][0]
+    assert metric["metric"] == "latency_ms" and metric["delta"] == pytest.approx(-0.2)
+    html = seeded.get(f"/compare?base={base}&head={head}").text
+    assert 'id="cmp-newly_failing"' in html and 'id="cmp-metrics"' in html
+    assert "No tests newly passing, still failing, added, missing." in html
+    assert f'href="/api/test/db/compare?base={base}&amp;head={head}' in html
+    # Without both sides: the picker alone, offering the latest runs and batches.
+    picker = seeded.get("/ui/data/compare").json()
+    assert picker["compare"] is None and {c["id"] for c in picker["choices"]} >= {BATCH, head}
+    assert 'id="compare-form"' in seeded.get("/compare").text
+    missing = seeded.get("/ui/data/compare?base=nope&head=x")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    run_page = seeded.get(f"/runs/{HISTORY_MODEL}-d0").text
+    assert f'href="/compare?base={HISTORY_MODEL}-d1&amp;head={HISTORY_MODEL}-d0"' in run_page
+
+
+def test_tests_list_and_one_tests_history_with_its_chart(seeded: TestClient) -> None:
+    listed = seeded.get(f"/ui/data/tests?model_name={HISTORY_MODEL}").json()
+    assert listed["pager"]["total"] == 4
+    assert {r["test_id"] for r in listed["rows"]} >= {FLAKY_TEST, NEW_FAILURE}
+    found = seeded.get("/ui/data/tests?q=GENERATE").json()
+    assert [r["test_id"] for r in found["rows"]] == [FLAKY_TEST]
+    assert FLAKY_URL in seeded.get(f"/tests?model_name={HISTORY_MODEL}").text
+    url = f"/ui/data/tests/history?test_id={FLAKY_TEST}&model_name={HISTORY_MODEL}&hardware=cpu"
+    data = seeded.get(url).json()
+    assert data["pager"]["total"] == 12 and data["rows"][0]["run_id"] == f"{HISTORY_MODEL}-d0"
+    series = {s["name"]: s for s in data["chart"]["series"]}
+    assert list(series) == ["duration", "failed", "passed"]
+    assert len(series["failed"]["x"]) == 4 and len(series["passed"]["x"]) == 8
+    assert series["duration"]["x"] == sorted(series["duration"]["x"])  # oldest first
+    paged = seeded.get(url + "&per_page=5&page=3").json()
+    assert len(paged["rows"]) == 2 and len(paged["chart"]["series"][0]["x"]) == 12
+    html = seeded.get(url.replace("/ui/data", "")).text
+    assert 'id="chart-history"' in html and f'href="/runs/{HISTORY_MODEL}-d9"' in html
+    # The run page links each test to its history on that model and device.
+    run_html = seeded.get(f"/runs/{HISTORY_MODEL}-d0").text
+    assert FLAKY_URL + "&amp;hardware=cpu" in run_html
+    assert seeded.get("/ui/data/tests/history").json()["code"] == "invalid_filters"
+    gone = seeded.get("/ui/data/tests/history?test_id=never")
+    assert gone.status_code == 404 and gone.json()["code"] == "not_found"
+
+
+def test_model_page_lists_its_flaky_tests_and_marks_change_points(seeded: TestClient) -> None:
+    data = seeded.get(f"/ui/data/models/{HISTORY_MODEL}").json()
+    assert [(r["test_id"], r["verdict"]) for r in data["flaky"]] == [
+        (FLAKY_TEST, "flaky"),
+        (NEW_FAILURE, "broken"),
+    ]
+    latency = next(c for c in data["charts"] if c["title"] == "latency_ms (ms)")
+    assert [m["run_id"] for m in latency["marks"]] == [f"{HISTORY_MODEL}-d5"]
+    assert latency["marks"][0]["label"] == "regression · cpu"
+    other = seeded.get(f"/ui/data/models/{MODELS[0]}").json()
+    assert all(not c.get("marks") for c in other["charts"])
+    assert FLAKY_URL in seeded.get(f"/models/{HISTORY_MODEL}").text
+
+
+def test_sql_page_prefills_the_query_the_endpoint_answers(seeded: TestClient) -> None:
+    html = seeded.get("/sql?sql=SELECT+1+AS+%3Cb%3E").text
+    assert 'id="sql-form" data-endpoint="/api/test/db/query"' in html
+    assert "SELECT 1 AS &lt;b&gt;</textarea>" in html and "<b>" not in html
+    sql = seeded.get("/ui/data/sql").json()["sql"]
+    answer = seeded.post("/api/test/db/query", json={"sql": sql, "limit": 1000})
+    assert answer.status_code == 200
+    assert dict(answer.json()["rows"]) == {"passed": 71 + 42, "failed": 1 + 6}
+    csv = seeded.post("/api/test/db/query?format=csv", json={"sql": sql})
+    assert csv.text.splitlines()[0] == '"status","n"'
+    assert seeded.get("/ui/data/sql?sql=" + "x" * 20_001).status_code == 422
+
+
+def test_report_pages_need_the_key_when_reads_are_protected(protected: TestClient) -> None:
+    for path in ("/flaky", "/regressions", "/compare", "/tests", "/sql"):
+        assert protected.get(f"/ui/part{path}").status_code == 401, path
+        assert MODELS[0] not in protected.get(path).text
+    part = protected.get("/ui/part/flaky", headers={"X-API-Key": "k1"})
+    assert part.status_code == 200 and FLAKY_TEST in part.text

@@ -90,10 +90,26 @@
         layout.margin = { l: 12, r: 12, t: 8, b: 40 };
       } else {
         traces = spec.series.map(function (s) {
-          return { type: "scatter", mode: "lines+markers", name: s.name, x: s.x, y: s.y,
-            marker: { size: 5 } };
+          var trace = { type: "scatter", mode: s.mode || "lines+markers", name: s.name,
+            x: s.x, y: s.y, marker: { size: s.mode === "markers" ? 8 : 5 } };
+          if (s.color) { trace.marker.color = s.color; trace.line = { color: s.color }; }
+          return trace;
         });
         if (spec.y_format) { layout.yaxis.tickformat = spec.y_format; }
+        // Change points (the first run after a change, from the regressions report).
+        if (spec.marks && spec.marks.length) {
+          layout.shapes = spec.marks.map(function (m) {
+            return { type: "line", xref: "x", yref: "paper", x0: m.x, x1: m.x, y0: 0, y1: 1,
+              line: { color: "#c0392b", width: 1.5, dash: "dot" } };
+          });
+          layout.annotations = spec.marks.map(function (m) {
+            return { x: m.x, xref: "x", y: 1, yref: "paper", yanchor: "bottom", text: m.label,
+              showarrow: false, font: { size: 10, color: "#8a1c1c" } };
+          });
+          layout.margin.t = 40;
+          layout.legend.y = 1.12;
+          el.dataset.marks = String(spec.marks.length);
+        }
       }
       el.style.height = layout.height + "px";
       el.classList.add("drawn");
@@ -208,10 +224,86 @@
     });
   }
 
+  // --- SQL: post the query to the read-only endpoint, show the rows, download CSV -----------
+
+  function setupSql(root) {
+    var form = root.querySelector("#sql-form");
+    if (!form) { return; }
+    var status = document.getElementById("sql-status");
+    function body() {
+      var limit = parseInt(form.elements.limit.value, 10) || 1000;
+      return JSON.stringify({ sql: form.elements.sql.value, limit: limit });
+    }
+    function post(format) {
+      var url = form.dataset.endpoint + (format ? "?format=" + format : "");
+      return api(url, { method: "POST", headers: { "Content-Type": "application/json" },
+        body: body() }).then(function (resp) {
+        if (resp.ok) { return resp; }
+        return resp.json().then(function (err) {
+          var detail = typeof err.detail === "string" ? err.detail : JSON.stringify(err.detail);
+          if (resp.status === 401 || resp.status === 403) { askForKey(detail); }
+          throw new Error(detail);
+        });
+      });
+    }
+    function bookmark() {
+      var url = new URL(window.location.href);
+      url.searchParams.set("sql", form.elements.sql.value);
+      window.history.replaceState(null, "", url.pathname + url.search);
+    }
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      status.textContent = "running…";
+      bookmark();
+      post("").then(function (resp) { return resp.json(); }).then(function (result) {
+        showRows(result);
+        status.textContent = result.row_count + " rows in " + result.elapsed_ms + " ms" +
+          (result.truncated ? " (truncated at the row limit)" : "");
+      }).catch(function (err) { status.textContent = "Refused: " + err.message; });
+    });
+    document.getElementById("sql-csv").addEventListener("click", function (ev) {
+      ev.preventDefault();
+      status.textContent = "preparing CSV…";
+      post("csv").then(function (resp) { return resp.blob(); }).then(function (blob) {
+        var a = document.createElement("a");
+        a.href = URL.createObjectURL(blob);
+        a.download = "query.csv";
+        document.body.appendChild(a);
+        a.click();
+        setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+        status.textContent = "CSV downloaded";
+      }).catch(function (err) { status.textContent = "Refused: " + err.message; });
+    });
+  }
+
+  function showRows(result) {
+    var box = document.getElementById("sql-result");
+    var table = document.createElement("table");
+    table.className = "sql";
+    table.id = "sql-table";
+    var head = table.createTHead().insertRow();
+    result.columns.forEach(function (c) {
+      var th = document.createElement("th");
+      th.textContent = c.name;
+      th.title = c.type;
+      head.appendChild(th);
+    });
+    var tbody = table.createTBody();
+    result.rows.forEach(function (row) {
+      var tr = tbody.insertRow();
+      row.forEach(function (v) {
+        var td = tr.insertCell();
+        td.textContent = v === null ? "NULL" : (typeof v === "object" ? JSON.stringify(v) : String(v));
+      });
+    });
+    box.replaceChildren(table);
+  }
+
   function init(root) {
     drawCharts(root);
     follow(root);
     setupRunButton(root);
+    setupSql(root);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
