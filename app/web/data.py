@@ -233,36 +233,30 @@ def overview(ts: Session, gen: Session | None, f: OverviewFilters) -> dict[str, 
     }
 
 
-def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) -> dict[str, Any]:
-    """Return a model's charts per device, recent runs and generator tasks."""
-    if not queries.models_with_runs(ts, model_name):
-        tasks_exist = (
-            gen is not None
-            and gen_store.list_tasks(gen, gen_store.TaskFilter(model_name=model_name), Page(1, 0))[
-                1
-            ]
+def _model_exists(ts: Session, gen: Session | None, model_name: str) -> None:
+    """Raise 404 when a model has neither runs nor generator tasks."""
+    if queries.models_with_runs(ts, model_name):
+        return
+    if gen is not None:
+        _, tasks = gen_store.list_tasks(
+            gen, gen_store.TaskFilter(model_name=model_name), Page(1, 0)
         )
-        if not tasks_exist:
-            raise NotFound(f"model {model_name} has no runs and no generator tasks")
-    since = window_start(f.days)
+        if tasks:
+            return
+    raise NotFound(f"model {model_name} has no runs and no generator tasks")
+
+
+def _model_charts(
+    ts: Session, f: ModelFilters, model_name: str, since: datetime | None
+) -> list[dict[str, Any]]:
+    """Return a model's run charts (pass rate, p50, p95) and one chart per metric and unit."""
     series = queries.run_series(ts, model_name, since, f.device)
-    metric_rows = queries.metric_series(ts, model_name, since, f.device)
     metrics: dict[tuple[str, str], dict[str, dict[str, list[Any]]]] = {}
-    for row in metric_rows:
+    for row in queries.metric_series(ts, model_name, since, f.device):
         key = (row["metric_name"], row["metric_unit"] or "")
         s = metrics.setdefault(key, {}).setdefault(row["device"] or "(any)", {"x": [], "y": []})
         s["x"].append(datetime.fromtimestamp(row["bucket"], UTC).isoformat())
         s["y"].append(row["value"])
-    runs, runs_total = ts_store.list_runs(
-        ts,
-        ts_store.RunFilter(model_name=model_name, hardware=f.device, since=since),
-        _page(f),
-    )
-    tasks: list[dict[str, Any]] = []
-    if gen is not None:
-        tasks, _ = gen_store.list_tasks(
-            gen, gen_store.TaskFilter(model_name=model_name), Page(limit=20, offset=0)
-        )
     charts = [
         {
             "id": "pass-rate",
@@ -284,8 +278,7 @@ def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) ->
             "series": _rate_series(series, "p95"),
         },
     ]
-    scope = ts_reports.ReportScope(model_name=model_name, hardware=f.device)
-    changes = _change_points(ts, scope)
+    changes = _change_points(ts, ts_reports.ReportScope(model_name=model_name, hardware=f.device))
     charts[0]["marks"] = changes.get(ts_reports.PASS_RATE, [])
     for i, ((name, unit), by_device) in enumerate(sorted(metrics.items())):
         charts.append(
@@ -297,6 +290,23 @@ def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) ->
                 "marks": changes.get((name, unit), []),
             }
         )
+    return charts
+
+
+def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) -> dict[str, Any]:
+    """Return a model's charts per device, recent runs and generator tasks."""
+    _model_exists(ts, gen, model_name)
+    since = window_start(f.days)
+    runs, runs_total = ts_store.list_runs(
+        ts,
+        ts_store.RunFilter(model_name=model_name, hardware=f.device, since=since),
+        _page(f),
+    )
+    tasks: list[dict[str, Any]] = []
+    if gen is not None:
+        tasks, _ = gen_store.list_tasks(
+            gen, gen_store.TaskFilter(model_name=model_name), Page(limit=20, offset=0)
+        )
     flaky_tests = _flaky_rows(
         ts, ts_reports.ReportScope(model_name=model_name, hardware=f.device, since=since), 5, None
     )
@@ -306,7 +316,7 @@ def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) ->
         "model_name": model_name,
         "filters": params,
         "devices": queries.model_devices(ts, model_name),
-        "charts": charts,
+        "charts": _model_charts(ts, f, model_name, since),
         "runs": runs,
         "pager": _pager(f, runs_total, params),
         "tasks": tasks,
