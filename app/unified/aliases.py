@@ -41,7 +41,10 @@ def escapes(rest: str) -> bool:
 
 async def _not_found(send: Send) -> None:
     payload = json.dumps(
-        {"detail": "a path under /api/db/ must not contain '.' or '..' segments", "code": "not_found"}
+        {
+            "detail": "a path under /api/db/ must not contain '.' or '..' segments",
+            "code": "not_found",
+        }
     ).encode()
     headers = [
         (b"content-type", b"application/json"),

@@ -47,8 +47,11 @@ def seeded(client: TestClient) -> TestClient:
         cases = (3, 1, 1) if i % 3 == 0 else (3, 0, 1) if i % 3 == 1 else (0, 0, 2)
         hardware = ["cpu", "cuda"] if i % 2 else ["cpu"]
         started = NOW - timedelta(hours=20 - i)
-        post(client, f"{T}/runs", run_doc(f"b{i:02d}", status=status, cases=cases,
-                                         hardware=hardware, started=started))
+        post(
+            client,
+            f"{T}/runs",
+            run_doc(f"b{i:02d}", status=status, cases=cases, hardware=hardware, started=started),
+        )
     post(client, f"{T}/runs", run_doc("g0", model="gpt2", hardware=["rocm"], status="running"))
     post(client, f"{T}/runs", run_doc("g1", model="gpt2", status="timeout"))
     tasks = [
@@ -145,15 +148,23 @@ def test_model_unknown_to_both_components_is_404_in_the_error_shape(seeded: Test
 def test_model_lists_regressions_and_counts_flaky_tests(client: TestClient) -> None:
     for i in range(8):  # baseline: 10-17 days ago, latency ~100 ms
         started = NOW - timedelta(days=10 + i)
-        doc = run_doc(f"base{i}", model="m", started=started,
-                      cases=(3, 1, 1) if i % 2 else (4, 0, 1),
-                      metrics={"cpu": {"latency_ms": 100.0 + i}})
+        doc = run_doc(
+            f"base{i}",
+            model="m",
+            started=started,
+            cases=(3, 1, 1) if i % 2 else (4, 0, 1),
+            metrics={"cpu": {"latency_ms": 100.0 + i}},
+        )
         post(client, f"{T}/runs", doc)
     for i in range(6):  # recent: 1-6 days ago, latency doubled
         started = NOW - timedelta(days=1 + i)
-        doc = run_doc(f"new{i}", model="m", started=started,
-                      cases=(3, 1, 1) if i % 2 else (4, 0, 1),
-                      metrics={"cpu": {"latency_ms": 200.0 + i}})
+        doc = run_doc(
+            f"new{i}",
+            model="m",
+            started=started,
+            cases=(3, 1, 1) if i % 2 else (4, 0, 1),
+            metrics={"cpu": {"latency_ms": 200.0 + i}},
+        )
         post(client, f"{T}/runs", doc)
     answer = client.get("/api/db/model/m").json()["test_suite"]
     report = client.get(f"{T}/regressions", params={"model_name": "m", "verdict": "regression"})
