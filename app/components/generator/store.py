@@ -433,7 +433,10 @@ def totals(session: Session, model_name: str | None = None) -> dict[str, Any]:
     by_status = {
         str(status): int(n)
         for status, n in session.execute(
-            select(Task.status, func.count()).where(*conds).group_by(Task.status)
+            select(Task.status, func.count())
+            .where(*conds)
+            .group_by(Task.status)
+            .order_by(Task.status)
         )
     }
     head = session.execute(

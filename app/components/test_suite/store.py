@@ -710,7 +710,7 @@ def totals(session: Session, model_name: str | None = None) -> dict[str, Any]:
     by_status = {
         str(status): int(n)
         for status, n in session.execute(
-            select(Run.status, func.count()).where(*conds).group_by(Run.status)
+            select(Run.status, func.count()).where(*conds).group_by(Run.status).order_by(Run.status)
         )
     }
     outcome = outcome_of().label("outcome")
