@@ -29,11 +29,13 @@ def overview(ctx: ContextDep, registry: RegistryDep) -> Response:
     return rows_response(service.overview(_databases(ctx, registry)))
 
 
-@router.get("/model/{model_name}", responses=NOT_FOUND)
+@router.get("/model/{model_name:path}", responses=NOT_FOUND)
 def model(
     ctx: ContextDep,
     registry: RegistryDep,
-    model_name: Annotated[str, Path(min_length=1, max_length=256)],
+    model_name: Annotated[
+        str, Path(min_length=1, max_length=256, description="may contain '/' (org/model)")
+    ],
     recent: Annotated[
         int, Query(ge=1, le=RECENT_LIMIT, description="recent runs/tasks/regressions (1-100)")
     ] = 10,

@@ -237,3 +237,45 @@ def test_no_component_no_unified_routes(tmp_path: Path, template_dbs: dict[str, 
     settings = make_settings(tmp_path / "none", template_dbs, components=[])
     with TestClient(create_app(settings)) as bare:
         assert bare.get("/api/db/overview").status_code == 404
+
+
+def test_model_names_with_a_slash_are_one_model(client: TestClient) -> None:
+    post(client, f"{T}/runs", run_doc("h1", model="google/bert-tiny"))
+    post(client, f"{G}/tasks", task_doc("h2", "google/bert-tiny", "completed", ["cpu"]))
+    answer = client.get("/api/db/model/google/bert-tiny").json()
+    assert answer["model_name"] == "google/bert-tiny"
+    assert answer["test_suite"]["runs"]["total"] == answer["generator"]["tasks"]["total"] == 1
+
+
+@pytest.fixture
+def keyed_reads(tmp_path: Path, template_dbs: dict[str, Path]) -> Iterator[TestClient]:
+    """The app with an API key; reads protected or not is set per test."""
+    settings = make_settings(tmp_path / "k", template_dbs, api_keys=["k1"])
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_unified_routes_are_reads(
+    keyed_reads: TestClient, tmp_path: Path, template_dbs: dict[str, Path]
+) -> None:
+    # Open reads: no key needed, a POST search included (the body guard's read rule).
+    assert keyed_reads.get("/api/db/overview").status_code == 200
+    assert keyed_reads.post("/api/db/search", params={"query": "x"}).status_code == 200
+    assert keyed_reads.post("/api/db/search", json={"query": "x"}).status_code == 200
+    settings = make_settings(tmp_path / "p", template_dbs, api_keys=["k1"], protect_reads=True)
+    with TestClient(create_app(settings)) as guarded:
+        for response in (
+            guarded.get("/api/db/overview"),
+            guarded.get("/api/db/model/m"),
+            guarded.post("/api/db/search", json={"query": "x"}),
+        ):
+            assert response.status_code == 401 and response.json()["code"] == "unauthorized"
+        wrong = guarded.get("/api/db/overview", headers={"X-API-Key": "no"})
+        assert wrong.status_code == 403
+        assert guarded.get("/api/db/overview", headers={"X-API-Key": "k1"}).status_code == 200
+
+
+def test_unified_routes_are_documented(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert paths["/api/db/overview"]["get"]["summary"].startswith("Count each enabled")
+    assert "/api/db/model/{model_name}" in paths and "post" in paths["/api/db/search"]
