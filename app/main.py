@@ -26,6 +26,7 @@ from app.core.db import check_reachable
 from app.core.deps import KnownQuery
 from app.core.errors import AppError, StartupError
 from app.core.migrate import check_schema, revision_state, upgrade
+from app.unified import install as install_unified
 from app.web.router import install as install_web
 
 VERSION = "0.1.0"
@@ -196,6 +197,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
         settings.protect_reads,
     )
     app.add_middleware(BodyGuardMiddleware, limits=limits)
+    install_unified(app, enabled)  # /api/db/...; its path aliases outermost, before the guard
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _unexpected)

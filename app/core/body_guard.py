@@ -21,7 +21,7 @@ LARGE_BODY_PATHS = (
     re.compile(r"^/api/[^/]+/db/(run|task)/[^/]+/(cases|metrics|results)$"),
 )
 # POSTs that only read (a search body): they follow the read rule, not the write rule.
-READ_POST_PATHS = (re.compile(r"^/api/[^/]+/db/search$"),)
+READ_POST_PATHS = (re.compile(r"^/api/[^/]+/db/search$"), re.compile(r"^/api/db/search$"))
 
 
 @dataclass(frozen=True)

@@ -370,3 +370,38 @@ def latest_tasks(session: Session, scope: Scope, limit: int = 20) -> list[dict[s
     """Return the newest tasks in scope."""
     query = select(Task).where(*_scope_conditions(scope)).order_by(*NEWEST_FIRST).limit(limit)
     return [_summary(t) for t in session.scalars(query)]
+
+
+def totals(session: Session, model_name: str | None = None) -> dict[str, Any]:
+    """Return task counts by status, models, devices and last activity (whole history).
+
+    Narrowed to one model when `model_name` is given; every figure is an SQL aggregate.
+    """
+    conds = [Task.model_name == model_name] if model_name is not None else []
+    by_status = {
+        str(status): int(n)
+        for status, n in session.execute(
+            select(Task.status, func.count())
+            .where(*conds)
+            .group_by(Task.status)
+            .order_by(Task.status)
+        )
+    }
+    head = session.execute(
+        select(
+            func.count(func.distinct(Task.model_name)),
+            func.max(Task.started_at),
+            func.max(Task.completed_at),
+            func.max(Task.created_at),
+        ).where(*conds)
+    ).one()
+    devices = select(func.unnest(Task.hardware).label("device")).where(*conds).subquery("devices")
+    device_count = session.scalar(select(func.count(func.distinct(devices.c.device)))) or 0
+    moments = [m for m in head[1:] if m is not None]
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "models": int(head[0] or 0),
+        "devices": int(device_count),
+        "last_activity": max(moments) if moments else None,
+    }

@@ -644,3 +644,48 @@ def latest_run_per_model(session: Session) -> list[dict[str, Any]]:
         newest, and_(newest.c.model_name == Run.model_name, newest.c.started_at == Run.started_at)
     )
     return [dict(r._mapping) for r in session.execute(query)]
+
+
+def totals(session: Session, model_name: str | None = None) -> dict[str, Any]:
+    """Return run counts by status and outcome, models, devices and last activity (whole history).
+
+    Narrowed to one model when `model_name` is given; every figure is an SQL aggregate.
+    """
+    conds = [Run.model_name == model_name] if model_name is not None else []
+    by_status = {
+        str(status): int(n)
+        for status, n in session.execute(
+            select(Run.status, func.count()).where(*conds).group_by(Run.status).order_by(Run.status)
+        )
+    }
+    outcome = outcome_of().label("outcome")
+    by_outcome_rows = session.execute(
+        select(outcome, func.count())
+        .select_from(Run)
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+        .where(*conds)
+        .group_by(outcome)
+    )
+    by_outcome = {o: 0 for o in OUTCOMES}
+    for name, n in by_outcome_rows:
+        if name is not None:
+            by_outcome[str(name)] = int(n)
+    head = session.execute(
+        select(
+            func.count(func.distinct(Run.model_name)),
+            func.max(Run.started_at),
+            func.max(Run.completed_at),
+            func.max(Run.created_at),
+        ).where(*conds)
+    ).one()
+    devices = select(func.unnest(Run.hardware).label("device")).where(*conds).subquery("devices")
+    device_count = session.scalar(select(func.count(func.distinct(devices.c.device)))) or 0
+    moments = [m for m in head[1:] if m is not None]
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "by_outcome": by_outcome,
+        "models": int(head[0] or 0),
+        "devices": int(device_count),
+        "last_activity": max(moments) if moments else None,
+    }
