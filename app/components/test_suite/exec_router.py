@@ -40,10 +40,18 @@ from app.components.test_suite.schemas import (
 )
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.deps import ReadAccess, SettingsDep, WriteAccess, database_of, hub_of, runner_of
+from app.core.deps import (
+    ContextDep,
+    ReadAccess,
+    SettingsDep,
+    WriteAccess,
+    database_of,
+    hub_of,
+    runner_of,
+)
 from app.core.errors import NotFound
 from app.core.hardware import Backend, detect
-from app.core.live import EventHub, sse_response, websocket_session
+from app.core.live import EventHub, WsKeys, sse_response, websocket_session
 from app.core.naming import model_slug, module_filename
 from app.core.pagination import PageDep, set_total
 from app.core.schemas import NOT_FOUND
@@ -289,10 +297,13 @@ def events(run_id: str, db: SuiteDb, hub: Hub) -> StreamingResponse:
 
 
 @router.websocket("/ws/{run_id}")
-async def live(websocket: WebSocket, run_id: str, db: SuiteDb, runner: Runner, hub: Hub) -> None:
-    """Push a run's state changes; answer ping, status and cancel messages."""
+async def live(
+    websocket: WebSocket, run_id: str, db: SuiteDb, runner: Runner, hub: Hub, ctx: ContextDep
+) -> None:
+    """Push a run's state changes; answer ping, status, auth and cancel (needs a write key)."""
 
     def cancel_run() -> dict[str, Any]:
         return {"run_id": run_id, "cancelled": runner.cancel(run_id)}
 
-    await websocket_session(websocket, hub, run_id, lambda: snapshot(db, run_id), cancel_run)
+    keys = WsKeys(ctx.check_key, ctx.settings.protect_reads)
+    await websocket_session(websocket, hub, run_id, lambda: snapshot(db, run_id), cancel_run, keys)
