@@ -25,6 +25,7 @@ from app.core.context import AppContext
 from app.core.db import check_reachable
 from app.core.deps import KnownQuery
 from app.core.errors import AppError, StartupError
+from app.core.hosts import HostGuardMiddleware
 from app.core.migrate import check_schema, revision_state, upgrade
 from app.unified import install as install_unified
 from app.web.router import install as install_web
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
     )
     app.add_middleware(BodyGuardMiddleware, limits=limits)
     install_unified(app, enabled)  # /api/db/...; its path aliases outermost, before the guard
+    app.add_middleware(HostGuardMiddleware, allowed_hosts=settings.served_hosts())  # outermost
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _unexpected)

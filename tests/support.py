@@ -60,6 +60,8 @@ def make_settings(folder: Path, template_dbs: dict[str, Path], **overrides: obje
         "output_dir": folder / "generated",
         "results_dir": folder / "results",
         "backup_before_migrate": False,
+        # TestClient sends `Host: testserver`; the app's own defaults are loopback only.
+        "allowed_hosts": ["testserver", "localhost", "127.0.0.1", "::1"],
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     protect_reads: bool = False
+    # Host names served (comma-separated; "*" for any, "*.example.com" for subdomains). Unset:
+    # the bind host, localhost, 127.0.0.1 and ::1 (see `served_hosts`): DNS rebinding refused.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=100)
 
     # Request bodies: documents (recording a run or task, cases, metrics, results, imports) may
     # be large; every other body is small. Larger ones get a 413 before they are read whole.
@@ -79,7 +82,7 @@ class Settings(BaseSettings):
     max_overflow: int = Field(default=20, ge=0)
     log_level: str = "info"
 
-    @field_validator("components", "api_keys", mode="before")
+    @field_validator("components", "api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -102,6 +105,12 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown components {unknown}; known: {', '.join(known)}")
         return value
+
+    def served_hosts(self) -> list[str]:
+        """Return the Host names the app answers: `allowed_hosts`, or the bind host and loopback."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        return list(dict.fromkeys([self.host, "localhost", "127.0.0.1", "::1"]))
 
     def database_url(self, component: str) -> str:
         """Return the SQLAlchemy URL of a component's database (KeyError: no such component)."""

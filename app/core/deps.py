@@ -92,7 +92,13 @@ def _require_write(ctx: ContextDep, x_api_key: Annotated[str | None, Header()] =
     ctx.check_key(x_api_key)
 
 
-def _require_read(ctx: ContextDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+def _require_read(
+    connection: HTTPConnection, ctx: ContextDep, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
+    # A WebSocket checks keys itself (app.core.live.websocket_session): a browser cannot send
+    # headers there, so it may offer the key as `api_key` in the query or in an `auth` message.
+    if connection.scope["type"] == "websocket":
+        return
     if ctx.settings.protect_reads:
         ctx.check_key(x_api_key)
 

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,11 +15,13 @@ from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
-from app.core.errors import NotFound
+from app.core.errors import AppError, NotFound
 
 # A subscriber that stops reading is dropped once this many events wait for it.
 QUEUE_LIMIT = 10_000
 HEARTBEAT_S = 15.0
+# With protected reads, a client without a header or query key has this long to send `auth`.
+AUTH_TIMEOUT_S = 10.0
 _TIME: TypeAdapter[datetime | None] = TypeAdapter(datetime | None)
 
 
@@ -137,23 +140,69 @@ def sse_response(
     )
 
 
+@dataclass(frozen=True)
+class WsKeys:
+    """How a WebSocket session checks keys: `check` raises 401/403; `protect_reads` as in HTTP."""
+
+    check: Callable[[str | None], None]
+    protect_reads: bool
+
+
+def offered_key(websocket: WebSocket) -> str | None:
+    """Return the key a WebSocket client sent on connect: `X-API-Key` header or `api_key` query."""
+    return websocket.headers.get("x-api-key") or websocket.query_params.get("api_key") or None
+
+
+def _error(exc: AppError) -> dict[str, Any]:
+    return {"type": "error", "detail": exc.detail, "code": exc.code}
+
+
+async def _first_message_key(websocket: WebSocket) -> str | None:
+    # A browser cannot set headers on a WebSocket: it may send `{"type": "auth", "key": ...}`
+    # first. Anything else (or nothing within AUTH_TIMEOUT_S) offers no key.
+    try:
+        raw = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
+    except TimeoutError:
+        return None
+    with suppress(ValueError):
+        message = json.loads(raw)
+        if isinstance(message, dict) and message.get("type") == "auth":
+            key = message.get("key")
+            return key if isinstance(key, str) and key else None
+    return None
+
+
 async def websocket_session(
     websocket: WebSocket,
     hub: EventHub,
     key: str,
     snapshot: Callable[[], list[dict[str, Any]]],
     cancel: Callable[[], dict[str, Any]],
+    keys: WsKeys,
 ) -> None:
-    """Serve one WebSocket: push events; answer `ping`, `status` and `cancel` messages."""
+    """Serve one WebSocket: push events; answer `ping`, `status`, `auth` and `cancel` messages.
+
+    Subscribing follows the read rule (a key when `protect_reads`); `cancel` needs a write key,
+    from the `X-API-Key` header, an `api_key` query parameter, or an `auth` message.
+    """
+    api_key = offered_key(websocket)
+    await websocket.accept()
+    if keys.protect_reads:
+        if api_key is None:
+            api_key = await _first_message_key(websocket)
+        try:
+            keys.check(api_key)
+        except AppError as exc:
+            await websocket.send_json(_error(exc))
+            await websocket.close(code=4401 if exc.status_code == 401 else 4403)
+            return
     try:
         await asyncio.to_thread(snapshot)
     except NotFound as exc:
         # An unknown run or task: say so in the error shape, then close with 4404.
-        await websocket.accept()
-        await websocket.send_json({"type": "error", "detail": exc.detail, "code": exc.code})
+        await websocket.send_json(_error(exc))
         await websocket.close(code=4404)
         return
-    await websocket.accept()
     sub = hub.subscribe(key)
     done = asyncio.Event()
     # Held while a client command is answered, so the session never closes mid-answer.
@@ -186,19 +235,40 @@ async def websocket_session(
                 message = raw
             kind = message.get("type") if isinstance(message, dict) else str(message).strip()
             async with busy:
-                await answer(kind)
+                await answer(kind, message)
 
-    async def answer(kind: str | None) -> None:
+    async def answer(kind: str | None, message: object) -> None:
+        nonlocal api_key
         if kind == "ping":
             await send({"type": "pong"})
         elif kind == "status":
             for event in await asyncio.to_thread(snapshot):
                 if event.get("type") == "status":
                     await send(event)
+        elif kind == "auth":
+            offered = message.get("key") if isinstance(message, dict) else None
+            try:
+                keys.check(offered if isinstance(offered, str) and offered else None)
+            except AppError as exc:
+                await send(_error(exc))
+                return
+            api_key = offered if isinstance(offered, str) else None
+            await send({"type": "auth", "ok": True})
         elif kind == "cancel":
+            try:
+                keys.check(api_key)
+            except AppError as exc:
+                await send(_error(exc))
+                return
             await send({"type": "cancel", **await asyncio.to_thread(cancel)})
         else:
-            await send({"type": "error", "detail": "messages are ping, status or cancel"})
+            await send(
+                {
+                    "type": "error",
+                    "detail": "messages are ping, status, auth or cancel",
+                    "code": "bad_request",
+                }
+            )
 
     pusher = asyncio.create_task(push())
     listener = asyncio.create_task(listen())

@@ -7,6 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Response
 
+MAX_OFFSET = 1_000_000_000
+"""The largest `offset` a list accepts (larger: 422; DuckDB's OFFSET is a signed 64-bit int)."""
+
 
 @dataclass(frozen=True)
 class Page:
@@ -18,14 +21,16 @@ class Page:
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=1000, description="rows per page (1-1000)")] = 100,
-    offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description=f"rows to skip (0-{MAX_OFFSET})")
+    ] = 0,
 ) -> Page:
     """Read `limit` and `offset` from the query string."""
     return Page(limit=limit, offset=offset)
 
 
 PageDep = Annotated[Page, Depends(page_params)]
-"""A list route's page: `limit` (1-1000, default 100) and `offset`."""
+"""A list route's page: `limit` (1-1000, default 100) and `offset` (0-MAX_OFFSET)."""
 
 
 def set_total(response: Response, total: int) -> None:

@@ -36,6 +36,7 @@ def test_start_up_migrates_empty_files_and_creates_the_data_folder(tmp_path: Pat
         export_dir=tmp_path / "exports",
         output_dir=tmp_path / "gen",
         results_dir=tmp_path / "results",
+        allowed_hosts=["testserver"],
     )
     with TestClient(create_app(settings)) as test_client:
         assert test_client.get("/health").json()["status"] == "ok"
@@ -44,7 +45,12 @@ def test_start_up_migrates_empty_files_and_creates_the_data_folder(tmp_path: Pat
 
 def test_both_components_may_share_one_database_file(tmp_path: Path) -> None:
     shared = tmp_path / "shared.duckdb"
-    settings = Settings(test_db_path=shared, generator_db_path=shared, results_dir=tmp_path / "r")
+    settings = Settings(
+        test_db_path=shared,
+        generator_db_path=shared,
+        results_dir=tmp_path / "r",
+        allowed_hosts=["testserver"],
+    )
     with TestClient(create_app(settings)) as test_client:
         body = test_client.get("/health").json()
     assert body["status"] == "ok"

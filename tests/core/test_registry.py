@@ -100,6 +100,7 @@ def test_a_plugged_in_component_is_migrated_served_and_in_health(
         export_dir=folder / "exports",
         output_dir=folder / "generated",
         backup_before_migrate=False,
+        allowed_hosts=["testserver"],
     )
     assert settings.components == ["test_suite", "generator", "demo"]
     assert settings.database_url("demo") == f"duckdb:///{(folder / 'demo.duckdb').resolve()}"
@@ -126,6 +127,7 @@ def test_a_component_can_be_left_out_by_name(
         **database_settings(tmp_path),  # type: ignore[arg-type]
         components=["demo"],
         backup_before_migrate=False,
+        allowed_hosts=["testserver"],
     )
     with TestClient(create_app(settings)) as client:
         assert list(client.get("/health").json()["components"]) == ["demo"]

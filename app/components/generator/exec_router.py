@@ -34,10 +34,18 @@ from app.components.generator.schemas import (
     TaskSummary,
 )
 from app.core.db import Database
-from app.core.deps import ReadAccess, SettingsDep, WriteAccess, database_of, hub_of, runner_of
+from app.core.deps import (
+    ContextDep,
+    ReadAccess,
+    SettingsDep,
+    WriteAccess,
+    database_of,
+    hub_of,
+    runner_of,
+)
 from app.core.errors import NotFound, Unprocessable
 from app.core.hardware import Backend, detect
-from app.core.live import EventHub, sse_response, websocket_session
+from app.core.live import EventHub, WsKeys, sse_response, websocket_session
 from app.core.naming import module_filename
 from app.core.pagination import PageDep, set_total
 from app.core.schemas import BAD_REQUEST, NOT_FOUND, Responses
@@ -274,10 +282,16 @@ def events(task_id: str, db: GeneratorDb, runner: Runner, hub: Hub) -> Streaming
 
 
 @router.websocket("/ws/{task_id}")
-async def live(websocket: WebSocket, task_id: str, runner: Runner, hub: Hub) -> None:
-    """Push a task's steps and state changes; answer ping, status and cancel messages."""
+async def live(
+    websocket: WebSocket, task_id: str, runner: Runner, hub: Hub, ctx: ContextDep
+) -> None:
+    """Push a task's steps and state changes; answer ping, status, auth and cancel (write key)."""
 
     def cancel_task() -> dict[str, Any]:
         return {"task_id": task_id, "cancelled": runner.cancel(task_id)}
 
-    await websocket_session(websocket, hub, task_id, lambda: runner.snapshot(task_id), cancel_task)
+    def snapshot() -> list[dict[str, Any]]:
+        return runner.snapshot(task_id)
+
+    keys = WsKeys(ctx.check_key, ctx.settings.protect_reads)
+    await websocket_session(websocket, hub, task_id, snapshot, cancel_task, keys)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, WebSocket
 from fastapi.responses import StreamingResponse
 
 from app.components.test_suite import service, store
+from app.components.test_suite.collection import COLLECTOR
 from app.components.test_suite.exec_schemas import (
     BatchRequest,
     BatchStarted,
@@ -23,10 +21,8 @@ from app.components.test_suite.exec_schemas import (
     SuiteType,
     SuiteTypeInfo,
 )
-from app.components.test_suite.pytest_exec import plugin_argument
 from app.components.test_suite.runner import (
     CREATOR,
-    ISOLATED_INI,
     Job,
     SuiteRunner,
     status_event,
@@ -40,13 +36,21 @@ from app.components.test_suite.schemas import (
 )
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.deps import ReadAccess, SettingsDep, WriteAccess, database_of, hub_of, runner_of
+from app.core.deps import (
+    ContextDep,
+    ReadAccess,
+    SettingsDep,
+    WriteAccess,
+    database_of,
+    hub_of,
+    runner_of,
+)
 from app.core.errors import NotFound
 from app.core.hardware import Backend, detect
-from app.core.live import EventHub, sse_response, websocket_session
+from app.core.live import EventHub, WsKeys, sse_response, websocket_session
 from app.core.naming import model_slug, module_filename
 from app.core.pagination import PageDep, set_total
-from app.core.schemas import NOT_FOUND
+from app.core.schemas import NOT_FOUND, ErrorBody
 from app.core.statuses import RunStatus
 
 COMPONENT = service.COMPONENT
@@ -70,22 +74,6 @@ def module_for(tests_dir: Path, model_name: str) -> Path:
             code="no_test_module",
         )
     return path
-
-
-def collect(path: Path, test_type: str) -> list[str]:
-    """Return the names of the tests a test type selects in a module (pytest --collect-only)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        ini = Path(scratch) / "pytest.ini"
-        ini.write_text(ISOLATED_INI)
-        command = [
-            *[sys.executable, "-m", "pytest", str(path), "--collect-only", "-q"],
-            *["-p", plugin_argument(), "--tracking-test-type", test_type],
-            *["-c", str(ini), "--rootdir", str(path.parent)],
-        ]
-        result = subprocess.run(
-            command, cwd=path.parent, capture_output=True, text=True, timeout=120, check=False
-        )
-    return [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
 
 
 SuiteDb = Annotated[Database, Depends(database_of(COMPONENT))]
@@ -262,19 +250,27 @@ def hardware() -> list[Backend]:
     return list(detect())
 
 
-@router.get("/types", response_model=list[SuiteTypeInfo], responses=NOT_FOUND)
+@router.get(
+    "/types",
+    response_model=list[SuiteTypeInfo],
+    responses={**NOT_FOUND, 503: {"model": ErrorBody, "description": "busy or too slow"}},
+)
 def types(
     settings: SettingsDep,
     model_name: Annotated[str | None, Query(description="collect this model's module")] = None,
 ) -> list[SuiteTypeInfo]:
-    """List test types, their markers, and (for a model) the tests each selects."""
+    """List test types, their markers, and (for a model) the tests each selects.
+
+    Collecting runs `pytest --collect-only`: cached by the module's mtime and size, at most
+    two at once (else 503 `busy`), each killed after 30 s (503 `collect_timeout`).
+    """
     path = module_for(settings.effective_tests_dir, model_name) if model_name else None
     return [
         SuiteTypeInfo(
             name=t.value,
             description=text,
             markers=markers,
-            tests=collect(path, t.value) if path else [],
+            tests=COLLECTOR.tests(path, t.value) if path else [],
         )
         for t, (text, markers) in TYPE_INFO.items()
     ]
@@ -289,10 +285,13 @@ def events(run_id: str, db: SuiteDb, hub: Hub) -> StreamingResponse:
 
 
 @router.websocket("/ws/{run_id}")
-async def live(websocket: WebSocket, run_id: str, db: SuiteDb, runner: Runner, hub: Hub) -> None:
-    """Push a run's state changes; answer ping, status and cancel messages."""
+async def live(
+    websocket: WebSocket, run_id: str, db: SuiteDb, runner: Runner, hub: Hub, ctx: ContextDep
+) -> None:
+    """Push a run's state changes; answer ping, status, auth and cancel (needs a write key)."""
 
     def cancel_run() -> dict[str, Any]:
         return {"run_id": run_id, "cancelled": runner.cancel(run_id)}
 
-    await websocket_session(websocket, hub, run_id, lambda: snapshot(db, run_id), cancel_run)
+    keys = WsKeys(ctx.check_key, ctx.settings.protect_reads)
+    await websocket_session(websocket, hub, run_id, lambda: snapshot(db, run_id), cancel_run, keys)

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import psutil
 
+from app.components.test_suite import groups
+
 # The tracking plugin is its own distribution (plugin/, installed by `make install`).
 PLUGIN_MODULE = "pytest_accelerate_tracking"
 POLL_INTERVAL_S = 0.05
@@ -272,17 +274,21 @@ class PytestProcess:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=groups.die_with_parent,  # Linux: dies with the server
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
             except OSError as exc:
                 return self._outcome("crashed", None, f"could not start pytest: {exc}")
         proc = self._proc
+        folder = self.inv.workdir.resolve().parent  # the results folder
+        groups.register(folder, proc.pid)
         try:
             return self._supervise(proc)
         finally:
             # Whatever happened (even an exception in on_event), leave nothing running.
             if proc.poll() is None or _group_members(proc.pid):
                 kill_process_tree(proc, self.kill_grace_s)
+            groups.unregister(folder, proc.pid)
 
     def _supervise(self, proc: subprocess.Popen[bytes]) -> ExecOutcome:
         """Stream events until the process ends or must be stopped; return the outcome."""

@@ -13,7 +13,7 @@ from app.components.test_suite import reports, service
 from app.components.test_suite.schemas import RunOutcome
 from app.core.db import Database
 from app.core.deps import ReadAccess, database_of
-from app.core.pagination import Page
+from app.core.pagination import MAX_OFFSET, Page
 from app.core.responses import rows_response
 from app.core.schemas import NOT_FOUND
 from app.core.stats import window_start
@@ -32,7 +32,7 @@ class Paged(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(100, ge=1, le=1000, description="rows per page (1-1000)")
-    offset: int = Field(0, ge=0, le=10_000_000, description="rows to skip")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description=f"rows to skip (0-{MAX_OFFSET})")
 
     def page(self) -> Page:
         """Return the page asked for."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.components.test_suite import service, store
+from app.components.test_suite import groups, service, store
 from app.components.test_suite.exec_schemas import RunStatusRead
 from app.components.test_suite.models import Run
 from app.components.test_suite.pytest_exec import (
@@ -109,6 +109,13 @@ class SuiteRunner(WorkerPool[Job]):
     noun = "run"
     key_field = "run_id"
     thread_prefix = "run"
+
+    def start(self) -> None:
+        """Kill pytest groups a previous server of this results folder left, then start."""
+        killed = groups.reap(self.ctx.settings.folder("results").resolve())
+        if killed:
+            log.warning("killed pytest process groups a previous server left: %s", killed)
+        super().start()
 
     def workers(self) -> int:
         """Return how many runs execute at once (APP_RUN_WORKERS)."""
