@@ -185,103 +185,129 @@ async def websocket_session(
     Subscribing follows the read rule (a key when `protect_reads`); `cancel` needs a write key,
     from the `X-API-Key` header, an `api_key` query parameter, or an `auth` message.
     """
-    api_key = offered_key(websocket)
-    await websocket.accept()
-    if keys.protect_reads:
-        if api_key is None:
-            api_key = await _first_message_key(websocket)
+    session = _WsSession(websocket, snapshot, cancel, keys)
+    if await session.open():
+        await session.serve(hub, key)
+
+
+class _WsSession:
+    """One WebSocket client: its key, its pushed events and its answered commands."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        snapshot: Callable[[], list[dict[str, Any]]],
+        cancel: Callable[[], dict[str, Any]],
+        keys: WsKeys,
+    ) -> None:
+        self.websocket = websocket
+        self.snapshot = snapshot
+        self.cancel = cancel
+        self.keys = keys
+        self.api_key = offered_key(websocket)
+        self.done = asyncio.Event()
+        # Held while a client command is answered, so the session never closes mid-answer.
+        self.busy = asyncio.Lock()
+
+    async def open(self) -> bool:
+        """Accept; refuse (and close) a missing read key or an unknown run or task."""
+        await self.websocket.accept()
+        if self.keys.protect_reads:
+            if self.api_key is None:
+                self.api_key = await _first_message_key(self.websocket)
+            try:
+                self.keys.check(self.api_key)
+            except AppError as exc:
+                await self.websocket.send_json(_error(exc))
+                await self.websocket.close(code=4401 if exc.status_code == 401 else 4403)
+                return False
         try:
-            keys.check(api_key)
-        except AppError as exc:
-            await websocket.send_json(_error(exc))
-            await websocket.close(code=4401 if exc.status_code == 401 else 4403)
-            return
-    try:
-        await asyncio.to_thread(snapshot)
-    except NotFound as exc:
-        # An unknown run or task: say so in the error shape, then close with 4404.
-        await websocket.send_json(_error(exc))
-        await websocket.close(code=4404)
-        return
-    sub = hub.subscribe(key)
-    done = asyncio.Event()
-    # Held while a client command is answered, so the session never closes mid-answer.
-    busy = asyncio.Lock()
+            await asyncio.to_thread(self.snapshot)
+        except NotFound as exc:
+            # An unknown run or task: say so in the error shape, then close with 4404.
+            await self.websocket.send_json(_error(exc))
+            await self.websocket.close(code=4404)
+            return False
+        return True
 
-    async def send(event: dict[str, Any]) -> None:
-        await websocket.send_text(json.dumps(event, default=str))
+    async def send(self, event: dict[str, Any]) -> None:
+        """Send one event as JSON text."""
+        await self.websocket.send_text(json.dumps(event, default=str))
 
-    async def push() -> None:
-        for event in await asyncio.to_thread(snapshot):
-            await send(event)
+    async def push(self, sub: Subscription) -> None:
+        """Send the current state, then every event until the final one."""
+        for event in await asyncio.to_thread(self.snapshot):
+            await self.send(event)
             if is_final(event):
-                done.set()
-        while not done.is_set():
+                self.done.set()
+        while not self.done.is_set():
             pushed = await sub.get(HEARTBEAT_S)
             if pushed is None:
                 continue
-            await send(pushed)
+            await self.send(pushed)
             if is_final(pushed):
-                done.set()
-        async with busy:
+                self.done.set()
+        async with self.busy:
             pass
 
-    async def listen() -> None:
+    async def listen(self) -> None:
+        """Answer the client's messages until it goes away."""
         while True:
-            raw = await websocket.receive_text()
+            raw = await self.websocket.receive_text()
             try:
                 message = json.loads(raw)
             except ValueError:
                 message = raw
             kind = message.get("type") if isinstance(message, dict) else str(message).strip()
-            async with busy:
-                await answer(kind, message)
+            async with self.busy:
+                await self.answer(kind, message)
 
-    async def answer(kind: str | None, message: object) -> None:
-        nonlocal api_key
+    async def _authorised(self, offered: str | None) -> bool:
+        try:
+            self.keys.check(offered)
+        except AppError as exc:
+            await self.send(_error(exc))
+            return False
+        return True
+
+    async def answer(self, kind: str | None, message: object) -> None:
+        """Answer one command: ping, status, auth (a key for later commands) or cancel."""
         if kind == "ping":
-            await send({"type": "pong"})
+            await self.send({"type": "pong"})
         elif kind == "status":
-            for event in await asyncio.to_thread(snapshot):
+            for event in await asyncio.to_thread(self.snapshot):
                 if event.get("type") == "status":
-                    await send(event)
+                    await self.send(event)
         elif kind == "auth":
             offered = message.get("key") if isinstance(message, dict) else None
-            try:
-                keys.check(offered if isinstance(offered, str) and offered else None)
-            except AppError as exc:
-                await send(_error(exc))
-                return
-            api_key = offered if isinstance(offered, str) else None
-            await send({"type": "auth", "ok": True})
+            offered = offered if isinstance(offered, str) and offered else None
+            if await self._authorised(offered):
+                self.api_key = offered
+                await self.send({"type": "auth", "ok": True})
         elif kind == "cancel":
-            try:
-                keys.check(api_key)
-            except AppError as exc:
-                await send(_error(exc))
-                return
-            await send({"type": "cancel", **await asyncio.to_thread(cancel)})
+            if await self._authorised(self.api_key):
+                await self.send({"type": "cancel", **await asyncio.to_thread(self.cancel)})
         else:
-            await send(
-                {
-                    "type": "error",
-                    "detail": "messages are ping, status, auth or cancel",
-                    "code": "bad_request",
-                }
-            )
+            detail = "messages are ping, status, auth or cancel"
+            await self.send({"type": "error", "detail": detail, "code": "bad_request"})
 
-    pusher = asyncio.create_task(push())
-    listener = asyncio.create_task(listen())
-    try:
-        finished, _ = await asyncio.wait({pusher, listener}, return_when=asyncio.FIRST_COMPLETED)
-        failed = any(t.exception() is not None for t in finished if not t.cancelled())
-        with suppress(Exception):
-            await websocket.close(code=1011 if failed else 1000)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        for task in (pusher, listener):
-            task.cancel()
-            with suppress(BaseException):
-                await task
-        sub.close()
+    async def serve(self, hub: EventHub, key: str) -> None:
+        """Push and listen at once; close when either ends."""
+        sub = hub.subscribe(key)
+        pusher = asyncio.create_task(self.push(sub))
+        listener = asyncio.create_task(self.listen())
+        try:
+            finished, _ = await asyncio.wait(
+                {pusher, listener}, return_when=asyncio.FIRST_COMPLETED
+            )
+            failed = any(t.exception() is not None for t in finished if not t.cancelled())
+            with suppress(Exception):
+                await self.websocket.close(code=1011 if failed else 1000)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in (pusher, listener):
+                task.cancel()
+                with suppress(BaseException):
+                    await task
+            sub.close()
