@@ -86,7 +86,8 @@ def capture_sql(work: Path, db_file: Path, points: list[Endpoint]) -> dict[str, 
         if current is not None:
             current.append((statement, params))
 
-    with TestClient(app) as client:
+    # The app accepts only its served hosts (APP_ALLOWED_HOSTS): talk to it as 127.0.0.1.
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         engine = app.ctx.database("test_suite").engine
         event.listen(engine, "before_cursor_execute", record)
         for point in points:
