@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -271,3 +272,31 @@ def case_details(rng: random.Random, n: int, devices: list[str]) -> list[dict[st
         }
         for pos, st in enumerate(statuses)
     ]
+
+
+def _shape(scale: Scale) -> dict[str, Any]:
+    # What the data set depends on (not the run lengths of the measurements).
+    fields = ("runs", "cases", "metrics", "models", "devices", "days")
+    return {"seed": SEED, **{name: getattr(scale, name) for name in fields}}
+
+
+def cached(folder: Path, scale: Scale) -> tuple[Path, datetime, dict[str, Any]]:
+    """Return a data set file of `scale` kept in `folder`, built on first use; its anchor too.
+
+    The file is read-only to the bench (each measurement works on a copy), so one build serves
+    every later run: `python -m bench --data-cache DIR`. Its anchor (the data set's 'now') is
+    kept beside it; windows such as `days=30` then drift by the hours since the build.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{scale.name}.duckdb"
+    meta = folder / f"{scale.name}.json"
+    if path.exists() and meta.exists():
+        saved = json.loads(meta.read_text(encoding="utf-8"))
+        if saved.get("shape") == _shape(scale):
+            return path, datetime.fromisoformat(saved["anchor"]), saved["built"]
+    path.unlink(missing_ok=True)
+    anchor = anchor_time()
+    built = build(path, scale, anchor)
+    record = {"shape": _shape(scale), "anchor": anchor.isoformat(), "built": built}
+    meta.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path, anchor, built

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, export, ingest, plugin, queries, report, writes
+from bench import dataset, export, ingest, pages, plugin, queries, report, writes
 from bench.report import log
 from bench.scales import SCALES, Scale
 from bench.server import ROOT, RssSampler, Server
 
 SMALL_BULK_SAMPLE = 200  # runs of 50 rows timed through the store and raw DuckDB in-process
+SECTIONS = ("bulk", "queries", "pages", "export", "ingest", "writes", "plugin")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,27 +40,57 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-md", action="store_true", help="do not touch BENCHMARKS.md")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a new temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--data-cache",
+        type=Path,
+        help="folder keeping the built data set per scale: built once, reused by later runs",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: [s.strip() for s in text.split(",") if s.strip()],
+        default=list(SECTIONS),
+        help=f"comma-separated sections to measure (default all: {','.join(SECTIONS)})",
+    )
+    parser.add_argument(
+        "--reps", type=int, help="timed repetitions per query and page (default: the scale's)"
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"--only: unknown sections {unknown} (known: {', '.join(SECTIONS)})")
+    return args
 
 
-def run(scale: Scale, work: Path) -> dict[str, Any]:
-    """Measure everything at one scale inside the scratch folder; return the figures."""
+def _dataset(scale: Scale, work: Path, cache: Path | None) -> tuple[Path, datetime, Any]:
+    """Return the data set file, its anchor and its build figures (cached when asked)."""
+    if cache is not None:
+        log(f"data set of the {scale.name} scale from the cache {cache} (built when missing)")
+        return dataset.cached(cache, scale)
     anchor = dataset.anchor_time()
     data = work / "data.duckdb"
     log(f"building the {scale.name} data set ({scale.runs:,} runs) through the store")
-    built = dataset.build(data, scale, anchor)
+    return data, anchor, dataset.build(data, scale, anchor)
+
+
+def run(
+    scale: Scale, work: Path, cache: Path | None = None, only: Sequence[str] = SECTIONS
+) -> dict[str, Any]:
+    """Measure the chosen sections at one scale inside the scratch folder; return the figures."""
+    data, anchor, built = _dataset(scale, work, cache)
     log(f"  {built}")
+    results: dict[str, Any] = {"dataset": built}
 
     docs_large = ingest.documents(scale, anchor, "large", scale.large_runs, scale.large_details)
     docs_echo = ingest.documents(scale, anchor, "echo", scale.large_runs, scale.large_details)
     docs_small = ingest.documents(scale, anchor, "small", scale.small_runs, scale.small_details)
 
-    log("ingest in-process: store.replace_cases vs raw DuckDB Arrow INSERT … SELECT")
-    bulk = {
-        "large": ingest.store_vs_raw(work, data, docs_large),
-        "small": ingest.store_vs_raw(work, data, docs_small[:SMALL_BULK_SAMPLE]),
-    }
-    log(f"  {bulk}")
+    if "bulk" in only:
+        log("ingest in-process: store.replace_cases vs raw DuckDB Arrow INSERT … SELECT")
+        results["bulk"] = {
+            "large": ingest.store_vs_raw(work, data, docs_large),
+            "small": ingest.store_vs_raw(work, data, docs_small[:SMALL_BULK_SAMPLE]),
+        }
+        log(f"  {results['bulk']}")
 
     served = work / "server" / "test_runs.duckdb"
     served.parent.mkdir()
@@ -65,64 +98,88 @@ def run(scale: Scale, work: Path) -> dict[str, Any]:
     raw_copy = work / "raw.duckdb"
     shutil.copy(data, raw_copy)
     points = queries.endpoints(scale)
-    log("capturing the SQL each endpoint runs (app in-process on a copy)")
-    captured = queries.capture_sql(work, raw_copy, points)
+    captured: dict[str, list[queries.Statement]] = {}
+    if "queries" in only:
+        log("capturing the SQL each endpoint runs (app in-process on a copy)")
+        captured = queries.capture_sql(work, raw_copy, points)
     con = queries.raw_connection(raw_copy)
 
-    results: dict[str, Any] = {"dataset": built, "bulk": bulk}
     server = Server(served.parent, served)
     try:
         server.start()
         with RssSampler(server.pid) as sampler:
             results["server_idle_rss_mb"] = round(sampler.current(), 1)
-            log("query latency: HTTP vs the same SQL on raw DuckDB")
-            results["queries"] = queries.measure(
-                server.url, con, points, captured, scale.query_reps
-            )
-            for name, q in results["queries"].items():
-                log(f"  {name}: http {q['http']['p50_ms']} ms, raw {q['raw']['p50_ms']} ms")
-            log("export: POST /export vs DuckDB COPY; streamed GET /export")
-            results["export"] = export.measure(
-                server.url, con, server.export_dir, work, scale.export_reps, sampler
-            )
-            for name, e in results["export"].items():
-                log(f"  {name}: {e}")
-            log(f"HTTP ingest: {scale.large_runs} runs of {scale.large_details:,} details")
-            http_large = ingest.http_sequential(server.url, docs_large, sampler, minimal=True)
-            log(f"  Prefer: return=minimal: {http_large}")
-            http_echo = ingest.http_sequential(server.url, docs_echo, sampler)
-            log(f"  full answer: {http_echo}")
-            log(
-                f"HTTP ingest: {scale.small_runs} runs of {scale.small_details} details, "
-                f"{scale.small_clients} clients"
-            )
-            http_small = ingest.http_concurrent(
-                server.url, docs_small, scale.small_clients, sampler
-            )
-            log(f"  {http_small}")
-            results["ingest"] = {
-                "http_large": http_large,
-                "http_large_full_answer": http_echo,
-                "http_small": http_small,
-            }
-            log(f"small writes: {scale.write_clients} clients for {scale.write_seconds} s")
-            results["writes"] = writes.measure(
-                server.url, scale.write_clients, scale.write_seconds, sampler
-            )
-            log(f"  {results['writes']}")
-            log(f"pytest plugin: {plugin.RESULTS[scale.name]:,} results, recording vs inert")
-            results["plugin"] = plugin.measure(server.url, work, scale.name)
-            log(f"  {results['plugin']}")
+            if "queries" in only:
+                log("query latency: HTTP vs the same SQL on raw DuckDB")
+                results["queries"] = queries.measure(
+                    server.url, con, points, captured, scale.query_reps
+                )
+                for name, q in results["queries"].items():
+                    log(
+                        f"  {name}: http p50 {q['http']['p50_ms']} p95 {q['http']['p95_ms']} ms,"
+                        f" raw p50 {q['raw']['p50_ms']} p95 {q['raw']['p95_ms']} ms"
+                    )
+            if "pages" in only:
+                log("dashboard pages: HTML with its data over HTTP")
+                results["pages"] = pages.measure(server.url, scale)
+                for name, p in results["pages"].items():
+                    log(f"  {name}: p50 {p['http']['p50_ms']} p95 {p['http']['p95_ms']} ms")
+            if "export" in only:
+                log("export: POST /export vs DuckDB COPY; streamed GET /export")
+                results["export"] = export.measure(
+                    server.url, con, server.export_dir, work, scale.export_reps, sampler
+                )
+                for name, e in results["export"].items():
+                    log(f"  {name}: {e}")
+            if "ingest" in only:
+                results["ingest"] = _ingest(
+                    server.url, scale, docs_large, docs_echo, docs_small, sampler
+                )
+            if "writes" in only:
+                log(f"small writes: {scale.write_clients} clients for {scale.write_seconds} s")
+                results["writes"] = writes.measure(
+                    server.url, scale.write_clients, scale.write_seconds, sampler
+                )
+                log(f"  {results['writes']}")
+            if "plugin" in only:
+                log(f"pytest plugin: {plugin.RESULTS[scale.name]:,} results, recording vs inert")
+                results["plugin"] = plugin.measure(server.url, work, scale.name)
+                log(f"  {results['plugin']}")
     finally:
         server.stop()
         con.close()
     return results
 
 
+def _ingest(
+    url: str,
+    scale: Scale,
+    docs_large: list[Any],
+    docs_echo: list[Any],
+    docs_small: list[Any],
+    sampler: RssSampler,
+) -> dict[str, Any]:
+    """Time HTTP ingest: large runs (minimal answer, then full), then small concurrent runs."""
+    log(f"HTTP ingest: {scale.large_runs} runs of {scale.large_details:,} details")
+    http_large = ingest.http_sequential(url, docs_large, sampler, minimal=True)
+    log(f"  Prefer: return=minimal: {http_large}")
+    http_echo = ingest.http_sequential(url, docs_echo, sampler)
+    log(f"  full answer: {http_echo}")
+    log(
+        f"HTTP ingest: {scale.small_runs} runs of {scale.small_details} details, "
+        f"{scale.small_clients} clients"
+    )
+    http_small = ingest.http_concurrent(url, docs_small, scale.small_clients, sampler)
+    log(f"  {http_small}")
+    return {"http_large": http_large, "http_large_full_answer": http_echo, "http_small": http_small}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench, write bench/results/<timestamp>.json and the BENCHMARKS.md section."""
     args = parse_args(argv)
     scale = SCALES[args.scale]
+    if args.reps:
+        scale = dataclasses.replace(scale, query_reps=args.reps)
     began = time.perf_counter()
     now = datetime.now(UTC).replace(microsecond=0)
     work = args.work or Path(tempfile.mkdtemp(prefix=f"bench-{scale.name}-"))
@@ -130,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = round(os.getloadavg()[0], 2)
     log(f"scale {scale.name}; scratch folder {work}")
     try:
-        measured = run(scale, work)
+        measured = run(scale, work, args.data_cache, args.only)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)

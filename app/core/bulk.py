@@ -1,4 +1,4 @@
-"""DuckDB-only fast paths (Arrow bulk insert, COPY export, arg_max), each with a portable path."""
+"""DuckDB-only fast paths (Arrow insert, COPY export, arg_max, key_hash), each with a PG path."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import JSON, Boolean, DateTime, Double, Integer, Table, insert
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Integer, Table, insert
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -193,3 +193,31 @@ def _arg_max_portable(element: arg_max, compiler: Any, **kw: Any) -> str:
 def _arg_max_duckdb(element: arg_max, compiler: Any, **kw: Any) -> str:
     value, key, where = _parts(element, compiler, **kw)
     return f"arg_max({value}, {key}){where}"
+
+
+# --- key_hash: a cheap prefilter for multi-column semi-joins (reports) ---------------------
+
+
+class key_hash(FunctionElement[Any]):
+    """One 64-bit hash of several columns, for superset prefilters (`key_hash(..) IN (..)`).
+
+    Equal keys hash equal, so `key_hash(a, b) IN (SELECT key_hash(a, b) ...)` keeps every row a
+    tuple `IN` keeps (and, rarely, a colliding one): callers restore exactness with the exact
+    key afterwards. DuckDB has `hash(a, b, ...)`; PostgreSQL gets
+    `hashtextextended(concat_ws(chr(31), a, b, ...), 0)`.
+    """
+
+    inherit_cache = True
+    name = "key_hash"
+    type = BigInteger()
+
+
+@compiles(key_hash)
+def _key_hash_portable(element: key_hash, compiler: Any, **kw: Any) -> str:
+    parts = ", ".join(compiler.process(c, **kw) for c in element.clauses)
+    return f"hashtextextended(concat_ws(chr(31), {parts}), 0)"
+
+
+@compiles(key_hash, "duckdb")
+def _key_hash_duckdb(element: key_hash, compiler: Any, **kw: Any) -> str:
+    return f"hash({', '.join(compiler.process(c, **kw) for c in element.clauses)})"

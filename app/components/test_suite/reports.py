@@ -40,7 +40,7 @@ from app.components.test_suite.models import (
 )
 from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
 from app.components.test_suite.store import outcome_of
-from app.core.bulk import arg_max
+from app.core.bulk import arg_max, key_hash
 from app.core.pagination import Page
 from app.core.records import rows_of
 from app.core.stats import count_where, escape_like, percentile
@@ -160,13 +160,14 @@ def tests(session: Session, scope: ReportScope, page: Page) -> tuple[list[dict[s
         .group_by(RunCase.name)
         .subquery("grouped")
     )
-    total = session.scalar(
-        select(func.count(func.distinct(RunCase.name)))
-        .join(Run, Run.run_id == RunCase.run_id)
-        .where(*conds)
-    )
+    # The number of test ids rides along as a window over the grouped rows (one pass, not a
+    # second count(DISTINCT) over the cases); only a page past the end needs the count alone.
     query = (
-        select(grouped, func.coalesce(flips.c.flips, 0).label("flips"))
+        select(
+            grouped,
+            func.coalesce(flips.c.flips, 0).label("flips"),
+            func.count().over().label("total_ids"),
+        )
         .outerjoin(flips, flips.c.name == grouped.c.test_id)
         .order_by(
             desc(grouped.c.last_status.in_(FAILED)), desc(grouped.c.failed), grouped.c.test_id
@@ -174,7 +175,18 @@ def tests(session: Session, scope: ReportScope, page: Page) -> tuple[list[dict[s
         .limit(page.limit)
         .offset(page.offset)
     )
-    return rows_of(session, query), int(total or 0)
+    rows = rows_of(session, query)
+    if rows:
+        total = rows[0]["total_ids"]
+        for row in rows:
+            del row["total_ids"]
+    else:
+        total = session.scalar(
+            select(func.count(func.distinct(RunCase.name)))
+            .join(Run, Run.run_id == RunCase.run_id)
+            .where(*conds)
+        )
+    return rows, int(total or 0)
 
 
 def history_of(
@@ -242,7 +254,7 @@ def flaky_groups(
     (an outage, not flakiness); skipped results are not runs of the test.
     """
     # A CTE: read three times (flips, batch retries, commit retries), computed once.
-    u = _flaky_results(scope, max_failed_fraction, last_runs).cte("used")
+    u = _flaky_results(scope, max_failed_fraction, last_runs, only_failing).cte("used")
     groups = _flaky_aggregates(u, only_failing)
     retries = _retry_passes(u)
     query = select(
@@ -259,9 +271,14 @@ def flaky_groups(
 
 
 def _flaky_results(
-    scope: ReportScope, max_failed_fraction: float, last_runs: int | None
+    scope: ReportScope, max_failed_fraction: float, last_runs: int | None, only_failing: bool
 ) -> Select[Any]:
-    """Select the decided results flakiness is judged on (the last `last_runs` per group)."""
+    """Select the decided results flakiness is judged on (the last `last_runs` per group).
+
+    With `only_failing`, groups without a failure in the window are dropped first (a hashed
+    semi-join, a superset of the exact one: the caller's HAVING keeps exactly the failing
+    groups), so the window and the retry joins see only the rows that can matter.
+    """
     outage = _outage(max_failed_fraction)
     fail = case((IS_FAIL, 1), else_=0)
     columns: list[Any] = [
@@ -277,11 +294,22 @@ def _flaky_results(
         key = (Run.model_name, RunCase.name, DEVICE)
         order: list[Any] = [desc(AT), desc(Run.run_id)]
         columns.append(func.row_number().over(partition_by=key, order_by=order).label("rn"))
+    conds = [*_case_conditions(scope), DECIDED, ~outage]
+    if only_failing:
+        group = key_hash(Run.model_name, RunCase.name, DEVICE)
+        failing = (
+            select(group)
+            .select_from(RunCase)
+            .join(Run, Run.run_id == RunCase.run_id)
+            .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+            .where(*_case_conditions(scope), IS_FAIL, ~outage)
+        )
+        conds.append(group.in_(failing))
     rows = (
         select(*columns)
         .join(Run, Run.run_id == RunCase.run_id)
         .outerjoin(RunResult, RunResult.run_id == Run.run_id)
-        .where(*_case_conditions(scope), DECIDED, ~outage)
+        .where(*conds)
     )
     if last_runs:
         inner = rows.subquery("ranked")
@@ -458,12 +486,15 @@ def newly_failing(
     outage = _outage(OUTAGE_FRACTION)
     conds = [*_case_conditions(scope), baseline_start <= AT, DECIDED, ~outage]
     # Only tests that failed in the recent window can be newly failing: a semi-join first.
+    # Hashed (a superset of the tuple IN; the HAVING below needs a recent failure anyway).
+    group = key_hash(Run.model_name, RunCase.name, DEVICE)
     recent_fail = (
-        select(Run.model_name, RunCase.name, DEVICE)
+        select(group)
+        .select_from(RunCase)
         .join(Run, Run.run_id == RunCase.run_id)
         .where(*_case_conditions(scope), split <= AT, IS_FAIL)
     )
-    conds.append(tuple_(Run.model_name, RunCase.name, DEVICE).in_(recent_fail))
+    conds.append(group.in_(recent_fail))
     base = split > AT
     fail = case((IS_FAIL, 1), else_=0)
     key = (Run.model_name, RunCase.name, DEVICE)
