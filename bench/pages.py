@@ -16,7 +16,7 @@ from bench.stats import summary_ms
 
 PAGE_LIMIT_MS = 1000.0
 BENCH_TASK = "bench-task-0001"
-GENERATOR_TASKS = 200  # a few generator tasks, so the generator pages have rows to show
+GENERATOR_TASKS = 50  # a few generator tasks, so the generator pages have rows to show
 
 
 @dataclass(frozen=True)

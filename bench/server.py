@@ -56,7 +56,7 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 60.0) -> Server:
+    def start(self, timeout: float = 180.0) -> Server:
         """Start uvicorn and wait until /health answers."""
         command = [
             sys.executable,

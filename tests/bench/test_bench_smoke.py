@@ -39,6 +39,21 @@ ENDPOINTS = {
     "compare",
     "trends",
 }
+PAGES = {
+    "overview",
+    "model",
+    "run",
+    "batch",
+    "compare",
+    "compare (batches)",
+    "flaky",
+    "regressions",
+    "tests",
+    "test history",
+    "generator",
+    "task",
+    "sql",
+}
 
 
 @pytest.mark.e2e
@@ -93,6 +108,24 @@ def test_bench_tiny_writes_results_json(tmp_path: Path) -> None:
     writes = results["writes"]
     assert writes["requests"] > 0 and "errors" in writes
 
+    # Every dashboard page answered 200 with a body (the bench raises on any other status).
+    assert set(results["pages"]) == PAGES
+    for figures in results["pages"].values():
+        assert figures["http"]["n"] == results["scale"]["query_reps"]
+        assert figures["response_bytes"] > 0
+        assert figures["limit_ms"] == 1000.0
+    page_rows = [r for r in results["targets"] if r["target"].startswith("page ")]
+    assert len(page_rows) == len(PAGES)
+    report_rows = [r for r in results["targets"] if r["target"].startswith("report ")]
+    assert {r["target"].split()[1] for r in report_rows} == {
+        "tests",
+        "tests/history",
+        "flaky",
+        "regressions",
+        "compare",
+        "trends",
+    }
+
     assert results["targets"]
     for row in results["targets"]:
         assert row["result"] in {"met", "missed", "info"}
@@ -102,3 +135,30 @@ def test_bench_tiny_writes_results_json(tmp_path: Path) -> None:
     text = md.read_text()
     assert "<!-- bench:tiny:begin -->" in text and "<!-- bench:tiny:end -->" in text
     assert "| Target | Measured | Raw DuckDB | Ratio | Limit | Result |" in proc.stdout
+
+
+@pytest.mark.e2e
+def test_bench_data_cache_builds_once_and_only_runs_the_sections_asked(tmp_path: Path) -> None:
+    """`--data-cache DIR --only pages` builds the data set once, then reuses the same file."""
+    cache = tmp_path / "cache"
+    stamps = []
+    for k in range(2):
+        out = tmp_path / f"results{k}"
+        command = [sys.executable, "-m", "bench", "--scale", "tiny", "--out", str(out)]
+        command += ["--no-md", "--data-cache", str(cache), "--only", "pages", "--reps", "1"]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        results = json.loads(next(out.glob("*.json")).read_text())
+        assert "pages" in results and "queries" not in results and "ingest" not in results
+        assert results["scale"]["query_reps"] == 1
+        stamps.append((cache / "tiny.duckdb").stat().st_mtime_ns)
+    assert stamps[0] == stamps[1]
+    assert "from the cache" in proc.stderr
+
+
+def test_bench_refuses_an_unknown_section() -> None:
+    """`--only` names known sections; anything else is a usage error (exit 2)."""
+    command = [sys.executable, "-m", "bench", "--only", "queries,bogus"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown sections ['bogus']" in proc.stderr
