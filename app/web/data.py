@@ -123,6 +123,8 @@ class RegressionsFilters(Filters):
     min_samples: int = Field(5, ge=2, le=10_000)
     threshold: float = Field(0.1, gt=0.0, le=100.0)
     verdict: RegressionVerdict | None = None
+    page: int = Field(1, ge=1, le=100_000)
+    per_page: int = Field(50, ge=1, le=500)
 
 
 class CompareFilters(Filters):
@@ -601,11 +603,17 @@ def regressions(ts: Session, gen: Session | None, f: RegressionsFilters) -> dict
     scope = ts_reports.ReportScope(model_name=f.model_name, hardware=f.hardware)
     answer = _regressions(ts, scope, f)
     params = f.model_dump()
+    # The series table pages on the server (thousands of series at full scale).
+    page = _page(f)
+    series = answer.pop("series")
+    api = {k: v for k, v in params.items() if k not in ("page", "per_page")}
     return {
         "title": "Regressions",
         "filters": params,
         **answer,
-        "json": {"regressions": href("/api/test/db/regressions", **params)},
+        "series": series[page.offset : page.offset + page.limit],
+        "pager": _pager(f, len(series), params),
+        "json": {"regressions": href("/api/test/db/regressions", **api)},
     }
 
 
