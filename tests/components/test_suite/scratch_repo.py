@@ -73,7 +73,7 @@ markers = [
 filterwarnings = ["error"]
 """
 
-ROOT_CONFTEST = '''\
+ROOT_CONFTEST = """\
 import pytest
 
 
@@ -90,7 +90,7 @@ def model_name(request):
 @pytest.fixture
 def device(request):
     return request.config.getoption("--device")
-'''
+"""
 
 PACKAGE = '''\
 """A tiny package under test."""
@@ -104,7 +104,7 @@ def load(model_name, device):
     return {"model": model_name, "device": device}
 '''
 
-TESTS_CONFTEST = '''\
+TESTS_CONFTEST = """\
 import pytest
 
 import mypkg
@@ -113,9 +113,9 @@ import mypkg
 @pytest.fixture
 def loaded(model_name, device):
     return mypkg.load(model_name, device)
-'''
+"""
 
-TESTS = '''\
+TESTS = """\
 import os
 
 import pytest
@@ -147,7 +147,7 @@ def test_fails_on_purpose():
 @pytest.mark.skip(reason="not today")
 def test_skipped():
     pass
-'''
+"""
 
 
 def make_repo(root: Path) -> Path:
@@ -204,9 +204,13 @@ root = "{repo}"
 python = "{python}"
 paths = ["tests"]
 args = ["-m", "not slow"]
-env = {{ PYTHONPATH = "{extra_path}", MYPKG_MODEL = "{{model_name}}", MYPKG_DEVICE = "{{hardware}}" }}
 model_args = ["--model", "{{model_name}}"]
 device_args = ["--device", "{{hardware}}"]
+
+[suites.mypkg-gpu.env]
+PYTHONPATH = "{extra_path}"
+MYPKG_MODEL = "{{model_name}}"
+MYPKG_DEVICE = "{{hardware}}"
 
 [suites.bare]
 root = "{repo}"
