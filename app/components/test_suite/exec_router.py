@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.components.test_suite import service, store, suites_router
 from app.components.test_suite.collection import COLLECTOR
+from app.components.test_suite.estimates import expected_duration
 from app.components.test_suite.exec_schemas import (
     BatchRequest,
     BatchStarted,
@@ -163,7 +164,8 @@ def start(
 def snapshot(db: Database, run_id: str) -> list[dict[str, Any]]:
     """Return the events a new subscriber first gets: the run's state (and `end` if final)."""
     with db.reading() as session:
-        event = status_event(service.require_run(session, run_id))
+        run = service.require_run(session, run_id)
+        event = status_event(run, expected_duration(session, run))
     return (
         [event, {**event, "type": "end"}]
         if event["status"] in {"completed", "error", "timeout", "cancelled"}
@@ -230,7 +232,8 @@ def run_batch(
 def run_status(run_id: str, db: SuiteDb) -> RunStatusRead:
     """Return a run's status, progress, current step, elapsed and estimated remaining time."""
     with db.reading() as session:
-        return RunStatusRead.model_validate(status_event(service.require_run(session, run_id)))
+        run = service.require_run(session, run_id)
+        return RunStatusRead.model_validate(status_event(run, expected_duration(session, run)))
 
 
 @router.get("/results/{run_id}", response_model=RunRead, responses=NOT_FOUND)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.components.test_suite import groups, service, store
+from app.components.test_suite import estimates, groups, service, store
 from app.components.test_suite.exec_schemas import RunStatusRead
 from app.components.test_suite.hardware import PROBES
 from app.components.test_suite.models import Run
@@ -63,6 +63,9 @@ class Job(PoolJob):
     process: PytestProcess | None = None
     # Progress: devices done, plus this device's finished share of its collected tests.
     devices_done: int = 0
+    # The run's expected duration from its history, looked up once per job.
+    expected: float | None = None
+    expected_known: bool = False
     collected: int = 0
     finished: int = 0
 
@@ -82,14 +85,15 @@ def _parse_time(value: Any) -> datetime:
     return utcnow()
 
 
-def status_event(run: Run) -> dict[str, Any]:
-    """Return a run's state as a live event, JSON-ready and timed as GET /status writes it."""
+def status_event(run: Run, expected: float | None = None) -> dict[str, Any]:
+    """Return a run's state as a live event, JSON-ready and timed as GET /status writes it.
+
+    `expected` is the run's expected duration from its history (estimates.expected_duration).
+    """
     started = run.started_at
     end = run.completed_at or utcnow()
     elapsed = (end - started).total_seconds() if started else None
-    remaining = None
-    if elapsed is not None and str(run.status) == "running" and 0 < run.progress < 1:
-        remaining = elapsed / run.progress * (1 - run.progress)
+    remaining = estimates.remaining(elapsed, run.progress, expected, str(run.status) == "running")
     state = RunStatusRead(
         run_id=run.run_id,
         model_name=run.model_name,
@@ -145,7 +149,14 @@ class SuiteRunner(WorkerPool[Job]):
 
     def state_event(self, session: Session, key: str) -> dict[str, Any]:
         """Return a run's status event from this session's view of it."""
-        return status_event(service.require_run(session, key))
+        run = service.require_run(session, key)
+        job = self.jobs.get(key)
+        if job is None:
+            return status_event(run, estimates.expected_duration(session, run))
+        if not job.expected_known:
+            job.expected = estimates.expected_duration(session, run)
+            job.expected_known = True
+        return status_event(run, job.expected)
 
     def interrupt(self, job: Job) -> None:
         """Tell a run to stop and kill its pytest process group."""

@@ -6,6 +6,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,36 @@ def test_artifacts_outside_the_results_folder_are_refused_and_keys_are_honoured(
         assert client.get("/api/test/run/r1/artifacts/999", headers=key).status_code == 404
         assert client.get("/api/test/run/nope/artifacts/1", headers=key).status_code == 404
         assert client.get("/api/test/run/r1/artifacts/0", headers=key).status_code == 422
+
+
+def test_remaining_time_comes_from_the_history_of_that_model_and_device(
+    suite_client: TestClient,
+) -> None:
+    now = datetime.now(UTC)
+    for n, seconds in enumerate((100, 120, 140)):
+        begun = now - timedelta(hours=n + 1)
+        doc = {
+            "run_id": f"past{n}",
+            "model_name": "bert",
+            "hardware": ["cpu"],
+            "test_type": "basic",
+            "started_at": begun.isoformat(),
+            "completed_at": (begun + timedelta(seconds=seconds)).isoformat(),
+        }
+        assert suite_client.post("/api/test/db/runs", json=doc).status_code == 201
+    other = {"run_id": "gpu", "model_name": "bert", "hardware": ["cuda"], "test_type": "basic"}
+    suite_client.post("/api/test/db/runs", json={**other, "started_at": now.isoformat()})
+    live = {
+        "model_name": "bert",
+        "hardware": ["cpu"],
+        "test_type": "basic",
+        "status": "running",
+        "started_at": (now - timedelta(seconds=10)).isoformat(),
+    }
+    assert suite_client.post("/api/test/db/runs", json={**live, "run_id": "now"}).status_code == 201
+    estimate = suite_client.get("/api/test/status/now").json()["estimated_remaining_time"]
+    assert 105 <= estimate <= 110  # the median of 100, 120, 140 s, less the 10 s elapsed
+    on_cuda = {**live, "run_id": "cuda-now", "hardware": ["cuda", "cpu"]}
+    assert suite_client.post("/api/test/db/runs", json=on_cuda).status_code == 201
+    status = suite_client.get("/api/test/status/cuda-now").json()
+    assert status["estimated_remaining_time"] is None  # no history on these devices, no progress
