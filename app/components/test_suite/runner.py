@@ -293,7 +293,11 @@ class SuiteRunner(WorkerPool[Job]):
                 absent.append(f"{device}: {reason}")
                 job.devices_done += 1
                 continue
-            outcome = self._pass(job, device, workdir, remaining)
+            try:
+                outcome = self._pass(job, device, workdir, remaining)
+            except AppError as exc:  # e.g. the generated module was deleted since the request
+                status, error = "error", exc.detail
+                break
             job.devices_done += 1
             if outcome.status == "timeout":
                 status, error = "timeout", f"timed out after {job.timeout_s:g} s"

@@ -44,7 +44,9 @@ ISOLATED_INI = (
     "[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest\njunit_family = xunit1\n"
 )
 SUITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-Item = Field(max_length=4096)
+SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASS|AUTH|CREDENTIAL|COOKIE", re.IGNORECASE)
+"""Environment variables whose values GET /suites never shows."""
+REDACTED = "***"
 
 
 class SuiteError(AppError):
@@ -207,7 +209,7 @@ class Suite:
             "python": self.python,
             "paths": list(self.paths),
             "args": list(self.args),
-            "env": dict(self.env),
+            "env": {k: REDACTED if SECRET_NAME.search(k) else v for k, v in self.env},
             "model_args": list(self.model_args),
             "device_args": list(self.device_args),
             "timeout": self.timeout,

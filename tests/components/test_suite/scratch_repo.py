@@ -209,6 +209,7 @@ device_args = ["--device", "{{hardware}}"]
 
 [suites.mypkg-gpu.env]
 PYTHONPATH = "{extra_path}"
+HF_TOKEN = "hf_not_for_readers"
 MYPKG_MODEL = "{{model_name}}"
 MYPKG_DEVICE = "{{hardware}}"
 

@@ -196,6 +196,8 @@ def test_suites_and_models_list_what_each_suite_can_run(
     assert mypkg["python"] == str(scratch["python"])  # the venv folder, resolved
     assert mypkg["root"] == str(scratch["repo"].resolve()) and mypkg["timeout"] == 120
     assert suites["generated"]["builtin"] is True and suites["generated"]["models"] is None
+    assert suites["mypkg-gpu"]["env"]["HF_TOKEN"] == "***"  # a secret's value is never shown
+    assert suites["mypkg-gpu"]["env"]["MYPKG_MODEL"] == "{model_name}"
     missing = suite_client.get("/api/test/suites/nope")
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_suite"
     models = suite_client.get("/api/test/models?suite=mypkg").json()
