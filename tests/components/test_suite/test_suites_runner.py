@@ -112,6 +112,9 @@ def test_a_repository_suite_runs_under_its_own_config_with_every_outcome_per_dev
     assert "PytestUnknownMarkWarning" not in log.read_text()
     saved = _artifact_file(suite_client, run_id, "result_file", "application/json")
     assert json.loads(saved.read_text())["run_id"] == run_id
+    page = suite_client.get(f"/runs/{run_id}").text  # the dashboard links every download
+    for entry in suite_client.get(f"/api/test/run/{run_id}/artifacts").json():
+        assert f'href="{entry["download_url"]}"' in page
 
 
 def _artifact_file(client: TestClient, run_id: str, kind: str, content_type: str) -> Path:
