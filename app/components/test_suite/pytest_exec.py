@@ -338,13 +338,13 @@ class PytestProcess:
     def _env(self, folder: Path) -> dict[str, str]:
         """Return pytest's environment: ours, the suite's, and the plugin on PYTHONPATH."""
         env = {**os.environ, **self.inv.env, "PYTHONUNBUFFERED": "1"}
+        if self.inv.python == sys.executable:
+            return env  # the server's interpreter has the plugin installed (a dependency)
         env.pop("PYTHONHOME", None)
         paths = [str(plugin_path(folder))]
+        # The server's own PYTHONPATH is not another interpreter's: there only the suite's.
         if self.inv.env.get("PYTHONPATH"):
             paths.append(self.inv.env["PYTHONPATH"])
-        # The server's own PYTHONPATH is not another interpreter's: there only the suite's.
-        if self.inv.python == sys.executable and os.environ.get("PYTHONPATH"):
-            paths.append(os.environ["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
         return env
 
