@@ -27,6 +27,7 @@ from app.core.deps import KnownQuery
 from app.core.errors import AppError, StartupError
 from app.core.hosts import HostGuardMiddleware
 from app.core.migrate import check_schema, revision_state, upgrade
+from app.sweep import start_sweeper
 from app.unified import install as install_unified
 from app.web.router import install as install_web
 
@@ -103,6 +104,7 @@ class TrackingApp(FastAPI):
             runtime = self.state.runtimes[comp.name]
             runtime.start()
             self.state.started.append(runtime)
+        self.state.started.append(start_sweeper(ctx, self.state.runtimes, self.state.started))
 
     def shutdown(self) -> None:
         """Stop the components and close every database (all of them, even when one fails)."""

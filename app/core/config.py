@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     max_overflow: int = Field(default=20, ge=0)
     log_level: str = "info"
 
+    # --- runner: suites, device probes, stale-run sweep (issue 12) ---
+    # The operator's suites (TOML, [suites.NAME]); unset: only the built-in `generated` suite.
+    suites_file: Path | None = None
+    # How long an interpreter's answer to "which devices are there" is reused.
+    device_probe_ttl: float = Field(default=30.0, ge=0.0, le=3600.0)
+    # A run or task recorded from outside with no update for this long (or its own timeout,
+    # when it has one) is ended as `error`; the sweep looks every `stale_sweep_interval` s.
+    stale_after: int = Field(default=3600, ge=1, le=30 * 86_400)
+    stale_sweep_interval: float = Field(default=30.0, ge=0.05, le=3600.0)
+
     @field_validator("components", "api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

@@ -49,6 +49,8 @@ class StepStatus(enum.StrEnum):
     skipped = "skipped"
     cancelled = "cancelled"
     timeout = "timeout"
+    # A device of the run that was not there when its pass was due (never run, never passed).
+    unavailable = "unavailable"
 
 
 TERMINAL = frozenset({"completed", "error", "timeout", "cancelled"})

@@ -330,6 +330,7 @@ def run_artifacts(session: Session, run_id: str, limit: int) -> list[dict[str, A
     """Return a run's artifacts in recorded order."""
     query = (
         select(
+            RunArtifact.id,
             RunArtifact.artifact_type,
             RunArtifact.artifact_path,
             RunArtifact.description,

@@ -7,13 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, WebSocket
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
-from app.components.test_suite import service, store
+from app.components.test_suite import service, store, suites_router
 from app.components.test_suite.collection import COLLECTOR
+from app.components.test_suite.estimates import expected_duration
 from app.components.test_suite.exec_schemas import (
     BatchRequest,
     BatchStarted,
     CancelResult,
+    HardwareRead,
     ModelModule,
     RunRequest,
     RunStarted,
@@ -21,6 +24,7 @@ from app.components.test_suite.exec_schemas import (
     SuiteType,
     SuiteTypeInfo,
 )
+from app.components.test_suite.hardware import PROBES
 from app.components.test_suite.runner import (
     CREATOR,
     Job,
@@ -34,6 +38,7 @@ from app.components.test_suite.schemas import (
     RunRead,
     RunSummary,
 )
+from app.components.test_suite.suites import DEFAULT_SUITE, Suite, all_suites, get_suite
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.deps import (
@@ -46,10 +51,9 @@ from app.core.deps import (
     runner_of,
 )
 from app.core.errors import NotFound
-from app.core.hardware import Backend, detect
 from app.core.live import EventHub, WsKeys, sse_response, websocket_session
 from app.core.naming import model_slug, module_filename
-from app.core.pagination import PageDep, set_total
+from app.core.pagination import Page, PageDep, set_total
 from app.core.schemas import NOT_FOUND, ErrorBody
 from app.core.statuses import RunStatus
 
@@ -85,43 +89,73 @@ Hub = Annotated[EventHub, Depends(hub_of(COMPONENT))]
 
 router = APIRouter(prefix="/api/test", tags=["test-suite"], dependencies=[ReadAccess])
 WRITE = [WriteAccess]
+REFUSED: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a device the suite may not use"},
+    409: {"model": ErrorBody, "description": "the suite's interpreter cannot run pytest"},
+    503: {"model": ErrorBody, "description": "the suites file is unusable"},
+}
+
+
+def prepare(
+    settings: Settings, suite_name: str, model_name: str, hardware: list[str]
+) -> tuple[Suite, Path | None]:
+    """Return the suite a request names, refusing a model, device or interpreter it cannot run."""
+    suite = get_suite(settings, suite_name)
+    path = suite.check_model(model_name)
+    for device in hardware:
+        suite.check_device(device)
+    answer = PROBES.answer(suite.python, suite.literal_env(), settings.device_probe_ttl)
+    answer.require_runnable(suite.name)
+    return suite, path
 
 
 def queue(
     db: Database,
     settings: Settings,
+    suite: Suite,
     model_name: str,
     req: RunRequest | BatchRequest,
     batch_id: str | None = None,
-) -> tuple[str, Path]:
-    """Record a queued run of a model's test module; return its id and the module's path."""
-    path = module_for(settings.effective_tests_dir, model_name)
+) -> str:
+    """Record a queued run of a model in a suite; return its id."""
     doc = RunCreate(
         model_name=model_name,
         hardware=req.hardware,
         test_type=req.test_type.value,
-        timeout=req.timeout,
+        timeout=timeout_of(settings, suite, req),
         save_results=req.save_results,
         status=RunStatus.queued,
         current_step="queued",
         creator=CREATOR,
-        tags=req.tags or None,
+        tags={**req.tags, "suite": suite.name},
         batch_id=batch_id,
     )
     with db.writing() as session:
-        run_id = service.record_run(session, doc)
-    return run_id, path
+        return service.record_run(session, doc)
 
 
-def start(runner: SuiteRunner, run_id: str, path: Path, req: RunRequest | BatchRequest) -> None:
+def timeout_of(settings: Settings, suite: Suite, req: RunRequest | BatchRequest) -> int:
+    """Return a run's timeout: the request's, else the suite's, else APP_DEFAULT_RUN_TIMEOUT."""
+    return req.timeout or suite.timeout or settings.default_run_timeout
+
+
+def start(
+    runner: SuiteRunner,
+    settings: Settings,
+    run_id: str,
+    suite: Suite,
+    model_name: str,
+    req: RunRequest | BatchRequest,
+) -> None:
     """Hand a queued run to the worker pool."""
     runner.submit(
         Job(
             run_id=run_id,
-            test_file=path,
+            suite=suite,
+            model_name=model_name,
             hardware=list(req.hardware),
             test_type=req.test_type.value,
-            timeout_s=float(req.timeout),
+            timeout_s=float(timeout_of(settings, suite, req)),
             save_results=req.save_results,
         )
     )
@@ -130,7 +164,8 @@ def start(runner: SuiteRunner, run_id: str, path: Path, req: RunRequest | BatchR
 def snapshot(db: Database, run_id: str) -> list[dict[str, Any]]:
     """Return the events a new subscriber first gets: the run's state (and `end` if final)."""
     with db.reading() as session:
-        event = status_event(service.require_run(session, run_id))
+        run = service.require_run(session, run_id)
+        event = status_event(run, expected_duration(session, run))
     return (
         [event, {**event, "type": "end"}]
         if event["status"] in {"completed", "error", "timeout", "cancelled"}
@@ -139,41 +174,53 @@ def snapshot(db: Database, run_id: str) -> list[dict[str, Any]]:
 
 
 @router.post(
-    "/run", status_code=202, response_model=RunStarted, dependencies=WRITE, responses=NOT_FOUND
+    "/run",
+    status_code=202,
+    response_model=RunStarted,
+    dependencies=WRITE,
+    responses={**NOT_FOUND, **REFUSED},
 )
 def run_tests(req: RunRequest, db: SuiteDb, settings: SettingsDep, runner: Runner) -> RunStarted:
-    """Queue a run of the model's test module (test_<slug>.py in the tests folder)."""
-    run_id, path = queue(db, settings, req.model_name, req)
-    start(runner, run_id, path, req)
+    """Queue a run of a model in a suite (default: its test_<slug>.py in the tests folder)."""
+    suite, path = prepare(settings, req.suite, req.model_name, req.hardware)
+    run_id = queue(db, settings, suite, req.model_name, req)
+    start(runner, settings, run_id, suite, req.model_name, req)
     with db.reading() as session:
         run = service.require_run(session, run_id)
         return RunStarted(
             run_id=run_id,
             status=str(run.status),
-            message=f"run queued for {req.model_name}",
+            message=f"run queued for {req.model_name} in suite {suite.name}",
             started_at=run.started_at,
-            test_file=str(path),
+            test_file=str(path or suite.root),
+            suite=suite.name,
         )
 
 
 @router.post(
-    "/batch", status_code=202, response_model=BatchStarted, dependencies=WRITE, responses=NOT_FOUND
+    "/batch",
+    status_code=202,
+    response_model=BatchStarted,
+    dependencies=WRITE,
+    responses={**NOT_FOUND, **REFUSED},
 )
 def run_batch(
     req: BatchRequest, db: SuiteDb, settings: SettingsDep, runner: Runner
 ) -> BatchStarted:
-    """Queue one run per model, grouped in a batch whose status follows its runs."""
-    tests_dir = settings.effective_tests_dir
-    paths = {name: module_for(tests_dir, name) for name in req.model_names}
+    """Queue one run per model of a suite, grouped in a batch whose status follows its runs."""
+    names = list(dict.fromkeys(req.model_names))
+    suite = prepare(settings, req.suite, names[0], req.hardware)[0]
+    for name in names[1:]:
+        suite.check_model(name)
     with db.writing() as session:
         batch_id = service.create_batch(
-            session, BatchCreate(description=req.description or f"batch of {len(paths)} models")
+            session, BatchCreate(description=req.description or f"batch of {len(names)} models")
         )
     run_ids = []
-    for name, path in paths.items():
-        run_id, _ = queue(db, settings, name, req, batch_id)
+    for name in names:
+        run_id = queue(db, settings, suite, name, req, batch_id)
         run_ids.append(run_id)
-        start(runner, run_id, path, req)
+        start(runner, settings, run_id, suite, name, req)
     with db.reading() as session:
         status = str(service.require_batch(session, batch_id).status)
     return BatchStarted(
@@ -185,7 +232,8 @@ def run_batch(
 def run_status(run_id: str, db: SuiteDb) -> RunStatusRead:
     """Return a run's status, progress, current step, elapsed and estimated remaining time."""
     with db.reading() as session:
-        return RunStatusRead.model_validate(status_event(service.require_run(session, run_id)))
+        run = service.require_run(session, run_id)
+        return RunStatusRead.model_validate(status_event(run, expected_duration(session, run)))
 
 
 @router.get("/results/{run_id}", response_model=RunRead, responses=NOT_FOUND)
@@ -222,12 +270,37 @@ def runs(
 
 
 @router.get("/models", response_model=list[ModelModule])
-def models(db: SuiteDb, settings: SettingsDep) -> list[ModelModule]:
-    """List the models that have a test module in the tests folder, with their last run."""
-    tests_dir = settings.effective_tests_dir
-    modules = sorted(tests_dir.glob("test_*.py")) if tests_dir.is_dir() else []
+def models(
+    db: SuiteDb,
+    settings: SettingsDep,
+    suite: Annotated[str | None, Query(max_length=64, description="only this suite")] = None,
+) -> list[ModelModule]:
+    """List what each suite can run: generated modules, and each suite file's `models`."""
+    chosen = [get_suite(settings, suite)] if suite else list(all_suites(settings).values())
     with db.reading() as session:
         latest = {model_slug(r["model_name"]): r for r in store.latest_run_per_model(session)}
+        out = []
+        for each in chosen:
+            if each.builtin:
+                out += _generated_models(each.root, latest)
+                continue
+            for name in each.models or ():
+                last = _last_in_suite(session, each.name, name)
+                out.append(
+                    ModelModule(
+                        model_name=name,
+                        suite=each.name,
+                        test_file=None,
+                        last_run_id=last["run_id"] if last else None,
+                        last_status=str(last["status"]) if last else None,
+                        last_started_at=last["started_at"] if last else None,
+                    )
+                )
+    return out
+
+
+def _generated_models(tests_dir: Path, latest: dict[str, dict[str, Any]]) -> list[ModelModule]:
+    modules = sorted(tests_dir.glob("test_*.py")) if tests_dir.is_dir() else []
     out = []
     for path in modules:
         slug = path.stem.removeprefix("test_")
@@ -244,10 +317,29 @@ def models(db: SuiteDb, settings: SettingsDep) -> list[ModelModule]:
     return out
 
 
-@router.get("/hardware", response_model=list[Backend])
-def hardware() -> list[Backend]:
-    """List hardware backends: cpu always; others when their library finds a device."""
-    return list(detect())
+def _last_in_suite(session: Session, suite: str, model_name: str) -> dict[str, Any] | None:
+    rows, _ = store.list_runs(
+        session,
+        store.RunFilter(model_name=model_name, tag=f"suite:{suite}"),
+        Page(limit=1, offset=0),
+    )
+    return rows[0] if rows else None
+
+
+@router.get("/hardware", response_model=list[HardwareRead])
+def hardware(
+    settings: SettingsDep,
+    suite: Annotated[str, Query(max_length=64, description="whose interpreter to ask")] = (
+        DEFAULT_SUITE
+    ),
+    refresh: Annotated[bool, Query(description="probe now, not from the cache")] = False,
+) -> list[HardwareRead]:
+    """List the backends a suite's interpreter sees, and when it was asked (cached briefly)."""
+    chosen = get_suite(settings, suite)
+    answer = PROBES.answer(
+        chosen.python, chosen.literal_env(), settings.device_probe_ttl, refresh=refresh
+    )
+    return [HardwareRead(**state.model_dump(), suite=chosen.name) for state in answer.states()]
 
 
 @router.get(
@@ -295,3 +387,7 @@ async def live(
 
     keys = WsKeys(ctx.check_key, ctx.settings.protect_reads)
     await websocket_session(websocket, hub, run_id, lambda: snapshot(db, run_id), cancel_run, keys)
+
+
+# Suites and artifacts live in their own module; served under this router's prefix and keys.
+router.include_router(suites_router.router)

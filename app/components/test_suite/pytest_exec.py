@@ -39,6 +39,12 @@ class PytestInvocation:
     workdir: Path
     timeout_s: float | None = None
     extra_args: list[str] = field(default_factory=list)
+    # A suite's own interpreter, folder and environment (default: this server's interpreter,
+    # the test file's folder); `targets` replaces the test file as pytest's first arguments.
+    python: str = sys.executable
+    cwd: Path | None = None
+    targets: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +71,32 @@ def plugin_argument() -> str:
     finds it already loaded by the entry point, and loads it when plugin autoloading is off.
     """
     return PLUGIN_MODULE
+
+
+_plugin_lock = threading.Lock()
+
+
+def plugin_path(folder: Path) -> Path:
+    """Return a folder holding a copy of the plugin package, for another interpreter's path.
+
+    Only the package itself is copied (into `<folder>/.plugin`), so PYTHONPATH exposes the
+    plugin and nothing else of the server's environment; nothing is installed anywhere.
+    """
+    import pytest_accelerate_tracking
+
+    source = Path(pytest_accelerate_tracking.__file__).resolve().parent
+    target = folder / ".plugin"
+    package = target / source.name
+    with _plugin_lock:
+        for item in sorted(source.glob("*.py")) + sorted(source.glob("py.typed")):
+            copy = package / item.name
+            data = item.read_bytes()
+            if not copy.is_file() or copy.read_bytes() != data:
+                package.mkdir(parents=True, exist_ok=True)
+                temp = copy.with_suffix(copy.suffix + ".tmp")
+                temp.write_bytes(data)
+                os.replace(temp, copy)
+    return target
 
 
 def step_name_for(name: str, hardware: str) -> str:
@@ -218,11 +250,16 @@ class PytestProcess:
 
     def command(self) -> list[str]:
         """Return the pytest command line."""
+        targets = (
+            self.inv.targets
+            if self.inv.targets is not None
+            else [str(self.inv.test_file.resolve())]
+        )
         return [
-            sys.executable,
+            self.inv.python,
             "-m",
             "pytest",
-            str(self.inv.test_file.resolve()),
+            *targets,
             "-p",
             plugin_argument(),
             "--tracking-hardware",
@@ -233,6 +270,10 @@ class PytestProcess:
             str(self.events_path),
             "--junitxml",
             str(self.junit_path),
+            # The runner asks for the report, so it picks the family: xunit1 keeps
+            # record_property (a project's `filterwarnings = error` would fail on xunit2's).
+            "-o",
+            "junit_family=xunit1",
             "-q",
             "-p",
             "no:cacheprovider",
@@ -265,22 +306,22 @@ class PytestProcess:
         self.log_path.write_bytes(b"")
         if self._cancelled.is_set():
             return self._outcome("cancelled", None, "cancelled before pytest started")
+        folder = self.inv.workdir.resolve().parent  # the results folder
         with self.log_path.open("ab") as log:
             try:
                 self._proc = subprocess.Popen(
                     self.command(),
-                    cwd=self.inv.test_file.resolve().parent,
+                    cwd=self._cwd(),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     preexec_fn=groups.die_with_parent,  # Linux: dies with the server
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    env=self._env(folder),
                 )
             except OSError as exc:
                 return self._outcome("crashed", None, f"could not start pytest: {exc}")
         proc = self._proc
-        folder = self.inv.workdir.resolve().parent  # the results folder
         groups.register(folder, proc.pid)
         try:
             return self._supervise(proc)
@@ -289,6 +330,23 @@ class PytestProcess:
             if proc.poll() is None or _group_members(proc.pid):
                 kill_process_tree(proc, self.kill_grace_s)
             groups.unregister(folder, proc.pid)
+
+    def _cwd(self) -> Path:
+        """Return the folder pytest starts in: the suite's root, or the test file's folder."""
+        return (self.inv.cwd or self.inv.test_file.resolve().parent).resolve()
+
+    def _env(self, folder: Path) -> dict[str, str]:
+        """Return pytest's environment: ours, the suite's, and the plugin on PYTHONPATH."""
+        env = {**os.environ, **self.inv.env, "PYTHONUNBUFFERED": "1"}
+        if self.inv.python == sys.executable:
+            return env  # the server's interpreter has the plugin installed (a dependency)
+        env.pop("PYTHONHOME", None)
+        paths = [str(plugin_path(folder))]
+        # The server's own PYTHONPATH is not another interpreter's: there only the suite's.
+        if self.inv.env.get("PYTHONPATH"):
+            paths.append(self.inv.env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
 
     def _supervise(self, proc: subprocess.Popen[bytes]) -> ExecOutcome:
         """Stream events until the process ends or must be stopped; return the outcome."""

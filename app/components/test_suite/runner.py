@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.components.test_suite import groups, service, store
+from app.components.test_suite import estimates, groups, service, store
 from app.components.test_suite.exec_schemas import RunStatusRead
+from app.components.test_suite.hardware import PROBES
 from app.components.test_suite.models import Run
 from app.components.test_suite.pytest_exec import (
     ExecOutcome,
@@ -23,12 +24,13 @@ from app.components.test_suite.pytest_exec import (
     step_name_for,
 )
 from app.components.test_suite.schemas import ArtifactIn, CaseIn, RunComplete, RunUpdate
+from app.components.test_suite.suites import ISOLATED_INI, Suite
 from app.core.errors import AppError
 from app.core.models import utcnow
 from app.core.naming import metric_unit
 from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
-from app.core.statuses import ACTIVE, TERMINAL
+from app.core.statuses import ACTIVE, TERMINAL, StepStatus
 from app.core.workers import Event, PoolJob, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,9 @@ STEP_STATUS = {
     "failed": "error",
     "error": "error",
 }
-# Generated suites run under their own minimal config, not the project's pytest settings.
-ISOLATED_INI = (
-    "[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest\njunit_family = xunit1\n"
-)
+__all__ = ["ISOLATED_INI", "Job", "SuiteRunner", "status_event"]
+UNAVAILABLE = StepStatus.unavailable.value
+"""The step status of a device that was not there when its pass was due."""
 
 
 @dataclass
@@ -53,12 +54,18 @@ class Job(PoolJob):
     """A run the worker pool executes."""
 
     run_id: str
-    test_file: Path
+    suite: Suite
+    model_name: str
     hardware: list[str]
     test_type: str
     timeout_s: float
     save_results: bool
     process: PytestProcess | None = None
+    # Progress: devices done, plus this device's finished share of its collected tests.
+    devices_done: int = 0
+    # The run's expected duration from its history, looked up once per job.
+    expected: float | None = None
+    expected_known: bool = False
     collected: int = 0
     finished: int = 0
 
@@ -78,14 +85,15 @@ def _parse_time(value: Any) -> datetime:
     return utcnow()
 
 
-def status_event(run: Run) -> dict[str, Any]:
-    """Return a run's state as a live event, JSON-ready and timed as GET /status writes it."""
+def status_event(run: Run, expected: float | None = None) -> dict[str, Any]:
+    """Return a run's state as a live event, JSON-ready and timed as GET /status writes it.
+
+    `expected` is the run's expected duration from its history (estimates.expected_duration).
+    """
     started = run.started_at
     end = run.completed_at or utcnow()
     elapsed = (end - started).total_seconds() if started else None
-    remaining = None
-    if elapsed is not None and str(run.status) == "running" and 0 < run.progress < 1:
-        remaining = elapsed / run.progress * (1 - run.progress)
+    remaining = estimates.remaining(elapsed, run.progress, expected, str(run.status) == "running")
     state = RunStatusRead(
         run_id=run.run_id,
         model_name=run.model_name,
@@ -141,7 +149,14 @@ class SuiteRunner(WorkerPool[Job]):
 
     def state_event(self, session: Session, key: str) -> dict[str, Any]:
         """Return a run's status event from this session's view of it."""
-        return status_event(service.require_run(session, key))
+        run = service.require_run(session, key)
+        job = self.jobs.get(key)
+        if job is None:
+            return status_event(run, estimates.expected_duration(session, run))
+        if not job.expected_known:
+            job.expected = estimates.expected_duration(session, run)
+            job.expected_known = True
+        return status_event(run, job.expected)
 
     def interrupt(self, job: Job) -> None:
         """Tell a run to stop and kill its pytest process group."""
@@ -156,8 +171,9 @@ class SuiteRunner(WorkerPool[Job]):
     # --- events ------------------------------------------------------------------------------
 
     def _progress(self, job: Job) -> float:
-        total = job.collected or 1
-        return min(job.finished / total, 1.0)
+        # Monotonic over devices x tests: each device is an equal share of the run.
+        share = min(job.finished / job.collected, 1.0) if job.collected else 0.0
+        return min((job.devices_done + share) / max(len(job.hardware), 1), 1.0)
 
     def _on_event(self, job: Job, device: str, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -260,30 +276,29 @@ class SuiteRunner(WorkerPool[Job]):
             return
         workdir = self.ctx.settings.folder("results") / job.run_id
         workdir.mkdir(parents=True, exist_ok=True)
-        ini = workdir / "pytest.ini"
-        ini.write_text(ISOLATED_INI)
         deadline = time.monotonic() + job.timeout_s
         status, error = "completed", None
+        absent: list[str] = []
         for device in job.hardware:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 status, error = "timeout", f"timed out after {job.timeout_s:g} s"
                 break
-            inv = PytestInvocation(
-                test_file=job.test_file,
-                device=device,
-                test_type=job.test_type,
-                workdir=workdir,
-                timeout_s=remaining,
-                extra_args=["-c", str(ini), "--rootdir", str(job.test_file.parent)],
-            )
-            process = PytestProcess(inv, functools.partial(self._on_event, job, device))
-            job.process = process
             if job.cancel.is_set():
                 status = "cancelled"
                 break
-            outcome = process.run()
-            self._record_files(job, device, outcome)
+            job.collected = job.finished = 0
+            reason = self._device_missing(job, device)
+            if reason is not None:
+                absent.append(f"{device}: {reason}")
+                job.devices_done += 1
+                continue
+            try:
+                outcome = self._pass(job, device, workdir, remaining)
+            except AppError as exc:  # e.g. the generated module was deleted since the request
+                status, error = "error", exc.detail
+                break
+            job.devices_done += 1
             if outcome.status == "timeout":
                 status, error = "timeout", f"timed out after {job.timeout_s:g} s"
                 break
@@ -293,7 +308,64 @@ class SuiteRunner(WorkerPool[Job]):
             if outcome.status == "crashed":
                 status, error = "error", outcome.reason or "pytest crashed"
                 break
+        if status == "completed" and absent and len(absent) == len(job.hardware):
+            status, error = "error", "no requested device is available: " + "; ".join(absent)
         self._finish(job, status, error)
+
+    def _device_missing(self, job: Job, device: str) -> str | None:
+        """Ask the suite's interpreter whether a device is there; record it when it is not."""
+        if device.split(":", 1)[0].lower() == "cpu":
+            return None
+        answer = PROBES.answer(
+            job.suite.python, job.suite.literal_env(), self.ctx.settings.device_probe_ttl
+        )
+        available, detail = answer.device(device)
+        if available:
+            return None
+        run_id, now = job.run_id, utcnow()
+        reason = f"{device} is not available: {detail} (checked {answer.checked_at:%H:%M:%S} UTC)"
+        step = StepIn(
+            status=StepStatus.unavailable,
+            progress=1.0,
+            started_at=now,
+            completed_at=now,
+            error=reason,
+        )
+        upd = RunUpdate(
+            progress=min((job.devices_done + 1) / len(job.hardware), 1.0),
+            current_step=f"{device} unavailable",
+        )
+        event = {"type": "device", "run_id": run_id, "hardware": device, "error": reason}
+
+        def record(session: Session) -> list[Event]:
+            service.put_step(session, run_id, step_name_for("device", device), step)
+            service.update_run(session, run_id, upd)
+            return [{**event, "status": UNAVAILABLE}]
+
+        self.commit(run_id, record)
+        return detail
+
+    def _pass(self, job: Job, device: str, workdir: Path, remaining: float) -> ExecOutcome:
+        """Run the suite's pytest once on one device; record its files."""
+        launch = job.suite.launch(job.model_name, device, job.test_type, job.run_id, workdir)
+        inv = PytestInvocation(
+            test_file=Path(launch.cwd),
+            device=device,
+            test_type=job.test_type,
+            workdir=workdir,
+            timeout_s=remaining,
+            python=launch.python,
+            cwd=launch.cwd,
+            targets=launch.args,
+            env=launch.env,
+        )
+        process = PytestProcess(inv, functools.partial(self._on_event, job, device))
+        job.process = process
+        if job.cancel.is_set():
+            process.cancel()
+        outcome = process.run()
+        self._record_files(job, device, outcome)
+        return outcome
 
     def _record_files(self, job: Job, device: str, outcome: ExecOutcome) -> None:
         files = [
