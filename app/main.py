@@ -78,6 +78,7 @@ class TrackingApp(FastAPI):
     def startup(self) -> None:
         """Open and migrate every component's database, then start the components."""
         ctx: AppContext = self.state.ctx
+        ctx.keys.load()  # a missing or bad APP_API_KEYS_FILE stops the start
         for comp in self.state.components:
             db = ctx.database(comp.name)
             check_reachable(db)
@@ -192,10 +193,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
     app.include_router(_summaries_from_docstrings(health.router))
     install_web(app)
     limits = BodyLimits(
-        settings.max_body_bytes,
-        settings.max_small_body_bytes,
-        settings.api_keys,
-        settings.protect_reads,
+        settings.max_body_bytes, settings.max_small_body_bytes, ctx.keys, settings.protect_reads
     )
     app.add_middleware(BodyGuardMiddleware, limits=limits)
     install_unified(app, enabled)  # /api/db/...; its path aliases outermost, before the guard
