@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from app import components
-from app.core import health
+from app.core import health, retention
 from app.core.body_guard import BodyGuardMiddleware, BodyLimits
 from app.core.config import Settings, config_error
 from app.core.context import AppContext
@@ -79,6 +79,7 @@ class TrackingApp(FastAPI):
         """Open and migrate every component's database, then start the components."""
         ctx: AppContext = self.state.ctx
         ctx.keys.load()  # a missing or bad APP_API_KEYS_FILE stops the start
+        serving = []
         for comp in self.state.components:
             db = ctx.database(comp.name)
             check_reachable(db)
@@ -104,6 +105,10 @@ class TrackingApp(FastAPI):
             runtime = self.state.runtimes[comp.name]
             runtime.start()
             self.state.started.append(runtime)
+            serving.append(comp)
+        sweeper = retention.sweeper_for(ctx, serving)  # APP_<KEY>_RETENTION_DAYS, when set
+        sweeper.start()
+        self.state.started.append(sweeper)
 
     def shutdown(self) -> None:
         """Stop the components and close every database (all of them, even when one fails)."""
