@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -60,9 +60,8 @@ class RetentionSpec:
         owner_key = self._col(self.owner, self.key)
         owner = self.owner
         when = func.coalesce(self._col(owner, "started_at"), self._col(owner, "created_at"))
-        query = select(owner_key).where(
-            when < cutoff, self._col(self.owner, "status").in_(sorted(TERMINAL))
-        )
+        status = self._col(owner, "status")
+        query = select(owner_key).where(when < cutoff, status.in_(_ended(status, TERMINAL)))
         if keep_tags:
             pinned = exists().where(
                 self._col(self.tags, self.key) == owner_key,
@@ -84,11 +83,19 @@ class RetentionSpec:
             select(batch_key)
             .where(
                 when < cutoff,
-                self._col(self.batches, "status").in_(_BATCH_ENDED),
+                self._col(self.batches, "status").in_(
+                    _ended(self._col(self.batches, "status"), _BATCH_ENDED)
+                ),
                 batch_key.not_in(members),
             )
             .order_by(batch_key)
         )
+
+
+def _ended(status: Any, ended: Iterable[str]) -> list[str]:
+    # Only the values the column's enum knows (a task has no `timeout`).
+    known = getattr(status.type, "enums", None)
+    return sorted(s for s in ended if known is None or s in known)
 
 
 def cutoff_of(older_than_days: int, now: datetime | None = None) -> datetime:
