@@ -14,6 +14,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +32,13 @@ class BackupUnsupported(AppError):
     """The database is not a DuckDB file (use the server's own tools, e.g. pg_dump) (400)."""
 
     code = "backup_unsupported"
+
+
+class BackupFailed(AppError):
+    """The copy could not be written (disk full, permissions) (503)."""
+
+    status_code = 503
+    code = "backup_failed"
 
 
 def stamp() -> str:
@@ -57,10 +66,28 @@ def backup_target(folder: Path, name: str | None, component: str) -> Path:
     return target
 
 
+_COPY = "import shutil, sys; shutil.copyfile(sys.argv[1], sys.argv[2])"
+
+
 def _copy(source: Path, target: Path) -> None:
+    """Copy a file through a temporary name, in a child process.
+
+    A child process because DuckDB's lock on the file is a POSIX record lock: closing *any*
+    descriptor of the file in the process holding it releases it, so a copy made in the server
+    (or in a CLI holding the file) would let a second process open the database.
+    """
     partial = target.with_name(f".{target.name}.partial")
     try:
-        shutil.copyfile(source, partial)
+        done = subprocess.run(
+            [sys.executable, "-c", _COPY, str(source), str(partial)],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
+        if done.returncode != 0:
+            reason = done.stderr.strip().splitlines()[-1:] or ["unknown error"]
+            raise OSError(f"copying {source} to {target} failed: {reason[0]}")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -81,7 +108,10 @@ def copy_serving(db: Database, target: Path) -> int:
         wal = _wal(path)
         if wal.exists() and wal.stat().st_size > 0:
             raise Conflict("the database is busy (its log is not empty); try again", code="busy")
-        _copy(path, target)
+        try:
+            _copy(path, target)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BackupFailed(str(exc)) from None
     return target.stat().st_size
 
 

@@ -26,9 +26,7 @@ def run_doc(run_id: str, cases: int = 3) -> dict[str, object]:
         "model_name": "bert",
         "hardware": ["cpu"],
         "status": "completed",
-        "results": {
-            "test_details": [{"name": f"t{i}", "status": "passed"} for i in range(cases)]
-        },
+        "results": {"test_details": [{"name": f"t{i}", "status": "passed"} for i in range(cases)]},
     }
 
 
@@ -117,6 +115,9 @@ def test_cli_backup_while_serving_then_restore_when_stopped(tmp_path: Path) -> N
         assert manifest["files"]["test_runs.duckdb"]["test_suite"]
         assert count(copies / "test_runs.duckdb", "SELECT count(*) FROM test_run_cases") == 1000
         assert not list((live / "bk").glob("*.duckdb"))  # moved out of the server's folder
+        # The server still holds its file: copying it did not release DuckDB's lock.
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(live / "test_runs.duckdb"))
         # A second backup into the same folder needs --force; a restore while serving is refused.
         assert main(["backup", str(copies), *args]) == 2
         assert main(["restore", str(copies), *db_args(live), "--force"]) == 2

@@ -1,4 +1,4 @@
-"""Retention: old ended runs and tasks go with every child row; pinned, recent and live ones stay."""
+"""Retention: old ended runs and tasks go with their child rows; pinned, recent, live ones stay."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def orphans(path: Path, tables: dict[str, str], owner: str, key: str) -> dict[st
                 table: int(
                     conn.execute(
                         text(
-                            f"SELECT count(*) FROM {table} WHERE {col} NOT IN "  # noqa: S608
+                            f"SELECT count(*) FROM {table} WHERE {col} NOT IN "
                             f"(SELECT {key} FROM {owner})"
                         )
                     ).scalar_one()

@@ -50,9 +50,7 @@ def run_doc(run_id: str, cases: int) -> dict[str, object]:
 
 def junit_xml(cases: int) -> bytes:
     """Return one JUnit file with `cases` passing test cases."""
-    body = "".join(
-        f'<testcase classname="m" name="test_{i}" time="0.001"/>' for i in range(cases)
-    )
+    body = "".join(f'<testcase classname="m" name="test_{i}" time="0.001"/>' for i in range(cases))
     return (f'<testsuite name="crash" tests="{cases}">{body}</testsuite>').encode()
 
 
