@@ -95,6 +95,7 @@ def hammer(srv: Server, post: Post, min_acks: int) -> tuple[dict[str, int], dict
     stop.set()
     for thread in threads:
         thread.join(60)
+    assert len(sent) > len(acked), "no request was in flight when the server was killed"
     return dict(acked), dict(sent)
 
 
