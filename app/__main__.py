@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve|migrate|downgrade|revision` with every setting as a flag."""
+"""Command line: `python -m app serve|migrate|downgrade|backup|restore|hash-key|...`."""
 
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--url", help="the server (default http://<host>:<port> of the settings)")
     gate.add_argument("--api-key", help="sent as X-API-Key")
     _junit_parser(sub)
+    _backup_parser(sub, common)
     upload = sub.add_parser("upload", help="send the runs the pytest plugin spooled")
     upload.add_argument("path", type=Path, help="the spool file (--tracking-spool)")
     upload.add_argument("--url", help="server to send to (default: the one each run names)")
@@ -85,6 +86,45 @@ def _junit_parser(sub: Any) -> None:
     junit.add_argument("--per-suite", action="store_true", help="one run per <testsuite>")
     junit.add_argument("--url", default="http://127.0.0.1:8000", help="the server")
     junit.add_argument("--api-key", help="X-API-Key, when the server has keys")
+
+
+def _backup_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    backup = sub.add_parser(
+        "backup", parents=[common], help="copy the databases into a folder (safe while serving)"
+    )
+    backup.add_argument("path", type=Path, help="folder for the copies and manifest.json")
+    backup.add_argument("--url", help="the running server (default http://<host>:<port>)")
+    backup.add_argument("--api-key", help="an admin key, when the server has keys")
+    backup.add_argument("--force", action="store_true", help="overwrite copies in the folder")
+    restore = sub.add_parser(
+        "restore", parents=[common], help="copy a backup folder over the databases (server stopped)"
+    )
+    restore.add_argument("path", type=Path, help="a folder `backup` wrote")
+    restore.add_argument("--force", action="store_true", help="replace existing databases")
+    sub.add_parser("hash-key", add_help=False, help="print a keys-file line for a key")
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from app.core.backup import CliError, backup_cli, restore_cli
+
+    try:
+        if args.command == "backup":
+            done = backup_cli(
+                settings,
+                args.path,
+                settings.components,
+                url=args.url,
+                api_key=args.api_key,
+                force=args.force,
+            )
+        else:
+            done = restore_cli(settings, args.path, settings.components, force=args.force)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in done:
+        print(line)
+    return 0
 
 
 def _migrate(settings: Settings, revision: str | None = None) -> None:
@@ -144,6 +184,11 @@ def _serve(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None, client: Any = None) -> int:
     """Run the command line (`client`: an httpx-compatible client for `gate`, for tests)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hash-key"]:
+        from app.core.keys import hash_key_main
+
+        return hash_key_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "gate":
         from app.gate import run_gate
@@ -177,6 +222,8 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
             _migrate(settings)
         elif args.command == "downgrade":
             _migrate(settings, args.revision)
+        elif args.command in ("backup", "restore"):
+            return _backup(args, settings)
         else:
             return _serve(settings)
     except ValidationError as exc:

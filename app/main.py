@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from app import components
-from app.core import health
+from app.core import health, retention
 from app.core.body_guard import BodyGuardMiddleware, BodyLimits
 from app.core.config import Settings, config_error
 from app.core.context import AppContext
@@ -79,6 +79,8 @@ class TrackingApp(FastAPI):
     def startup(self) -> None:
         """Open and migrate every component's database, then start the components."""
         ctx: AppContext = self.state.ctx
+        ctx.keys.load()  # a missing or bad APP_API_KEYS_FILE stops the start
+        serving = []
         for comp in self.state.components:
             db = ctx.database(comp.name)
             check_reachable(db)
@@ -104,6 +106,10 @@ class TrackingApp(FastAPI):
             runtime = self.state.runtimes[comp.name]
             runtime.start()
             self.state.started.append(runtime)
+            serving.append(comp)
+        sweeper = retention.sweeper_for(ctx, serving)  # APP_<KEY>_RETENTION_DAYS, when set
+        sweeper.start()
+        self.state.started.append(sweeper)
         self.state.started.append(start_sweeper(ctx, self.state.runtimes, self.state.started))
 
     def shutdown(self) -> None:
@@ -194,10 +200,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
     app.include_router(_summaries_from_docstrings(health.router))
     install_web(app)
     limits = BodyLimits(
-        settings.max_body_bytes,
-        settings.max_small_body_bytes,
-        settings.api_keys,
-        settings.protect_reads,
+        settings.max_body_bytes, settings.max_small_body_bytes, ctx.keys, settings.protect_reads
     )
     app.add_middleware(BodyGuardMiddleware, limits=limits)
     install_unified(app, enabled)  # /api/db/...; its path aliases outermost, before the guard

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
+from app.core.errors import AppError
+from app.core.keys import KeyRing, Scope, required_scope
 from app.core.unicode_body import has_lone_surrogate
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -20,28 +21,27 @@ LARGE_BODY_PATHS = (
     re.compile(r"^/api/[^/]+/db/(runs|tasks|import(/[^/]+)?)$"),
     re.compile(r"^/api/[^/]+/db/(run|task)/[^/]+/(cases|metrics|results)$"),
 )
-# POSTs that only read (a search body): they follow the read rule, not the write rule.
-READ_POST_PATHS = (re.compile(r"^/api/[^/]+/db/search$"), re.compile(r"^/api/db/search$"))
 
 
 @dataclass(frozen=True)
 class BodyLimits:
-    """The byte limits of request bodies and the keys that writes need."""
+    """The byte limits of request bodies and the keys (with their scopes) that requests need."""
 
     large: int
     small: int
-    api_keys: Sequence[str] = ()
+    keys: KeyRing = field(default_factory=KeyRing)
     protect_reads: bool = False
 
     def limit_for(self, path: str) -> int:
         """Return the body limit of a path."""
         return self.large if any(p.match(path) for p in LARGE_BODY_PATHS) else self.small
 
-    def needs_key(self, path: str) -> bool:
-        """Return whether a write-method request to `path` needs an API key."""
-        if not self.api_keys:
-            return False
-        return self.protect_reads or not any(p.match(path) for p in READ_POST_PATHS)
+    def needed_scope(self, method: str, path: str) -> Scope | None:
+        """Return the scope a request needs (`app.core.keys.required_scope`), None for no key."""
+        if not self.keys.enabled:
+            return None
+        needed = required_scope(method, path)
+        return None if needed == "read" and not self.protect_reads else needed
 
 
 def _size(size: int) -> str:
@@ -63,7 +63,7 @@ async def _answer(send: Send, status: int, detail: str, code: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _header(scope: AsgiScope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return str(value.decode("latin-1"))
@@ -77,17 +77,17 @@ class BodyGuardMiddleware:
         self.app = app
         self.limits = limits
 
-    def _key_error(self, scope: Scope) -> tuple[int, str, str] | None:
-        if not self.limits.needs_key(scope["path"]):
+    def _key_error(self, scope: AsgiScope) -> tuple[int, str, str] | None:
+        needed = self.limits.needed_scope(scope["method"], scope["path"])
+        if needed is None:
             return None
-        key = _header(scope, b"x-api-key")
-        if not key:
-            return 401, "this operation needs an API key in the X-API-Key header", "unauthorized"
-        if not any(secrets.compare_digest(key, k) for k in self.limits.api_keys):
-            return 403, "the X-API-Key sent is not a valid key", "forbidden"
+        try:
+            self.limits.keys.check(_header(scope, b"x-api-key"), needed)
+        except AppError as exc:
+            return exc.status_code, exc.detail, exc.code
         return None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         """Refuse a bad body before it is read whole; replay a good one to the app."""
         if scope["type"] != "http" or scope.get("method") not in WRITE_METHODS:
             await self.app(scope, receive, send)

@@ -57,6 +57,18 @@ class Settings(BaseSettings):
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     protect_reads: bool = False
+    # --- keys with scopes, retention, backups (see README "Security", docs/api.md) ---
+    # A file of hashed keys (`sha256:<hex> <scope> [name]` a line), re-read when it changes.
+    api_keys_file: Path | None = None
+    # Runs / tasks older than this many days are deleted periodically (unset: never).
+    test_retention_days: int | None = Field(default=None, ge=1, le=36500)
+    generator_retention_days: int | None = Field(default=None, ge=1, le=36500)
+    # Runs / tasks with a tag of one of these names are never deleted by retention.
+    retention_keep_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["pinned"], max_length=64
+    )
+    retention_interval_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    backup_dir: Path = Path("./data/backups")
     # Host names served (comma-separated; "*" for any, "*.example.com" for subdomains). Unset:
     # the bind host, localhost, 127.0.0.1 and ::1 (see `served_hosts`): DNS rebinding refused.
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=100)
@@ -92,7 +104,9 @@ class Settings(BaseSettings):
     stale_after: int = Field(default=3600, ge=1, le=30 * 86_400)
     stale_sweep_interval: float = Field(default=30.0, ge=0.05, le=3600.0)
 
-    @field_validator("components", "api_keys", "allowed_hosts", mode="before")
+    @field_validator(
+        "components", "api_keys", "allowed_hosts", "retention_keep_tags", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -105,6 +119,12 @@ class Settings(BaseSettings):
             raise ValueError("holds only blank keys; unset it for an open server")
         if isinstance(value, list) and any(not str(k).strip() for k in value):
             raise ValueError("holds a blank key")
+        entries = _split_csv(value)
+        if isinstance(entries, list):
+            for entry in entries:
+                key, sep, scope = str(entry).rpartition(":")
+                if sep and key and scope.isalpha() and scope not in ("read", "write", "admin"):
+                    raise ValueError(f"a key's scope is {scope!r}; scopes are read, write, admin")
         return value
 
     @field_validator("components")
@@ -147,6 +167,7 @@ class Settings(BaseSettings):
             "export": self.export_dir,
             "output": self.output_dir,
             "results": self.results_dir,
+            "backup": self.backup_dir,
         }.get(name)
         path = self.effective_tests_dir if name == "tests" else raw
         if path is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from sqlalchemy import MetaData
 
 from app.core.config import Settings
 from app.core.db import Database, DatabaseRegistry
-from app.core.errors import Forbidden, Unauthorized
+from app.core.keys import KeyRing, Scope
 from app.core.live import EventHub
 
 
@@ -75,8 +74,10 @@ class AppContext:
 
     settings: Settings
     registry: DatabaseRegistry = field(init=False)
+    keys: KeyRing = field(init=False)
 
     def __post_init__(self) -> None:
+        self.keys = KeyRing(self.settings.api_keys, self.settings.api_keys_file)
         self.registry = DatabaseRegistry(
             self.settings.pool_size, self.settings.max_overflow, self.settings.duckdb_memory_limit
         )
@@ -85,12 +86,6 @@ class AppContext:
         """Return a component's database."""
         return self.registry.get(self.settings.database_url(component))
 
-    def check_key(self, key: str | None) -> None:
-        """Raise 401/403 unless `key` is a configured API key (no keys: open)."""
-        keys = self.settings.api_keys
-        if not keys:
-            return
-        if not key:
-            raise Unauthorized("this operation needs an API key in the X-API-Key header")
-        if not any(secrets.compare_digest(key, k) for k in keys):
-            raise Forbidden("the X-API-Key sent is not a valid key")
+    def check_key(self, key: str | None, scope: Scope = "write") -> None:
+        """Raise 401/403 unless `key` is a configured key of `scope` or above (no keys: open)."""
+        self.keys.check(key, scope)

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from app.core.config import Settings
 from app.core.context import AppContext, Component, Runtime
 from app.core.db import Database
+from app.core.keys import required_scope
 from app.core.live import EventHub
 
 T = TypeVar("T")
@@ -88,8 +89,17 @@ def hub_of(component: str) -> Callable[[HTTPConnection], EventHub]:
     return dependency
 
 
-def _require_write(ctx: ContextDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    ctx.check_key(x_api_key)
+def _require_write(
+    connection: HTTPConnection, ctx: ContextDep, x_api_key: Annotated[str | None, Header()] = None
+) -> None:
+    # Admin operations (delete, import, export, SQL, retention, backup) are named by one table,
+    # `app.core.keys.ADMIN_PATHS`, which the body guard reads too: both decide alike.
+    needed = required_scope(connection.scope.get("method", "GET"), connection.scope["path"])
+    ctx.check_key(x_api_key, "admin" if needed == "admin" else "write")
+
+
+def _require_admin(ctx: ContextDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    ctx.check_key(x_api_key, "admin")
 
 
 def _require_read(
@@ -100,14 +110,17 @@ def _require_read(
     if connection.scope["type"] == "websocket":
         return
     if ctx.settings.protect_reads:
-        ctx.check_key(x_api_key)
+        ctx.check_key(x_api_key, "read")
 
 
 WriteAccess = Depends(_require_write)
-"""Use as `dependencies=[WriteAccess]`: API keys on writes, deletes, export and import."""
+"""Use as `dependencies=[WriteAccess]`: a write key; an admin key where `ADMIN_PATHS` says."""
+
+AdminAccess = Depends(_require_admin)
+"""Use as `dependencies=[AdminAccess]`: an admin key (delete, import, export, SQL, backup)."""
 
 ReadAccess = Depends(_require_read)
-"""Use as `dependencies=[ReadAccess]`: API keys on reads when `protect_reads` is set."""
+"""Use as `dependencies=[ReadAccess]`: a read key on reads when `protect_reads` is set."""
 
 
 # --- unknown query parameters ---------------------------------------------------------------

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
 from app.core.errors import AppError, NotFound
+from app.core.keys import Scope
 
 # A subscriber that stops reading is dropped once this many events wait for it.
 QUEUE_LIMIT = 10_000
@@ -142,9 +143,9 @@ def sse_response(
 
 @dataclass(frozen=True)
 class WsKeys:
-    """How a WebSocket session checks keys: `check` raises 401/403; `protect_reads` as in HTTP."""
+    """How a WebSocket session checks keys: `check(key, scope)` raises 401/403 (as in HTTP)."""
 
-    check: Callable[[str | None], None]
+    check: Callable[[str | None, Scope], None]
     protect_reads: bool
 
 
@@ -216,7 +217,7 @@ class _WsSession:
             if self.api_key is None:
                 self.api_key = await _first_message_key(self.websocket)
             try:
-                self.keys.check(self.api_key)
+                self.keys.check(self.api_key, "read")
             except AppError as exc:
                 await self.websocket.send_json(_error(exc))
                 await self.websocket.close(code=4401 if exc.status_code == 401 else 4403)
@@ -262,9 +263,9 @@ class _WsSession:
             async with self.busy:
                 await self.answer(kind, message)
 
-    async def _authorised(self, offered: str | None) -> bool:
+    async def _authorised(self, offered: str | None, scope: Scope) -> bool:
         try:
-            self.keys.check(offered)
+            self.keys.check(offered, scope)
         except AppError as exc:
             await self.send(_error(exc))
             return False
@@ -281,11 +282,11 @@ class _WsSession:
         elif kind == "auth":
             offered = message.get("key") if isinstance(message, dict) else None
             offered = offered if isinstance(offered, str) and offered else None
-            if await self._authorised(offered):
+            if await self._authorised(offered, "read"):
                 self.api_key = offered
                 await self.send({"type": "auth", "ok": True})
         elif kind == "cancel":
-            if await self._authorised(self.api_key):
+            if await self._authorised(self.api_key, "write"):
                 await self.send({"type": "cancel", **await asyncio.to_thread(self.cancel)})
         else:
             detail = "messages are ping, status, auth or cancel"

@@ -10,6 +10,7 @@ from app.components.generator import (
     reports_router,
     router,
 )
+from app.components.generator.maintenance import router as maintenance_router
 from app.components.generator.models import Base
 from app.components.generator.runner import GenerationRunner
 from app.core.context import AppContext, Component, Runtime
@@ -36,6 +37,7 @@ component = Component(
         reports_router.router,
         query_router.router,
         exec_router.router,
+        maintenance_router,  # harda: retention, backup
     ),
     build=build,
 )

@@ -11,6 +11,7 @@ from app.components.test_suite import (
     reports_router,
     router,
 )
+from app.components.test_suite.maintenance import router as maintenance_router
 from app.components.test_suite.models import Base
 from app.components.test_suite.runner import SuiteRunner
 from app.core.context import AppContext, Component, Runtime
@@ -38,6 +39,7 @@ component = Component(
         query_router.router,
         junit_router.router,
         exec_router.router,
+        maintenance_router,  # harda: retention, backup
     ),
     build=build,
 )
