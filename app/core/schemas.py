@@ -165,6 +165,9 @@ class ExportResult(BaseModel):
     bytes: int
     rows: dict[str, int]
     schema_revision: str | None
+    schema_file: str | None = Field(
+        None, description="jsonl/csv/parquet: the side file naming each column's type"
+    )
 
 
 class ImportResult(BaseModel):
