@@ -93,7 +93,7 @@ def bounded_sse(server: Server, headers: dict[str, str]) -> None:
 
 
 def test_fuzz_open_server(tmp_path: Path) -> None:
-    server = Server(tmp_path, env={"APP_API_KEYS": ""}).start()
+    server = Server(tmp_path, env={"APP_API_KEYS": ""}).start(timeout=120)
     try:
         bounded_sse(server, {})
         schemathesis(server, tmp_path, OPEN_PHASES)
@@ -103,7 +103,7 @@ def test_fuzz_open_server(tmp_path: Path) -> None:
 
 
 def test_fuzz_keyed_server(tmp_path: Path) -> None:
-    server = Server(tmp_path, env={"APP_API_KEYS": KEY}).start()
+    server = Server(tmp_path, env={"APP_API_KEYS": KEY}).start(timeout=120)
     try:
         bounded_sse(server, {"X-API-Key": KEY})
         schemathesis(server, tmp_path, KEYED_PHASES, f"X-API-Key: {KEY}")
