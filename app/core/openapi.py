@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.body_guard import READ_POST_PATHS
 from app.core.config import Settings
 from app.core.schemas import ErrorBody
 
@@ -55,6 +56,15 @@ def http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def needs_key(method: str, path: str, settings: Settings) -> bool:
+    """Return whether an operation needs X-API-Key (writes; reads too with protect_reads)."""
+    if not settings.api_keys:
+        return False
+    if settings.protect_reads:
+        return True
+    return method != "get" and not any(p.match(path) for p in READ_POST_PATHS)
+
+
 def error_statuses(
     method: str, path: str, operation: dict[str, Any], settings: Settings
 ) -> set[int]:
@@ -66,7 +76,7 @@ def error_statuses(
         statuses.add(413)
     if method in WRITE_METHODS:
         statuses.add(409)
-    if settings.api_keys and (method != "get" or settings.protect_reads):
+    if needs_key(method, path, settings):
         statuses |= {401, 403}
     declared = {int(s) for s in operation.get("responses", {}) if str(s).isdigit()}
     return statuses | {s for s in declared if s >= 400}
@@ -93,6 +103,12 @@ def apply_error_contract(schema: dict[str, Any], settings: Settings) -> dict[str
                 if status == 503 and path == "/health":
                     continue  # health answers its own report with 503, not an error
                 responses[str(status)] = _error_response(status, responses.get(str(status)))
+            if needs_key(method, path, settings):
+                operation["security"] = [{"ApiKey": []}]
+    if settings.api_keys:  # Swagger UI's "Authorize" then sends the key
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+        }
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):  # no route answers so
         components.pop(unused, None)
