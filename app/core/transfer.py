@@ -363,6 +363,7 @@ def export(
     """Write an export file (the JSON document, or one table) and say what was written."""
     path = export_path(folder, body.filename, body.overwrite)
     fmt = format_for(body.filename, body.format)
+    side: Path | None = None  # the schema side file of a one-table export
     if fmt == "json":
         rows = export_document(session, component, revision, chosen, path)
     else:
@@ -384,7 +385,7 @@ def export(
         "bytes": path.stat().st_size,
         "rows": rows,
         "schema_revision": revision,
-        "schema_file": side.name if fmt != "json" else None,
+        "schema_file": side.name if side else None,
     }
 
 
