@@ -63,7 +63,7 @@ $(FUZZ): pyproject.toml | $(STAMP)
 
 .PHONY: test-api-fuzz
 test-api-fuzz: $(FUZZ)  ## schemathesis over every operation of /openapi.json, open and keyed
-	$(BIN)/python -m pytest -q -m fuzz tests/fuzz
+	$(BIN)/python -m pytest -q -s -m fuzz tests/fuzz
 
 bench: $(STAMP)  ## benchmarks against raw DuckDB (BENCH_SCALE=full for the full data set)
 	$(BIN)/python -m bench

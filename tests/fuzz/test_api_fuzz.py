@@ -25,7 +25,7 @@ CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"
     "response_headers_conformance,response_schema_conformance"
 )
-MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "6")
+MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "5")
 # The open run also walks each operation's boundary values (the coverage phase: the longest);
 # the keyed run fuzzes the same operations with a key, for the auth paths and keyed answers.
 OPEN_PHASES = "examples,coverage,fuzzing"
