@@ -55,6 +55,16 @@ test-ui: $(UI)  ## the dashboard in headless Chromium (Debian's `chromium`, inst
 	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	$(BIN)/python -m pytest -q -m ui tests/web
 
+FUZZ := $(VENV)/.installed-fuzz
+
+$(FUZZ): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	touch $(FUZZ)
+
+.PHONY: test-api-fuzz
+test-api-fuzz: $(FUZZ)  ## schemathesis over every operation of /openapi.json, open and keyed
+	$(BIN)/python -m pytest -q -s -m fuzz tests/fuzz
+
 bench: $(STAMP)  ## benchmarks against raw DuckDB (BENCH_SCALE=full for the full data set)
 	$(BIN)/python -m bench
 

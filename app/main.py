@@ -27,6 +27,7 @@ from app.core.deps import KnownQuery
 from app.core.errors import AppError, StartupError
 from app.core.hosts import HostGuardMiddleware
 from app.core.migrate import check_schema, revision_state, upgrade
+from app.core.openapi import install as install_error_contract
 from app.sweep import start_sweeper
 from app.unified import install as install_unified
 from app.web.router import install as install_web
@@ -158,7 +159,10 @@ def _finite(value: Any) -> Any:
 def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = jsonable_encoder(_finite(list(exc.errors())))
-    return JSONResponse({"detail": errors}, status_code=422)
+    # Malformed JSON is its own code; any other refused field is a validation error.
+    broken = bool(errors) and all(e.get("type") == "json_invalid" for e in errors)
+    code = "invalid_json" if broken else "validation_error"
+    return JSONResponse({"detail": errors, "code": code}, status_code=422)
 
 
 def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -208,6 +212,7 @@ def create_app(settings: Settings | None = None) -> TrackingApp:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _unexpected)
+    install_error_contract(app, settings)  # HTTP errors as ErrorBody; /openapi.json says so
     return app
 
 

@@ -99,7 +99,7 @@ def insert_rows(
 
 def _iso(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return value.isoformat().replace("+00:00", "Z")
     return value
 
 
@@ -122,7 +122,7 @@ def _duckdb_copy(
     projection = []
     for name, column in columns:
         if isinstance(getattr(column, "type", None), DateTime) and fmt != "parquet":
-            projection.append(f'strftime("{name}", \'%Y-%m-%dT%H:%M:%S.%f+00:00\') AS "{name}"')
+            projection.append(f'strftime("{name}", \'%Y-%m-%dT%H:%M:%S.%fZ\') AS "{name}"')
         else:
             projection.append(f'"{name}"')
     options = {

@@ -165,6 +165,9 @@ class ExportResult(BaseModel):
     bytes: int
     rows: dict[str, int]
     schema_revision: str | None
+    schema_file: str | None = Field(
+        None, description="jsonl/csv/parquet: the side file naming each column's type"
+    )
 
 
 class ImportResult(BaseModel):
@@ -184,10 +187,22 @@ class Deleted(BaseModel):
     deleted: dict[str, int] = Field(default_factory=dict)
 
 
-class ErrorBody(BaseModel):
-    """Every error the app raises on purpose."""
+class FieldError(BaseModel):
+    """One field FastAPI's validation refused (an item of a 422's `detail` list)."""
 
-    detail: str
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a sentence (or, for validation, the fields) and a stable code."""
+
+    model_config = ConfigDict(extra="allow")  # some errors add fields (e.g. `limit`)
+
+    detail: str | list[FieldError]
     code: str
 
 

@@ -9,13 +9,14 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     Boolean,
@@ -23,7 +24,10 @@ from sqlalchemy import (
     Double,
     Enum,
     Integer,
+    Text,
+    cast,
     delete,
+    func,
     select,
 )
 from sqlalchemy.dialects import postgresql
@@ -48,6 +52,9 @@ class TableSpec:
     group: str
     keys: tuple[str, ...] = ()
     owner: str | None = None
+    # A single-table export's SELECT: the table's columns and the ones users group by (counts,
+    # outcome, the run's model...). Only jsonl/csv/parquet use it; the JSON document stays raw.
+    flat: Callable[[], Any] | None = None
 
     @property
     def name(self) -> str:
@@ -101,6 +108,84 @@ def export_table(session: Session, spec: TableSpec, path: Path, fmt: str) -> int
     """Write one table to a file in the given format; return its row count."""
     columns = [(c.name, c) for c in spec.columns]
     return copy_to_file(session, _table_query(spec), columns, path, fmt)
+
+
+# Each column's type in the schema side file: a Table Schema type, and the DuckDB type to load it
+# with (`read_csv(..., columns=...)`). In CSV, lists and objects are JSON text.
+def field_type(kind: Any) -> tuple[str, str]:
+    """Return (table-schema type, SQL type) of a SQLAlchemy column type."""
+    if isinstance(kind, ARRAY):
+        return "array", "VARCHAR[]"
+    if isinstance(kind, JSON):
+        return "object", "JSON"
+    if isinstance(kind, DateTime):
+        return "datetime", "TIMESTAMPTZ"
+    if isinstance(kind, Boolean):
+        return "boolean", "BOOLEAN"
+    if isinstance(kind, BigInteger):
+        return "integer", "BIGINT"
+    if isinstance(kind, Integer):
+        return "integer", "INTEGER"
+    if isinstance(kind, Double):
+        return "number", "DOUBLE"
+    return "string", "VARCHAR"
+
+
+def table_schema(query: Any, fmt: str) -> list[dict[str, Any]]:
+    """Describe every column an export of `query` writes: name, type, SQL type, text format."""
+    fields = []
+    for column in query.selected_columns:
+        kind, sql = field_type(column.type)
+        field: dict[str, Any] = {"name": column.name, "type": kind, "sql_type": sql}
+        if kind == "datetime" and fmt != "parquet":
+            field["format"] = "ISO 8601, UTC, ending in Z"
+        elif kind in ("array", "object") and fmt == "csv":
+            field["format"] = "JSON text"
+        fields.append(field)
+    return fields
+
+
+def export_flat(session: Session, spec: TableSpec, path: Path, fmt: str) -> tuple[int, Any]:
+    """Write one table with its denormalised columns; return the row count and the query."""
+    query = spec.flat() if spec.flat is not None else _table_query(spec)
+    written = query
+    if fmt == "csv":  # lists and objects as JSON text, so every reader parses them alike
+        written = query.with_only_columns(
+            *[
+                cast(func.to_json(c), Text).label(c.name) if isinstance(c.type, ARRAY | JSON) else c
+                for c in query.selected_columns
+            ]
+        )
+    columns = [(c.name, c) for c in written.selected_columns]
+    return copy_to_file(session, written, columns, path, fmt), query
+
+
+def schema_path(path: Path) -> Path:
+    """Return the schema side file of an export (its name stays within 255 bytes)."""
+    return path.with_name(f"{path.name[:200]}.schema.json")
+
+
+def write_schema(
+    path: Path, component: str, table: str, fmt: str, query: Any, rows: int, revision: str | None
+) -> Path:
+    """Write the schema side file of a one-table export (atomically) and return its path."""
+    side = schema_path(path)
+    document = {
+        "format": "accelerate-tracking-table",
+        "version": EXPORT_VERSION,
+        "component": component,
+        "table": table,
+        "file": path.name,
+        "file_format": fmt,
+        "rows": rows,
+        "schema_revision": revision,
+        "exported_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "fields": table_schema(query, fmt),
+    }
+    tmp = scratch_name(side)
+    tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, side)
+    return side
 
 
 def export_document(
@@ -278,6 +363,7 @@ def export(
     """Write an export file (the JSON document, or one table) and say what was written."""
     path = export_path(folder, body.filename, body.overwrite)
     fmt = format_for(body.filename, body.format)
+    side: Path | None = None  # the schema side file of a one-table export
     if fmt == "json":
         rows = export_document(session, component, revision, chosen, path)
     else:
@@ -288,8 +374,10 @@ def export(
                 f"unknown table {name!r}; one of {', '.join(by_name)}", code="unknown_table"
             )
         tmp = scratch_name(path)
-        rows = {name: export_table(session, by_name[name], tmp, fmt)}
+        count, query = export_flat(session, by_name[name], tmp, fmt)
         tmp.replace(path)
+        rows = {name: count}
+        side = write_schema(path, component, name, fmt, query, count, revision)
     return {
         "path": str(path),
         "filename": path.name,
@@ -297,6 +385,7 @@ def export(
         "bytes": path.stat().st_size,
         "rows": rows,
         "schema_revision": revision,
+        "schema_file": side.name if side else None,
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from app.components.test_suite import reports, store, verdicts
+from app.components.test_suite import flat_exports, reports, store, verdicts
 from app.components.test_suite.models import (
     Run,
     RunArtifact,
@@ -53,13 +53,19 @@ COMPONENT = "test_suite"
 
 # Export order, import keys: upsert by natural key, or replace a run's rows (append-only series).
 TABLES = (
-    TableSpec(Run, ("run_id",), "runs", keys=("run_id",)),
+    TableSpec(Run, ("run_id",), "runs", keys=("run_id",), flat=flat_exports.runs),
     TableSpec(RunResult, ("run_id",), "runs", keys=("run_id",)),
     # Steps, metrics and artifacts in recorded order (by surrogate id), so an import inserts
     # them in that order again and reads list them as before.
-    TableSpec(RunCase, ("run_id", "position"), "cases", owner="run_id"),
+    TableSpec(RunCase, ("run_id", "position"), "cases", owner="run_id", flat=flat_exports.cases),
     TableSpec(RunStep, ("run_id", "id"), "steps", keys=("run_id", "step_name")),
-    TableSpec(RunMetric, ("run_id", "timestamp", "id"), "metrics", owner="run_id"),
+    TableSpec(
+        RunMetric,
+        ("run_id", "timestamp", "id"),
+        "metrics",
+        owner="run_id",
+        flat=flat_exports.metrics,
+    ),
     TableSpec(RunTag, ("run_id", "tag_name"), "runs", keys=("run_id", "tag_name")),
     TableSpec(RunArtifact, ("run_id", "id"), "runs", keys=("run_id", "artifact_path")),
     TableSpec(RunBatch, ("batch_id",), "batches", keys=("batch_id",)),
