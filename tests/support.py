@@ -59,6 +59,7 @@ def make_settings(folder: Path, template_dbs: dict[str, Path], **overrides: obje
         "export_dir": folder / "exports",
         "output_dir": folder / "generated",
         "results_dir": folder / "results",
+        "backup_dir": folder / "backups",
         "backup_before_migrate": False,
         # TestClient sends `Host: testserver`; the app's own defaults are loopback only.
         "allowed_hosts": ["testserver", "localhost", "127.0.0.1", "::1"],
@@ -87,6 +88,7 @@ class Server:
             "APP_EXPORT_DIR": str(folder / "exports"),
             "APP_OUTPUT_DIR": str(folder / "generated"),
             "APP_RESULTS_DIR": str(folder / "results"),
+            "APP_BACKUP_DIR": str(folder / "backups"),
         }
         self.env = {**os.environ, **base, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
