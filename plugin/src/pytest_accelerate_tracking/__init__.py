@@ -23,6 +23,7 @@ from typing import IO, Any
 import pytest
 
 from pytest_accelerate_tracking.journal import (
+    JournalCase,
     JournalWriter,
     read_journal,
     run_document,
@@ -536,6 +537,7 @@ class _Tracker:
     ) -> None:
         finished_at = _now() if self.events is not None or properties else None
         journal = self.relay.journal if self.relay is not None else None
+        journaled: list[JournalCase] = []
         for index, (name, status, error, duration_ms) in enumerate(cases):
             name, text = case_name(name), shorten_error(error)
             props = properties if index == 0 else {}
@@ -552,7 +554,7 @@ class _Tracker:
                         }
                         for metric, value in props.items()
                     ]
-                journal.case(name, status, duration_ms, text, metrics)
+                journaled.append((name, status, duration_ms, text, metrics))
             if self.events is not None:
                 event = {
                     "event": "test_finished",
@@ -569,6 +571,8 @@ class _Tracker:
                 if when:
                     event["when"] = when
                 self.events.emit(event)
+        if journal is not None:
+            journal.cases(journaled)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """Start the sender process (it creates the run)."""

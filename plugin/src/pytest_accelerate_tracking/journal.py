@@ -22,6 +22,9 @@ FINAL = "f"  # ["f", {"status", "completed_at", ...}]: the session ended
 
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
+# name, status, duration in ms, error text, metric points (None when there are none)
+JournalCase = tuple[str, str, float, str | None, list[dict[str, Any]] | None]
+
 
 class JournalWriter:
     """Append journal lines, one write per line (the sender process sees each at once)."""
@@ -31,22 +34,15 @@ class JournalWriter:
         self._file: IO[bytes] | None = path.open("ab")
         self._write(header)
 
-    def _write(self, item: Any) -> None:
+    def _write(self, *items: Any) -> None:
         if self._file is None:
             return
-        self._file.write((_encode(item) + "\n").encode("ascii"))
+        self._file.write("".join(_encode(item) + "\n" for item in items).encode("ascii"))
         self._file.flush()
 
-    def case(
-        self,
-        name: str,
-        status: str,
-        duration_ms: float,
-        error: str | None,
-        metrics: list[dict[str, Any]] | None,
-    ) -> None:
-        """Append one case (with its metrics, if any)."""
-        self._write((CASE, name, status, duration_ms, error, metrics))
+    def cases(self, cases: list[JournalCase]) -> None:
+        """Append a test's cases (name, status, duration_ms, error, metrics or None): one write."""
+        self._write(*((CASE, *case) for case in cases))
 
     def collected(self, count: int) -> None:
         """Append how many tests the session collected (for progress)."""
