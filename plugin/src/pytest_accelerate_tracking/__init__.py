@@ -53,6 +53,10 @@ DEFAULT_FLUSH_TIMEOUT_S = 10.0
 # Beyond the flush timeout, how long the test process waits for the sender process to answer
 # (it may still be starting, or reading the journal's last lines) before spooling by itself.
 RELAY_GRACE_S = 5.0
+RELAY_BOOT = (
+    "import sys; sys.path.append(sys.argv.pop(1)); "
+    "from pytest_accelerate_tracking.relay import main; raise SystemExit(main(sys.argv[1:]))"
+)
 SPOOL_NAME = "spool.jsonl"
 
 _UNIT_SUFFIXES = (
@@ -453,11 +457,11 @@ class _Relay:
         self.journal = JournalWriter(self.path, header)
         env = dict(os.environ)
         if self.api_key:
-            env["ACCELERATE_TRACKING_API_KEY"] = self.api_key
-        # The sender process imports this very copy of the package, however pytest found it.
+            env["ACCELERATE_TRACKING_API_KEY"] = self.api_key  # never on a command line
+        # -P: nothing from the project's folder shadows what the sender imports. The folder this
+        # copy of the package is in comes last on its path, however pytest found the plugin.
         source = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "pytest_accelerate_tracking.relay", name, str(os.getpid())]
+        command = [sys.executable, "-P", "-c", RELAY_BOOT, source, name, str(os.getpid())]
         try:
             self.proc = subprocess.Popen(
                 command,

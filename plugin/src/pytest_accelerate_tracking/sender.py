@@ -31,6 +31,9 @@ __all__ = ["Sender", "read_spool", "spool_line", "upload_spool", "write_spool"]
 
 BATCH_MAX_CASES = 1000  # cases per POST /run/{id}/cases
 BATCH_INTERVAL_S = 0.5  # a case waits at most this long before it is sent (live progress)
+# Progress (PATCH /run/{id}) goes with a batch at most this often, and always with the last:
+# each update costs the server a write of its own, on the machine the suite may share.
+PROGRESS_INTERVAL_S = 2.0
 HTTP_TIMEOUT_S = 10.0
 HTTP_CONNECT_TIMEOUT_S = 2.0
 BACKOFF_FIRST_S = 0.25
@@ -171,6 +174,7 @@ class Sender:
         self.collected = 0
         self._sent_cases = 0
         self._sent_metrics = 0
+        self._progress_at = -PROGRESS_INTERVAL_S
         self._created = False
         self._consistent = True  # False once a live request may have been lost or doubled
         self._refused: str | None = None
@@ -268,7 +272,7 @@ class Sender:
             self._complete(client)
 
     def _send_pending(self, client: httpx.Client) -> bool:
-        """Send the queued cases and metrics in batches, then the progress; False on failure."""
+        """Send queued cases and metrics, then progress (2 s apart, and last); False on failure."""
         with self._lock:
             cases = self.cases[self._sent_cases :]
             metrics = self.metrics[self._sent_metrics :]
@@ -286,6 +290,10 @@ class Sender:
                 self._consistent = False
                 return False
             self._sent_metrics += len(batch)
+        now = time.monotonic()
+        if not self._closing.is_set() and now - self._progress_at < PROGRESS_INTERVAL_S:
+            return True
+        self._progress_at = now
         total = max(self.collected, self._sent_cases)
         progress = {
             "progress": round(min(self._sent_cases / total, 1.0), 4) if total else 0.0,
