@@ -527,9 +527,11 @@ class _Tracker:
         self.summary: str | None = None
 
     def close(self) -> None:
-        """Close the events file."""
+        """Close the events file (and the journal, if the session never finished)."""
         if self.events is not None:
             self.events.close()
+        if self.relay is not None and self.relay.journal is not None:
+            self.relay.journal.close()  # the sender process completes the run as an error
 
     def _record(
         self,
@@ -575,7 +577,7 @@ class _Tracker:
                 if when:
                     event["when"] = when
                 self.events.emit(event)
-        if journal is not None:
+        if journal is not None and journaled:
             journal.cases(journaled)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:

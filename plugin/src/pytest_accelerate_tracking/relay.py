@@ -62,6 +62,8 @@ def main(argv: list[str]) -> int:
     sender.start()
     final = follow(path, parent, sender, str(header["hardware"]))
     summary = sender.finish(final)
+    if final == ORPHANED:
+        path.unlink(missing_ok=True)  # nobody is left to read the journal: the run went or spooled
     with contextlib.suppress(OSError):  # a test process that died reads nothing
         sys.stdout.write(json.dumps({"summary": summary}) + "\n")
         sys.stdout.flush()
