@@ -776,8 +776,11 @@ def test_a_session_that_dies_is_completed_as_an_error(
 ) -> None:
     project = write_project(tmp_path / "p", **{"test_dies.py": DIES_MIDWAY})
 
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+
     args = record_args(fake_server.url, tmp_path / "s.jsonl", "--tracking-run-id", "dead-1")
-    result = run_pytest("test_dies.py", *args, cwd=project)
+    result = run_pytest("test_dies.py", *args, cwd=project, env={"TMPDIR": str(scratch)})
 
     assert result.returncode == 3
     run = "/api/test/db/run/dead-1"
@@ -790,3 +793,6 @@ def test_a_session_that_dies_is_completed_as_an_error(
     assert "ended without finishing" in complete.body["error"]
     cases = [c["name"] for r in fake_server.requests if r.path == run + "/cases" for c in r.body]
     assert cases == ["test_dies.py::test_before"]
+    while list(scratch.iterdir()):  # the sender process removes the journal nobody will read
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
