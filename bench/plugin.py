@@ -1,11 +1,16 @@
 """Plugin overhead: a generated suite run with the plugin recording to the server vs inert.
 
 Also runs on its own against a fresh server: `python -m bench.plugin [--results N] [--reps R]`.
+Reports wall time (best and median, the target's figure), the CPU time of the test process
+itself (steadier than wall time on a shared machine), of the plugin's sender process and of
+the server, and the load average while it ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from bench.report import log
 from bench.server import Server
@@ -36,6 +42,18 @@ def test_result(i):
 '''
 INI = "[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest -p no:xdist\n"
 
+# Runs pytest in this process and writes its CPU time, and its children's (the plugin's sender
+# process), to the file $BENCH_PLUGIN_CPU names.
+PYTEST_WITH_CPU = """
+import json, os, resource, sys
+import pytest
+code = pytest.main(sys.argv[1:])
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(os.environ["BENCH_PLUGIN_CPU"], "w") as f:
+    json.dump({"self": me.ru_utime + me.ru_stime, "children": kids.ru_utime + kids.ru_stime}, f)
+sys.exit(code)
+"""
+
 
 def write_suite(folder: Path, results: int) -> Path:
     """Write the generated suite (and its own pytest.ini) into `folder`; return the folder."""
@@ -45,38 +63,68 @@ def write_suite(folder: Path, results: int) -> Path:
     return folder
 
 
-def _session(suite: Path, extra: list[str]) -> float:
-    """Run pytest on the suite in a subprocess; return its wall time in seconds."""
+def _cpu_of(pid: int | None) -> float:
+    """Return a process's CPU time so far (0 when there is none to read)."""
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def _session(suite: Path, extra: list[str], server_pid: int | None = None) -> dict[str, float]:
+    """Run pytest on the suite in a subprocess; return its wall time and CPU times (s)."""
+    cpu_file = suite / "cpu.json"
+    server_before = _cpu_of(server_pid)
     began = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", str(suite), *extra],
+        [sys.executable, "-c", PYTEST_WITH_CPU, "-q", str(suite), *extra],
         cwd=suite,
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
+        env={**os.environ, "BENCH_PLUGIN_CPU": str(cpu_file)},
     )
     wall = time.perf_counter() - began
     if proc.returncode != 0:
         raise RuntimeError(f"pytest failed ({proc.returncode}): {proc.stdout[-2000:]}")
-    return wall
+    cpu = json.loads(cpu_file.read_text())
+    return {
+        "wall": wall,
+        "cpu": float(cpu["self"]),
+        "sender_cpu": float(cpu["children"]),
+        "server_cpu": _cpu_of(server_pid) - server_before,
+    }
 
 
-def measure(url: str, work: Path, scale: str) -> dict[str, Any]:
-    """Time the suite inert and recording (alternating, best of REPS); check what was stored."""
+def _figures(samples: list[dict[str, float]], key: str) -> tuple[float, float]:
+    """Return (best, median) of one figure over the repetitions."""
+    values = [s[key] for s in samples]
+    return min(values), statistics.median(values)
+
+
+def measure(url: str, work: Path, scale: str, server_pid: int | None = None) -> dict[str, Any]:
+    """Time the suite inert and recording (interleaved, best and median of REPS); check the runs."""
     results, reps = RESULTS[scale], REPS[scale]
     suite = write_suite(work / "plugin-suite", results)
     spool = work / "plugin-spool.jsonl"
     _session(suite, ["--collect-only"])  # warm the file system and bytecode caches
-    inert: list[float] = []
-    recording: list[float] = []
+    inert: list[dict[str, float]] = []
+    recording: list[dict[str, float]] = []
     run_ids: list[str] = []
+    loads = [os.getloadavg()[0]]
     for rep in range(reps):
-        inert.append(_session(suite, []))
         run_id = f"plugin-bench-{int(time.time())}-{rep}"
         run_ids.append(run_id)
         args = ["--tracking-url", url, "--tracking-model", "plugin-bench"]
         args += ["--tracking-run-id", run_id, "--tracking-spool", str(spool)]
-        recording.append(_session(suite, args))
+        # Alternate which goes first, so a machine getting busier or quieter favours neither.
+        order: list[tuple[str, list[str]]] = [("inert", []), ("recording", args)]
+        for name, extra in order if rep % 2 == 0 else order[::-1]:
+            (inert if name == "inert" else recording).append(_session(suite, extra, server_pid))
+            loads.append(os.getloadavg()[0])
     stored = []
     for run_id in run_ids:
         run = httpx.get(f"{url}/api/test/db/run/{run_id}", timeout=60).json()
@@ -84,26 +132,61 @@ def measure(url: str, work: Path, scale: str) -> dict[str, Any]:
             run.get("status") == "completed"
             and len(run.get("results", {}).get("test_details") or []) == results
         )
-    best_inert, best_recording = min(inert), min(recording)
+    best_inert, median_inert = _figures(inert, "wall")
+    best_recording, median_recording = _figures(recording, "wall")
+    cpu_inert, cpu_inert_median = _figures(inert, "cpu")
+    cpu_recording, cpu_recording_median = _figures(recording, "cpu")
     return {
         "results": results,
         "reps": reps,
         "inert_s": round(best_inert, 3),
         "recording_s": round(best_recording, 3),
-        "inert_median_s": round(statistics.median(inert), 3),
-        "recording_median_s": round(statistics.median(recording), 3),
+        "inert_median_s": round(median_inert, 3),
+        "recording_median_s": round(median_recording, 3),
         "ratio": round(best_recording / best_inert, 3),
+        "ratio_median": round(median_recording / median_inert, 3),
+        "inert_cpu_s": round(cpu_inert, 3),
+        "recording_cpu_s": round(cpu_recording, 3),
+        "inert_cpu_median_s": round(cpu_inert_median, 3),
+        "recording_cpu_median_s": round(cpu_recording_median, 3),
+        "cpu_ratio": round(cpu_recording / cpu_inert, 3),
+        "sender_cpu_median_s": round(_figures(recording, "sender_cpu")[1], 3),
+        "server_cpu_median_s": round(_figures(recording, "server_cpu")[1], 3),
+        "load_average": [round(x, 2) for x in (min(loads), statistics.median(loads), max(loads))],
         "stored_ok": all(stored),
         "spooled": spool.exists(),
     }
 
 
+def describe(f: dict[str, Any]) -> list[str]:
+    """Return the figures as a few readable lines."""
+    low, mid, high = f["load_average"]
+    return [
+        f"{f['results']:,} results, {f['reps']} interleaved reps of each; "
+        f"1-min load average {low:.2f} / {mid:.2f} / {high:.2f} (min / median / max)",
+        f"wall      inert {f['inert_s']:.2f} s best, {f['inert_median_s']:.2f} s median; "
+        f"recording {f['recording_s']:.2f} s best, {f['recording_median_s']:.2f} s median; "
+        f"ratio {f['ratio']:.3f}x best, {f['ratio_median']:.3f}x median "
+        f"(target <= {OVERHEAD_LIMIT:.2f}x)",
+        f"test-process CPU  inert {f['inert_cpu_s']:.2f} s best, "
+        f"{f['inert_cpu_median_s']:.2f} s median; recording {f['recording_cpu_s']:.2f} s best, "
+        f"{f['recording_cpu_median_s']:.2f} s median; ratio {f['cpu_ratio']:.3f}x best",
+        f"outside the test process (median per recording session): sender process CPU "
+        f"{f['sender_cpu_median_s']:.2f} s, server CPU {f['server_cpu_median_s']:.2f} s",
+        f"stored {'every result of every run' if f['stored_ok'] else 'INCOMPLETE runs'}; "
+        f"{'SPOOLED (the server did not take a run)' if f['spooled'] else 'nothing spooled'}",
+    ]
+
+
 def verdict_row(plugin: dict[str, Any]) -> tuple[str, str, str, str, str, bool]:
     """Return the BENCHMARKS.md row of the plugin figure (report._row's arguments)."""
+    cpu = ""
+    if "cpu_ratio" in plugin:
+        cpu = f"; test-process CPU {plugin['cpu_ratio']:.2f}×"
     return (
         f"pytest plugin, {plugin['results']:,} results: recording vs inert (best of "
         f"{plugin['reps']}); every result stored",
-        f"{plugin['recording_s']:.2f} s vs {plugin['inert_s']:.2f} s, "
+        f"{plugin['recording_s']:.2f} s vs {plugin['inert_s']:.2f} s{cpu}, "
         f"stored {'ok' if plugin['stored_ok'] else 'INCOMPLETE'}",
         "",
         f"{plugin['ratio']:.2f}×",
@@ -123,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         (work / "server").mkdir()
         with Server(work / "server", work / "server" / "test_runs.duckdb") as server:
-            figures = measure(server.url, work, "cli")
+            figures = measure(server.url, work, "cli", server_pid=server.pid)
     log(f"plugin overhead: {figures}")
+    for line in describe(figures):
+        print(line)
     return 0 if figures["stored_ok"] else 1
 
 

@@ -669,3 +669,130 @@ def test_next_run_sends_what_an_earlier_one_spooled(tmp_path: Path) -> None:
             assert run["status"] == "completed" and run["results"]["tests_passed"] == 4
     finally:
         srv.stop()
+
+
+# --- the sender process ----------------------------------------------------------------------
+
+PROBE_CONFTEST = """
+import json, sys, threading
+
+
+def pytest_sessionfinish(session):
+    with open("probe-{}.json".format(len(sys.argv)), "w") as f:
+        json.dump({"modules": sorted(sys.modules), "threads": threading.active_count()}, f)
+"""
+KILLS_ITS_SENDER = """
+import psutil
+
+
+def test_before():
+    pass
+
+
+def test_kills_the_sender_process():
+    [sender] = [
+        child
+        for child in psutil.Process().children()
+        if "pytest_accelerate_tracking.relay" in " ".join(child.cmdline())
+    ]
+    sender.kill()
+    sender.wait(10)
+
+
+def test_after():
+    pass
+"""
+DIES_MIDWAY = """
+import os
+
+
+def test_before():
+    pass
+
+
+def test_the_process_dies():
+    os._exit(3)
+"""
+
+
+def write_project(folder: Path, **files: str) -> Path:
+    """Write a small pytest project (its own pytest.ini) into `folder`; return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pytest.ini").write_text("[pytest]\naddopts = -p no:hypothesispytest -p no:xdist\n")
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_the_test_process_does_no_network_work(fake_server: FakeServer, tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path / "p",
+        **{"conftest.py": PROBE_CONFTEST, "test_plain.py": "def test_a():\n    pass\n"},
+    )
+    inert = run_pytest("test_plain.py", cwd=project)
+    recording = run_pytest(
+        "test_plain.py", *record_args(fake_server.url, tmp_path / "s.jsonl"), cwd=project
+    )
+
+    assert inert.returncode == recording.returncode == 0, recording.stdout
+    assert tracking_lines(recording)[0].startswith("accelerate-tracking: recorded run ")
+    probes = [json.loads(p.read_text()) for p in sorted(project.glob("probe-*.json"))]
+    [alone, recorded] = sorted(probes, key=lambda p: len(p["modules"]))
+    # No HTTP client, no sender thread: the sender process does that, out of this GIL.
+    assert not {m for m in recorded["modules"] if m.split(".")[0] in ("httpx", "httpcore")} - {
+        m for m in alone["modules"]
+    }
+    assert recorded["threads"] == alone["threads"] == 1
+
+
+def test_without_an_answer_from_the_sender_process_the_session_spools(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    project = write_project(tmp_path / "p", **{"test_kills.py": KILLS_ITS_SENDER})
+    spool = tmp_path / "spool.jsonl"
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch)}
+
+    result = run_pytest("test_kills.py", *record_args(fake_server.url, spool), cwd=project, env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = tracking_lines(result)
+    assert "could not record run" in line and "the sender process did not answer" in line
+    assert f"spooled to {spool}" in line
+    [entry] = [json.loads(x) for x in spool.read_text().splitlines()]
+    assert entry["run"]["status"] == "completed"
+    assert [c["name"] for c in entry["run"]["results"]["test_details"]] == [
+        "test_kills.py::test_before",
+        "test_kills.py::test_kills_the_sender_process",
+        "test_kills.py::test_after",
+    ]
+    assert not list(scratch.iterdir())  # the journal is gone once the run is spooled
+
+
+def test_a_session_that_dies_is_completed_as_an_error(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    project = write_project(tmp_path / "p", **{"test_dies.py": DIES_MIDWAY})
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+
+    args = record_args(fake_server.url, tmp_path / "s.jsonl", "--tracking-run-id", "dead-1")
+    result = run_pytest("test_dies.py", *args, cwd=project, env={"TMPDIR": str(scratch)})
+
+    assert result.returncode == 3
+    run = "/api/test/db/run/dead-1"
+    deadline = time.monotonic() + 60
+    while (run + "/complete") not in {r.path for r in fake_server.requests}:
+        assert time.monotonic() < deadline, fake_server.paths()
+        time.sleep(0.1)
+    [complete] = [r for r in fake_server.requests if r.path == run + "/complete"]
+    assert complete.body["status"] == "error"
+    assert "ended without finishing" in complete.body["error"]
+    cases = [c["name"] for r in fake_server.requests if r.path == run + "/cases" for c in r.body]
+    assert cases == ["test_dies.py::test_before"]
+    while list(scratch.iterdir()):  # the sender process removes the journal nobody will read
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

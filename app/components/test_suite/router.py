@@ -67,6 +67,27 @@ def run_read(db: Database, run_id: str) -> RunRead:
         return RunRead.model_validate(service.run_detail(session, run_id))
 
 
+PreferMinimal = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        description="`return=minimal` answers with the run's summary (no child rows): what a "
+        "client that sends progress often wants (the pytest plugin does)",
+    ),
+]
+
+
+def run_answer(
+    db: Database, run_id: str, prefer: str | None, response: Response
+) -> RunRead | RunSummary:
+    """Return the run, or only its summary when the client sent `Prefer: return=minimal`."""
+    if prefer and "return=minimal" in prefer.replace(" ", "").lower():
+        response.headers["Preference-Applied"] = "return=minimal"
+        with db.reading() as session:
+            return RunSummary.model_validate(store.run_summary(session, run_id))
+    return run_read(db, run_id)
+
+
 def batch_read(db: Database, batch_id: str) -> BatchRead:
     """Read a batch with its members counted by status and its runs."""
     with db.reading() as session:
@@ -111,13 +132,18 @@ def record_run(
 
 
 @router.patch(
-    "/run/{run_id}", response_model=RunRead, dependencies=WRITE, responses={**NOT_FOUND, **CONFLICT}
+    "/run/{run_id}",
+    response_model=RunRead | RunSummary,
+    dependencies=WRITE,
+    responses={**NOT_FOUND, **CONFLICT},
 )
-def update_run(run_id: str, upd: RunUpdate, db: SuiteDb) -> RunRead:
+def update_run(
+    run_id: str, upd: RunUpdate, db: SuiteDb, response: Response, prefer: PreferMinimal = None
+) -> RunRead | RunSummary:
     """Change only the fields sent (status, progress, current_step, error, ...)."""
     with db.writing() as session:
         service.update_run(session, run_id, upd)
-    return run_read(db, run_id)
+    return run_answer(db, run_id, prefer, response)
 
 
 @router.put(
@@ -194,15 +220,21 @@ def add_cases(
 
 @router.post(
     "/run/{run_id}/complete",
-    response_model=RunRead,
+    response_model=RunRead | RunSummary,
     dependencies=WRITE,
     responses={**NOT_FOUND, **CONFLICT},
 )
-def complete_run(run_id: str, db: SuiteDb, body: RunComplete | None = None) -> RunRead:
+def complete_run(
+    run_id: str,
+    db: SuiteDb,
+    response: Response,
+    body: RunComplete | None = None,
+    prefer: PreferMinimal = None,
+) -> RunRead | RunSummary:
     """End a run with a terminal status (default completed)."""
     with db.writing() as session:
         service.complete_run(session, run_id, body or RunComplete())
-    return run_read(db, run_id)
+    return run_answer(db, run_id, prefer, response)
 
 
 @router.post(

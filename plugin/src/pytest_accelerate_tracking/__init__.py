@@ -12,6 +12,9 @@ import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
+import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +22,14 @@ from typing import IO, Any
 
 import pytest
 
-from pytest_accelerate_tracking.sender import Sender
+from pytest_accelerate_tracking.journal import (
+    JournalCase,
+    JournalWriter,
+    read_journal,
+    run_document,
+    run_tail,
+    spool_or_lost,
+)
 
 __all__ = ["ERROR_TEXT_LIMIT", "NAME_LIMIT", "case_name", "metric_unit", "shorten_error"]
 
@@ -40,6 +50,13 @@ ERROR_TEXT_LIMIT = 64 * 1024
 NAME_LIMIT = 1024
 RECORDER_PLUGIN_NAME = "accelerate-tracking-recorder"
 DEFAULT_FLUSH_TIMEOUT_S = 10.0
+# Beyond the flush timeout, how long the test process waits for the sender process to answer
+# (it may still be starting, or reading the journal's last lines) before spooling by itself.
+RELAY_GRACE_S = 5.0
+RELAY_BOOT = (
+    "import sys; sys.path.append(sys.argv.pop(1)); "
+    "from pytest_accelerate_tracking.relay import main; raise SystemExit(main(sys.argv[1:]))"
+)
 SPOOL_NAME = "spool.jsonl"
 
 _UNIT_SUFFIXES = (
@@ -141,8 +158,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not events_path and not url:
         return
     events = _EventsFile(Path(events_path)) if events_path else None
-    sender = _sender_from_options(config, str(url)) if url else None
-    config.pluginmanager.register(_Tracker(config, events, sender), RECORDER_PLUGIN_NAME)
+    relay = _relay_from_options(config, str(url)) if url else None
+    config.pluginmanager.register(_Tracker(config, events, relay), RECORDER_PLUGIN_NAME)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -359,8 +376,8 @@ def _default_spool(config: pytest.Config) -> Path:
     return Path(base) / "accelerate-tracking" / SPOOL_NAME
 
 
-def _sender_from_options(config: pytest.Config, url: str) -> Sender:
-    """Build the sender from the command line, or fail with a usage error."""
+def _relay_from_options(config: pytest.Config, url: str) -> _Relay:
+    """Build the sender process's handle from the command line, or fail with a usage error."""
     model = config.getoption("tracking_model")
     if not model:
         raise pytest.UsageError("--tracking-url needs --tracking-model NAME")
@@ -388,8 +405,8 @@ def _sender_from_options(config: pytest.Config, url: str) -> Sender:
         run["batch_id"] = str(config.getoption("tracking_batch"))
     spool = config.getoption("tracking_spool")
     api_key = config.getoption("tracking_api_key") or os.environ.get("ACCELERATE_TRACKING_API_KEY")
-    return Sender(
-        url,
+    return _Relay(
+        url.rstrip("/"),
         run,
         api_key=api_key or None,
         spool=Path(spool) if spool else _default_spool(config),
@@ -397,15 +414,110 @@ def _sender_from_options(config: pytest.Config, url: str) -> Sender:
     )
 
 
-class _Tracker:
-    """Turn the session's hooks into cases: queued for the sender, written to the events file."""
+class _Relay:
+    """The test process's side of the sender process: a journal to append to, and the process.
+
+    Each result costs the test process one short line written to the journal; the sender
+    process (relay.py) follows the journal and does the HTTP, JSON, batching and retries, so
+    none of it holds this process's GIL. At the end the session waits for its answer (bounded
+    by the flush timeout); without one it spools the run from the journal itself.
+    """
 
     def __init__(
-        self, config: pytest.Config, events: _EventsFile | None, sender: Sender | None
+        self,
+        url: str,
+        run: dict[str, Any],
+        *,
+        api_key: str | None,
+        spool: Path,
+        flush_timeout_s: float,
+    ) -> None:
+        self.url = url
+        self.run = run
+        self.api_key = api_key
+        self.spool = spool
+        self.flush_timeout_s = flush_timeout_s
+        self.journal: JournalWriter | None = None
+        self.path: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start_error: str | None = None
+
+    def start(self, hardware: str) -> None:
+        """Create the journal and start the sender process on it."""
+        fd, name = tempfile.mkstemp(prefix="accelerate-tracking-", suffix=".journal")
+        os.close(fd)
+        self.path = Path(name)
+        header = {
+            "url": self.url,
+            "run": self.run,
+            "spool": str(self.spool),
+            "flush_timeout_s": self.flush_timeout_s,
+            "hardware": hardware,
+        }
+        self.journal = JournalWriter(self.path, header)
+        env = dict(os.environ)
+        if self.api_key:
+            env["ACCELERATE_TRACKING_API_KEY"] = self.api_key  # never on a command line
+        # -P: nothing from the project's folder shadows what the sender imports. The folder this
+        # copy of the package is in comes last on its path, however pytest found the plugin.
+        source = str(Path(__file__).resolve().parent.parent)
+        command = [sys.executable, "-P", "-c", RELAY_BOOT, source, name, str(os.getpid())]
+        try:
+            self.proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as exc:
+            self.start_error = f"could not start the sender process: {exc}"
+
+    def finish(self, final: dict[str, Any]) -> str:
+        """End the run: wait (bounded) for the sender process's summary line, else spool."""
+        if self.journal is None or self.path is None:
+            return ""
+        self.journal.final(final)
+        self.journal.close()
+        why = self.start_error or "the sender process did not answer"
+        if self.proc is not None:
+            try:
+                out, err = self.proc.communicate(timeout=self.flush_timeout_s + RELAY_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, err = self.proc.communicate()
+                why = f"no answer from the sender process after {self.flush_timeout_s:g} s"
+            for line in reversed(out.decode("utf-8", "replace").splitlines()):
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    summary = str(json.loads(line)["summary"])
+                    self.path.unlink(missing_ok=True)
+                    return summary
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            if lines:
+                why = f"{why}: {lines[-1][:300]}"
+        return self._spool(why)
+
+    def _spool(self, why: str) -> str:
+        """Spool the run from the journal (the sender process gave no answer)."""
+        assert self.path is not None
+        header, cases, metrics = read_journal(self.path)
+        document = run_document(self.run, header["final"], cases, metrics)
+        tail = run_tail(str(self.run["run_id"]), len(cases))
+        summary = spool_or_lost(self.spool, self.url, document, tail, why)
+        if not summary.startswith("accelerate-tracking: LOST"):
+            self.path.unlink(missing_ok=True)
+        return summary
+
+
+class _Tracker:
+    """Turn the session's hooks into cases: journaled for the sender, written to the events file."""
+
+    def __init__(
+        self, config: pytest.Config, events: _EventsFile | None, relay: _Relay | None
     ) -> None:
         self.config = config
         self.events = events
-        self.sender = sender
+        self.relay = relay
         self.hardware = str(config.getoption("tracking_hardware"))
         self.reports: dict[str, list[pytest.TestReport]] = {}
         self.started: dict[str, str] = {}
@@ -415,9 +527,11 @@ class _Tracker:
         self.summary: str | None = None
 
     def close(self) -> None:
-        """Close the events file."""
+        """Close the events file (and the journal, if the session never finished)."""
         if self.events is not None:
             self.events.close()
+        if self.relay is not None and self.relay.journal is not None:
+            self.relay.journal.close()  # the sender process completes the run as an error
 
     def _record(
         self,
@@ -428,32 +542,33 @@ class _Tracker:
         when: str | None = None,
     ) -> None:
         finished_at = _now() if self.events is not None or properties else None
+        journal = self.relay.journal if self.relay is not None else None
+        journaled: list[JournalCase] = []
         for index, (name, status, error, duration_ms) in enumerate(cases):
-            text = shorten_error(error)
-            case = {
-                "name": case_name(name),
-                "status": status,
-                "duration_ms": duration_ms,
-                "error": text,
-                "hardware": self.hardware,
-            }
+            name, text = case_name(name), shorten_error(error)
             props = properties if index == 0 else {}
-            if self.sender is not None:
-                metrics = [
-                    {
-                        "name": metric,
-                        "value": value,
-                        "unit": metric_unit(metric),
-                        "hardware": self.hardware,
-                        "timestamp": finished_at,
-                    }
-                    for metric, value in props.items()
-                ]
-                self.sender.add(case, metrics)
+            if journal is not None:
+                metrics = None
+                if props:
+                    metrics = [
+                        {
+                            "name": metric,
+                            "value": value,
+                            "unit": metric_unit(metric),
+                            "hardware": self.hardware,
+                            "timestamp": finished_at,
+                        }
+                        for metric, value in props.items()
+                    ]
+                journaled.append((name, status, duration_ms, text, metrics))
             if self.events is not None:
                 event = {
                     "event": "test_finished",
-                    **case,
+                    "name": name,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "error": text,
+                    "hardware": self.hardware,
                     "nodeid": nodeid,
                     "properties": props,
                     "started_at": started_at or finished_at,
@@ -462,11 +577,13 @@ class _Tracker:
                 if when:
                     event["when"] = when
                 self.events.emit(event)
+        if journal is not None and journaled:
+            journal.cases(journaled)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """Start the sender (it creates the run in the background)."""
-        if self.sender is not None:
-            self.sender.start()
+        """Start the sender process (it creates the run)."""
+        if self.relay is not None:
+            self.relay.start(self.hardware)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """Keep collection errors and skipped modules: they are cases (as in JUnit XML)."""
@@ -494,8 +611,8 @@ class _Tracker:
             return
         self.announced = True
         names = names + [report.nodeid for report in self.collect_problems]
-        if self.sender is not None:
-            self.sender.collected = len(names)
+        if self.relay is not None and self.relay.journal is not None:
+            self.relay.journal.collected(len(names))
         if self.events is not None:
             self.events.emit({"event": "collected", "count": len(names), "tests": names})
         self._record_problems()
@@ -538,14 +655,14 @@ class _Tracker:
         if self.events is not None:
             event = {"event": "session_finished", "exitstatus": int(exitstatus)}
             self.events.emit({**event, "finished_at": finished_at})
-        if self.sender is None:
+        if self.relay is None:
             return
         final: dict[str, Any] = {"status": "completed", "completed_at": finished_at}
         if int(exitstatus) not in (0, 1, 5):
             # Interrupted, internal error or usage error: the session did not finish.
             reason = f"pytest ended with exit status {exitstatus}"
             final = {**final, "status": "error", "error": reason}
-        self.summary = self.sender.finish(final)
+        self.summary = self.relay.finish(final) or None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print the one line saying where the run went (or where it was spooled)."""

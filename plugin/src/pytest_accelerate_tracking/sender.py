@@ -1,10 +1,12 @@
-"""Send a session's results from a background thread in batches; spool what cannot be sent."""
+"""Send a session's results in batches from a background thread; spool what cannot be sent.
+
+Runs in the sender process (relay.py), never in the test process, which only writes a journal.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,16 +16,30 @@ from urllib.parse import quote
 
 import httpx
 
+from pytest_accelerate_tracking.journal import (
+    SPOOL_FORMAT,
+    drop_from_spool,
+    read_spool,
+    run_document,
+    run_tail,
+    spool_line,
+    spool_or_lost,
+    write_spool,
+)
+
+__all__ = ["Sender", "read_spool", "spool_line", "upload_spool", "write_spool"]
+
 BATCH_MAX_CASES = 1000  # cases per POST /run/{id}/cases
 BATCH_INTERVAL_S = 0.5  # a case waits at most this long before it is sent (live progress)
+# Progress (PATCH /run/{id}) goes with a batch at most this often, and always with the last:
+# each update costs the server a write of its own, on the machine the suite may share.
+PROGRESS_INTERVAL_S = 2.0
 HTTP_TIMEOUT_S = 10.0
 HTTP_CONNECT_TIMEOUT_S = 2.0
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 5.0
 CLOSING_ATTEMPTS = 2  # tries per request once the session has ended
 CURRENT_STEP_LIMIT = 512  # the server's bound on a run's current_step
-SPOOL_FORMAT = "accelerate-tracking-spool"
-_spool_lock = threading.Lock()
 
 
 class Refused(Exception):
@@ -35,8 +51,14 @@ class Unreachable(Exception):
 
 
 def _client(api_key: str | None) -> httpx.Client:
-    """Return an HTTP client with the API key header and bounded timeouts."""
-    headers = {"X-API-Key": api_key} if api_key else {}
+    """Return an HTTP client with the API key header and bounded timeouts.
+
+    `Prefer: return=minimal` asks the server to answer writes with the run's summary, not the
+    whole run with every case so far (which grows with the session).
+    """
+    headers = {"Prefer": "return=minimal"}
+    if api_key:
+        headers["X-API-Key"] = api_key
     timeout = httpx.Timeout(HTTP_TIMEOUT_S, connect=HTTP_CONNECT_TIMEOUT_S)
     return httpx.Client(headers=headers, timeout=timeout)
 
@@ -60,43 +82,7 @@ def post_document(client: httpx.Client, url: str, document: dict[str, Any]) -> N
     _send(client, "POST", f"{url}/api/test/db/runs", document, Prefer="return=minimal")
 
 
-# --- spool -----------------------------------------------------------------------------------
-
-
-def spool_line(url: str, document: dict[str, Any]) -> str:
-    """Return the spool line of one run document for one server."""
-    entry = {"format": SPOOL_FORMAT, "version": 1, "url": url, "run": document}
-    return json.dumps(entry, separators=(",", ":"), default=str)
-
-
-def write_spool(path: Path, url: str, document: dict[str, Any]) -> None:
-    """Append one run document to the spool file (one JSON object per line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _spool_lock, path.open("a", encoding="utf-8") as f:
-        f.write(spool_line(url, document) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_spool(path: Path) -> list[str]:
-    """Return the spool's lines (none when the file does not exist)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def _drop_from_spool(path: Path, sent: set[str]) -> None:
-    """Rewrite the spool without the lines already sent (atomically; removed when empty)."""
-    with _spool_lock:
-        kept = [line for line in read_spool(path) if line not in sent]
-        if not kept:
-            path.unlink(missing_ok=True)
-            return
-        scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        scratch.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(scratch, path)
+# --- upload of a spool file -------------------------------------------------------------
 
 
 @dataclass
@@ -151,7 +137,7 @@ def upload_spool(
             sent.add(line)
             result.sent.append(str(document.get("run_id")))
     if sent:
-        _drop_from_spool(path, sent)
+        drop_from_spool(path, sent)
     return result
 
 
@@ -161,7 +147,7 @@ def upload_spool(
 class Sender:
     """Record one run: create it, send cases in batches, complete it; spool on failure.
 
-    The test process only appends to an in-memory queue; a daemon thread talks to the server.
+    The caller only appends to an in-memory queue; a daemon thread talks to the server.
     """
 
     def __init__(
@@ -188,6 +174,7 @@ class Sender:
         self.collected = 0
         self._sent_cases = 0
         self._sent_metrics = 0
+        self._progress_at = -PROGRESS_INTERVAL_S
         self._created = False
         self._consistent = True  # False once a live request may have been lost or doubled
         self._refused: str | None = None
@@ -226,38 +213,20 @@ class Sender:
         self._closing.set()
         self._wake.set()
         self._thread.join(self.flush_timeout_s)
-        n = len(self.cases)
-        tail = f"run {self.run_id}, {n} result{'s' if n != 1 else ''}"
+        tail = run_tail(self.run_id, len(self.cases))
         replayed = ""
         if self._replayed:
             replayed = f"; sent {len(self._replayed)} spooled run(s) from {self.spool}"
         if self._done:
             return f"accelerate-tracking: recorded {tail} at {self.url}{replayed}"
         why = self._refused or self._last_error or f"not done after {self.flush_timeout_s:g} s"
-        try:
-            write_spool(self.spool, self.url, self.document())
-        except OSError as exc:
-            return (
-                f"accelerate-tracking: LOST {tail}: {why}; could not spool to {self.spool}: {exc}"
-            )
-        return (
-            f"accelerate-tracking: could not record {tail} at {self.url} ({why}); "
-            f"spooled to {self.spool}; send it with `python -m app upload {self.spool}` "
-            f"or `python -m pytest_accelerate_tracking upload {self.spool}`, "
-            f"or the next run with the same --tracking-url sends it{replayed}"
-        )
+        return spool_or_lost(self.spool, self.url, self.document(), tail, why, replayed)
 
     def document(self) -> dict[str, Any]:
         """Return the whole run as one recording document (for an idempotent upsert)."""
         with self._lock:
             cases, metrics = list(self.cases), list(self.metrics)
-        return {
-            **self.run,
-            **(self._final or {}),
-            "progress": 1.0,
-            "results": {"test_details": cases},
-            "metrics": metrics,
-        }
+        return run_document(self.run, self._final, cases, metrics)
 
     # the background thread -------------------------------------------------------------------
 
@@ -303,7 +272,7 @@ class Sender:
             self._complete(client)
 
     def _send_pending(self, client: httpx.Client) -> bool:
-        """Send the queued cases and metrics in batches, then the progress; False on failure."""
+        """Send queued cases and metrics, then progress (2 s apart, and last); False on failure."""
         with self._lock:
             cases = self.cases[self._sent_cases :]
             metrics = self.metrics[self._sent_metrics :]
@@ -321,6 +290,10 @@ class Sender:
                 self._consistent = False
                 return False
             self._sent_metrics += len(batch)
+        now = time.monotonic()
+        if not self._closing.is_set() and now - self._progress_at < PROGRESS_INTERVAL_S:
+            return True
+        self._progress_at = now
         total = max(self.collected, self._sent_cases)
         progress = {
             "progress": round(min(self._sent_cases / total, 1.0), 4) if total else 0.0,
