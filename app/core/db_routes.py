@@ -39,7 +39,7 @@ from app.core.schemas import (
     StepRead,
     Tags,
 )
-from app.core.stats import window_start
+from app.core.stats import Scope, window_start
 from app.core.statuses import BatchStatus
 
 WRITE = [WriteAccess]
@@ -52,6 +52,10 @@ Model = type[BaseModel]
 
 class DbService(Protocol):
     """The functions of a component's `service` module the shared routes call, by name."""
+
+    @property
+    def COMPONENT(self) -> str:
+        """The component's name."""
 
     @property
     def EXCHANGE(self) -> Exchange:
@@ -90,8 +94,8 @@ class DbStore(Protocol):
         """The owner rows' steps, metrics and tags."""
 
     @property
-    def Scope(self) -> Callable[..., Any]:
-        """The component's statistics scope (a `stats.Scope`)."""
+    def Scope(self) -> Callable[..., Scope]:
+        """The component's statistics scope."""
 
     def model_stats(self, session: Session, scope: Any, /) -> Rows:
         """Summarise per model."""
@@ -149,7 +153,6 @@ class DbRoutes:
     `docs` holds the docstrings of shared routes whose words differ between components.
     """
 
-    component: str
     noun: str
     service: DbService
     store: DbStore
@@ -164,6 +167,11 @@ class DbRoutes:
     docs: Mapping[str, str]
 
     @property
+    def component(self) -> str:
+        """Return the component's name."""
+        return self.service.COMPONENT
+
+    @property
     def key(self) -> str:
         """Return the owner rows' key and path parameter (`run_id`, `task_id`)."""
         return f"{self.noun}_id"
@@ -175,17 +183,19 @@ class DbRoutes:
 
 def add_child_routes(router: APIRouter, spec: DbRoutes) -> None:
     """Declare PUT .../steps/{step_name}, POST .../metrics and PUT .../tags of an owner row."""
+    add_step_route(router, spec)
+    add_metric_and_tag_routes(router, spec)
+
+
+def add_step_route(router: APIRouter, spec: DbRoutes) -> None:
+    """Declare PUT /<noun>/{key}/steps/{step_name}: create or update one step."""
     noun, db_of = spec.noun, spec.database()
-    Key: TypeAlias = Annotated[str, Path(alias=spec.key)]
     if TYPE_CHECKING:
         StepBody: TypeAlias = BaseModel
     else:
         StepBody = spec.step_in
-
-    doc, step_doc = (
-        f"Create or update one step of a {noun}.",
-        spec.docs.get("step_name", STEP_NAME_DOC),
-    )
+    doc = f"Create or update one step of a {noun}."
+    step_doc = spec.docs.get("step_name", STEP_NAME_DOC)
 
     @router.put(
         f"/{noun}/{{{spec.key}}}/steps/{{step_name:path}}",
@@ -196,7 +206,7 @@ def add_child_routes(router: APIRouter, spec: DbRoutes) -> None:
         description=doc,
     )
     def put_step(
-        key: Key,
+        key: Annotated[str, Path(alias=spec.key)],
         step: StepBody,
         step_name: Annotated[
             str,
@@ -214,6 +224,11 @@ def add_child_routes(router: APIRouter, spec: DbRoutes) -> None:
             row = spec.store.CHILDREN.get_step(session, key, step_name)
             return StepRead.model_validate(row, from_attributes=True)
 
+
+def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
+    """Declare POST /<noun>/{key}/metrics and PUT /<noun>/{key}/tags."""
+    noun, db_of = spec.noun, spec.database()
+    Key: TypeAlias = Annotated[str, Path(alias=spec.key)]
     doc = f"Append metric points to a {noun}'s series."
 
     @router.post(
@@ -492,7 +507,7 @@ def add_stats_routes(router: APIRouter, spec: DbRoutes) -> None:
         StatsFilter, ModelStats = schemas.StatsFilter, schemas.ModelStats
         HardwareStats = schemas.HardwareStats
 
-    def scope(f: BaseModel) -> Any:
+    def scope(f: BaseModel) -> Scope:
         days: int | None = getattr(f, "days", None)
         return store.Scope(window_start(days), **f.model_dump(exclude={"days"}))
 

@@ -46,7 +46,6 @@ DOCS = {
     "step_name": "may contain /",
 }
 ROUTES = DbRoutes(
-    component=COMPONENT,
     noun="task",
     service=service,
     store=store,

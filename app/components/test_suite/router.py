@@ -53,7 +53,6 @@ DOCS = {
     "hardware_stats": "Summarise runs per device (a run on two devices counts for both).",
 }
 ROUTES = DbRoutes(
-    component=COMPONENT,
     noun="run",
     service=service,
     store=store,
