@@ -6,7 +6,8 @@ Paths, parameters, models, status codes and OpenAPI operations are each componen
 """
 
 # No `from __future__ import annotations`: FastAPI reads these routes' annotations at run time,
-# and some name a component's model held in `DbRoutes` (`Model` below), not a module global.
+# and a body or query model is the component's own class held in `DbRoutes`. Under
+# `if TYPE_CHECKING:` mypy sees it as `BaseModel`; FastAPI gets the real class.
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass

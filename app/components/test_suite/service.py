@@ -440,8 +440,7 @@ def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -
 
 
 EXCHANGE = Exchange(COMPONENT, TABLES, export_groups, _check_imported)
-export = EXCHANGE.export
-import_document = EXCHANGE.import_document
+"""This component's export and import, as the shared routes in `app.core.db_routes` call them."""
 
 
 # --- runner support --------------------------------------------------------------------------
