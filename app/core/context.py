@@ -49,6 +49,24 @@ def no_runtime(_ctx: AppContext) -> Runtime:
     return Runtime()
 
 
+def with_hub(runner: Callable[[AppContext, EventHub], Worker]) -> Callable[[AppContext], Runtime]:
+    """Return a component's `build`: a fresh event hub and a runner publishing to it."""
+
+    def build(ctx: AppContext) -> Runtime:
+        hub = EventHub()
+        return Runtime(runner=runner(ctx, hub), hub=hub)
+
+    return build
+
+
+VERSIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
+
+
+def versions_of(name: str) -> Path:
+    """Return a component's Alembic version folder (`migrations/versions/<name>`)."""
+    return VERSIONS / name
+
+
 @dataclass(frozen=True)
 class Component:
     """A pluggable component: the one registry entry every part of the app iterates over.

@@ -6,10 +6,12 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, Sequence, String
+from sqlalchemy import JSON, BigInteger, DateTime, Double, Enum, Sequence, String, Text, func
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
+
+from app.core.statuses import BatchStatus
 
 # JSON for free-form data; JSONB where PostgreSQL serves the same models.
 JSONType: TypeEngine[Any] = JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -42,4 +44,57 @@ def status_column(enum_cls: type[enum.Enum], **kwargs: Any) -> Mapped[Any]:
             create_constraint=False,
         ),
         **kwargs,
+    )
+
+
+# --- columns every component's tables share ------------------------------------------------
+# A table class declares its `id` and its owner key (`run_id`, `task_id`) and inherits the rest
+# from one of these: SQLAlchemy places a class's own columns before its mixins', so each table
+# keeps the column order its hand-written migration created.
+
+
+class StepColumns:
+    """A named step of an owner row: status, progress and timing."""
+
+    step_name: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Double, default=0.0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class MetricColumns:
+    """One point of a metric series of an owner row."""
+
+    metric_name: Mapped[str] = mapped_column(String(256))
+    metric_value: Mapped[float] = mapped_column(Double)
+    metric_unit: Mapped[str] = mapped_column(String(32), default="")
+    hardware: Mapped[str | None] = mapped_column(String(32))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class TagColumns:
+    """A name/value tag of an owner row."""
+
+    tag_name: Mapped[str] = mapped_column(String(256))
+    tag_value: Mapped[str] = mapped_column(String(1024))
+
+
+class BatchColumns:
+    """A batch's own fields; the table adds its member count (`run_count`, `task_count`).
+
+    `sort_order` keeps the migrations' order: batch_id, description, the count, the rest.
+    """
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True, sort_order=-1)
+    description: Mapped[str] = mapped_column(String(1024), default="", sort_order=-1)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, sort_order=1)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, sort_order=1)
+    duration: Mapped[float | None] = mapped_column(Double, sort_order=1)
+    status: Mapped[BatchStatus] = status_column(BatchStatus, sort_order=1)
+    creator: Mapped[str | None] = mapped_column(String(256), sort_order=1)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, server_default=func.now(), sort_order=1
     )

@@ -9,13 +9,17 @@ from sqlalchemy import Double, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.core.models import (
+    BatchColumns,
     HardwareList,
     JSONType,
+    MetricColumns,
+    StepColumns,
+    TagColumns,
     UTCDateTime,
     sequence_id,
     status_column,
 )
-from app.core.statuses import BatchStatus, TaskStatus
+from app.core.statuses import TaskStatus
 
 
 class Base(DeclarativeBase):
@@ -48,7 +52,7 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
-class TaskStep(Base):
+class TaskStep(StepColumns, Base):
     """A named step of a task (unique per task)."""
 
     __tablename__ = "generator_task_steps"
@@ -58,30 +62,18 @@ class TaskStep(Base):
 
     id: Mapped[int] = sequence_id("generator_task_steps_id_seq")
     task_id: Mapped[str] = mapped_column(String(64))
-    step_name: Mapped[str] = mapped_column(String(1024))
-    status: Mapped[str] = mapped_column(String(16))
-    progress: Mapped[float] = mapped_column(Double, default=0.0)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    duration: Mapped[float | None] = mapped_column(Double)
-    error: Mapped[str | None] = mapped_column(Text)
 
 
-class TaskMetric(Base):
+class TaskMetric(MetricColumns, Base):
     """One point of a metric series of a task (append-only)."""
 
     __tablename__ = "generator_task_metrics"
 
     id: Mapped[int] = sequence_id("generator_task_metrics_id_seq")
     task_id: Mapped[str] = mapped_column(String(64))
-    metric_name: Mapped[str] = mapped_column(String(256))
-    metric_value: Mapped[float] = mapped_column(Double)
-    metric_unit: Mapped[str] = mapped_column(String(32), default="")
-    hardware: Mapped[str | None] = mapped_column(String(32))
-    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
-class TaskTag(Base):
+class TaskTag(TagColumns, Base):
     """A name/value tag of a task (name unique per task)."""
 
     __tablename__ = "generator_task_tags"
@@ -91,24 +83,14 @@ class TaskTag(Base):
 
     id: Mapped[int] = sequence_id("generator_task_tags_id_seq")
     task_id: Mapped[str] = mapped_column(String(64))
-    tag_name: Mapped[str] = mapped_column(String(256))
-    tag_value: Mapped[str] = mapped_column(String(1024))
 
 
-class TaskBatch(Base):
+class TaskBatch(BatchColumns, Base):
     """A batch of tasks; its status follows its members."""
 
     __tablename__ = "generator_batch_tasks"
 
-    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    description: Mapped[str] = mapped_column(String(1024), default="")
     task_count: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    duration: Mapped[float | None] = mapped_column(Double)
-    status: Mapped[BatchStatus] = status_column(BatchStatus)
-    creator: Mapped[str | None] = mapped_column(String(256))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
 CHILD_TABLES = (TaskStep, TaskMetric, TaskTag)

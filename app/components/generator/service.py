@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,6 +18,7 @@ from app.components.generator.schemas import (
 )
 from app.core import lifecycle, transfer
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.exchange import Exchange
 from app.core.pagination import Page
 from app.core.schemas import MetricIn, StepIn
 from app.core.statuses import TERMINAL, StepStatus
@@ -161,7 +161,7 @@ def add_metrics(session: Session, task_id: str, metrics: list[MetricIn]) -> int:
     return store.append_metrics(session, task_id, lifecycle.metric_rows(metrics))
 
 
-def put_tags(session: Session, task_id: str, tags: dict[str, str], *, merge: bool) -> None:
+def put_tags(session: Session, task_id: str, tags: dict[str, str], merge: bool) -> None:
     """Set a task's tags (all of them, or merged into those it has)."""
     require_task(session, task_id)
     store.set_tags(session, task_id, tags, replace=not merge)
@@ -243,7 +243,7 @@ def delete_task(session: Session, task_id: str) -> dict[str, int]:
     return counts
 
 
-def delete_batch(session: Session, batch_id: str, *, delete_tasks: bool) -> dict[str, int]:
+def delete_batch(session: Session, batch_id: str, delete_tasks: bool) -> dict[str, int]:
     """Delete a batch, and its tasks too when asked (otherwise they are only unlinked)."""
     require_batch(session, batch_id)
     counts: dict[str, int] = {}
@@ -286,29 +286,14 @@ def list_batches(
 # --- export / import -------------------------------------------------------------------------
 
 
-def export_tables(body: ExportIn) -> list[TableSpec]:
-    """Return the tables an export request asks for."""
-    groups = {
+def export_groups(body: ExportIn) -> dict[str, bool]:
+    """Return which table groups an export request includes."""
+    return {
         "tasks": body.include_tasks,
         "steps": body.include_tasks and body.include_steps,
         "metrics": body.include_tasks and body.include_metrics,
         "batches": body.include_batches,
     }
-    return [spec for spec in TABLES if groups[spec.group]]
-
-
-def export(session: Session, folder: Path, body: ExportIn, revision: str | None) -> dict[str, Any]:
-    """Write an export file into the export folder and say what was written."""
-    return transfer.export(session, COMPONENT, folder, body, export_tables(body), TABLES, revision)
-
-
-def import_document(session: Session, document: dict[str, Any]) -> dict[str, int]:
-    """Load an export document atomically; loading it twice changes nothing."""
-    counts = transfer.import_document(session, COMPONENT, TABLES, document)
-    # The rows are loaded in this transaction: a broken reference or an unknown step status
-    # raises here, and the route rolls everything back.
-    _check_imported(session, document["tables"])
-    return counts
 
 
 def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -> None:
@@ -318,3 +303,7 @@ def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -
     referenced = {row["task_id"] for name in children for row in tables.get(name, [])}
     existing = store.existing_tasks(session, sorted(referenced))
     transfer.check_references(referenced, existing, "tasks")
+
+
+EXCHANGE = Exchange(COMPONENT, TABLES, export_groups, _check_imported)
+"""This component's export and import, as the shared routes in `app.core.db_routes` call them."""

@@ -9,13 +9,17 @@ from sqlalchemy import Boolean, Double, Integer, String, Text, UniqueConstraint,
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.core.models import (
+    BatchColumns,
     HardwareList,
     JSONType,
+    MetricColumns,
+    StepColumns,
+    TagColumns,
     UTCDateTime,
     sequence_id,
     status_column,
 )
-from app.core.statuses import BatchStatus, RunStatus
+from app.core.statuses import RunStatus
 
 
 class Base(DeclarativeBase):
@@ -73,7 +77,7 @@ class RunCase(Base):
     hardware: Mapped[str | None] = mapped_column(String(32))
 
 
-class RunStep(Base):
+class RunStep(StepColumns, Base):
     """A named step of a run (unique per run)."""
 
     __tablename__ = "test_run_steps"
@@ -81,30 +85,18 @@ class RunStep(Base):
 
     id: Mapped[int] = sequence_id("test_run_steps_id_seq")
     run_id: Mapped[str] = mapped_column(String(64))
-    step_name: Mapped[str] = mapped_column(String(1024))
-    status: Mapped[str] = mapped_column(String(16))
-    progress: Mapped[float] = mapped_column(Double, default=0.0)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    duration: Mapped[float | None] = mapped_column(Double)
-    error: Mapped[str | None] = mapped_column(Text)
 
 
-class RunMetric(Base):
+class RunMetric(MetricColumns, Base):
     """One point of a metric series of a run (append-only)."""
 
     __tablename__ = "test_run_metrics"
 
     id: Mapped[int] = sequence_id("test_run_metrics_id_seq")
     run_id: Mapped[str] = mapped_column(String(64))
-    metric_name: Mapped[str] = mapped_column(String(256))
-    metric_value: Mapped[float] = mapped_column(Double)
-    metric_unit: Mapped[str] = mapped_column(String(32), default="")
-    hardware: Mapped[str | None] = mapped_column(String(32))
-    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
-class RunTag(Base):
+class RunTag(TagColumns, Base):
     """A name/value tag of a run (name unique per run)."""
 
     __tablename__ = "test_run_tags"
@@ -112,24 +104,14 @@ class RunTag(Base):
 
     id: Mapped[int] = sequence_id("test_run_tags_id_seq")
     run_id: Mapped[str] = mapped_column(String(64))
-    tag_name: Mapped[str] = mapped_column(String(256))
-    tag_value: Mapped[str] = mapped_column(String(1024))
 
 
-class RunBatch(Base):
+class RunBatch(BatchColumns, Base):
     """A batch of runs; its status follows its members."""
 
     __tablename__ = "batch_test_runs"
 
-    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    description: Mapped[str] = mapped_column(String(1024), default="")
     run_count: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    duration: Mapped[float | None] = mapped_column(Double)
-    status: Mapped[BatchStatus] = status_column(BatchStatus)
-    creator: Mapped[str | None] = mapped_column(String(256))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
 class RunBatchLink(Base):

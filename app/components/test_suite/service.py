@@ -7,7 +7,6 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -41,6 +40,7 @@ from app.components.test_suite.schemas import (
 )
 from app.core import lifecycle, transfer
 from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.exchange import Exchange
 from app.core.models import utcnow
 from app.core.naming import metric_unit
 from app.core.pagination import Page
@@ -268,7 +268,7 @@ def add_metrics(session: Session, run_id: str, metrics: list[MetricIn]) -> int:
     return store.append_metrics(session, run_id, lifecycle.metric_rows(metrics, utcnow()))
 
 
-def put_tags(session: Session, run_id: str, tags: dict[str, str], *, merge: bool) -> None:
+def put_tags(session: Session, run_id: str, tags: dict[str, str], merge: bool) -> None:
     """Set a run's tags (all of them, or merged into those it has)."""
     require_run(session, run_id)
     store.set_tags(session, run_id, tags, replace=not merge)
@@ -370,7 +370,7 @@ def delete_run(session: Session, run_id: str) -> dict[str, int]:
     return counts
 
 
-def delete_batch(session: Session, batch_id: str, *, delete_runs: bool) -> dict[str, int]:
+def delete_batch(session: Session, batch_id: str, delete_runs: bool) -> dict[str, int]:
     """Delete a batch, and its runs too when asked (otherwise they are only unlinked)."""
     require_batch(session, batch_id)
     counts: dict[str, int] = {}
@@ -423,30 +423,15 @@ def list_batches(
 # --- export / import -------------------------------------------------------------------------
 
 
-def export_tables(body: ExportIn) -> list[TableSpec]:
-    """Return the tables an export request asks for."""
-    groups = {
+def export_groups(body: ExportIn) -> dict[str, bool]:
+    """Return which table groups an export request includes."""
+    return {
         "runs": body.include_runs,
         "cases": body.include_runs and body.include_cases,
         "steps": body.include_runs and body.include_steps,
         "metrics": body.include_runs and body.include_metrics,
         "batches": body.include_batches,
     }
-    return [spec for spec in TABLES if groups[spec.group]]
-
-
-def export(session: Session, folder: Path, body: ExportIn, revision: str | None) -> dict[str, Any]:
-    """Write an export file into the export folder and say what was written."""
-    return transfer.export(session, COMPONENT, folder, body, export_tables(body), TABLES, revision)
-
-
-def import_document(session: Session, document: dict[str, Any]) -> dict[str, int]:
-    """Load an export document atomically; loading it twice changes nothing."""
-    counts = transfer.import_document(session, COMPONENT, TABLES, document)
-    # The rows are loaded (and typed) in this transaction; a broken reference or an unknown
-    # status raises here, and the route rolls everything back.
-    _check_imported(session, document["tables"])
-    return counts
 
 
 def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -> None:
@@ -458,6 +443,10 @@ def _check_imported(session: Session, tables: dict[str, list[dict[str, Any]]]) -
     transfer.check_references(referenced, store.run_exists(session, sorted(referenced)), "runs")
     linked = {row["batch_id"] for row in tables.get(RunBatchLink.__tablename__, [])}
     transfer.check_references(linked, store.batch_exists(session, sorted(linked)), "batches")
+
+
+EXCHANGE = Exchange(COMPONENT, TABLES, export_groups, _check_imported)
+"""This component's export and import, as the shared routes in `app.core.db_routes` call them."""
 
 
 # --- runner support --------------------------------------------------------------------------
