@@ -24,6 +24,11 @@ def is_duckdb(url: str) -> bool:
     return make_url(url).get_backend_name() == "duckdb"
 
 
+def is_postgres(url: str) -> bool:
+    """Return whether a SQLAlchemy URL points at PostgreSQL."""
+    return make_url(url).get_backend_name() == "postgresql"
+
+
 def duckdb_file(url: str) -> Path | None:
     """Return the file of a DuckDB URL, or None for in-memory databases and other backends."""
     parsed = make_url(url)
@@ -74,6 +79,11 @@ class Database:
     def is_duckdb(self) -> bool:
         """Return whether this database is DuckDB."""
         return self.engine.dialect.name == "duckdb"
+
+    @property
+    def is_postgres(self) -> bool:
+        """Return whether this database is PostgreSQL."""
+        return self.engine.dialect.name == "postgresql"
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -129,6 +139,14 @@ class DatabaseRegistry:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             kwargs.update(pool_size=self._pool_size, max_overflow=self._max_overflow)
+        elif is_postgres(url):
+            # Session time zone UTC (as on DuckDB): timestamptz values read back in UTC.
+            kwargs.update(
+                pool_size=self._pool_size,
+                max_overflow=self._max_overflow,
+                pool_pre_ping=True,
+                connect_args={"options": "-c timezone=UTC"},
+            )
         engine = create_engine(url, **kwargs)
         if engine.dialect.name == "duckdb":
             event.listen(engine, "connect", _on_connect(self._memory_limit))
