@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -38,6 +39,14 @@ class PgState:
 def on_postgres() -> bool:
     """Return whether this test session runs on PostgreSQL."""
     return PgState.admin_url is not None
+
+
+def stored_characters(**kwargs: object) -> Any:
+    """Return a hypothesis alphabet of characters the backend stores (PostgreSQL: no NUL)."""
+    from hypothesis import strategies as st
+
+    kwargs.setdefault("exclude_categories", ["Cs"])
+    return st.characters(exclude_characters="\x00" if on_postgres() else "", **kwargs)  # type: ignore[arg-type]
 
 
 def pg_url(name: str) -> str:

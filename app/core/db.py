@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.errors import DatabaseInUseError, StartupError
+from app.core.errors import DatabaseInUseError, StartupError, Unprocessable
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 
@@ -63,6 +64,21 @@ def _in_use_message(url: str, exc: BaseException) -> str | None:
     )
 
 
+# PostgreSQL refuses NUL in text and JSONB ("text fields cannot contain NUL (0x00) bytes",
+# "unsupported Unicode escape sequence" for \u0000 in JSONB); DuckDB stores it.
+_NUL_ERRORS = ("cannot contain NUL", "unsupported Unicode escape sequence")
+
+
+def _refused_value(exc: BaseException) -> Unprocessable | None:
+    """Return the 422 for a value the database cannot store, else None."""
+    if isinstance(exc, DataError) and any(m in str(exc.orig) for m in _NUL_ERRORS):
+        return Unprocessable(
+            "text values cannot contain the NUL character (\\u0000) on PostgreSQL",
+            code="nul_character",
+        )
+    return None
+
+
 @dataclass
 class Database:
     """A component's database: engine, session factory and the process-wide write lock."""
@@ -91,6 +107,11 @@ class Database:
         session = self.sessions()
         try:
             yield session
+        except DataError as exc:
+            refused = _refused_value(exc)
+            if refused is None:
+                raise
+            raise refused from exc
         finally:
             session.rollback()
             session.close()
@@ -105,8 +126,11 @@ class Database:
             try:
                 yield session
                 session.commit()
-            except BaseException:
+            except BaseException as exc:
                 session.rollback()
+                refused = _refused_value(exc)
+                if refused is not None:
+                    raise refused from exc
                 raise
             finally:
                 session.close()
