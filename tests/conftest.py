@@ -23,6 +23,7 @@ from tests.pg_cluster import Cluster
 from tests.support import BACKENDS, PgState, Server, make_settings, pg_create, pg_drop
 
 DUCKDB_ONLY = "duckdb_only"
+POSTGRES_ONLY = "postgres_only"
 _CLUSTER: list[Cluster] = []
 
 
@@ -63,10 +64,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the DuckDB-only tests on PostgreSQL."""
-    if config.getoption("backend") != "postgres":
-        return
-    kept = [item for item in items if item.get_closest_marker(DUCKDB_ONLY) is None]
+    """Deselect the DuckDB-only tests on PostgreSQL, and the PostgreSQL-only ones on DuckDB."""
+    other = DUCKDB_ONLY if config.getoption("backend") == "postgres" else POSTGRES_ONLY
+    kept = [item for item in items if item.get_closest_marker(other) is None]
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
