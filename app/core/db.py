@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.errors import DatabaseInUseError, StartupError, Unprocessable
+from app.core.errors import AppError, Conflict, DatabaseInUseError, StartupError, Unprocessable
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 
@@ -69,12 +69,19 @@ def _in_use_message(url: str, exc: BaseException) -> str | None:
 _NUL_ERRORS = ("cannot contain NUL", "unsupported Unicode escape sequence")
 
 
-def _refused_value(exc: BaseException) -> Unprocessable | None:
-    """Return the 422 for a value the database cannot store, else None."""
+def _refused_value(exc: BaseException) -> AppError | None:
+    """Return the 4xx for a write the database refused (NUL, a concurrent duplicate), else None."""
     if isinstance(exc, DataError) and any(m in str(exc.orig) for m in _NUL_ERRORS):
         return Unprocessable(
             "text values cannot contain the NUL character (\\u0000) on PostgreSQL",
             code="nul_character",
+        )
+    # Another process inserted the same key between this one's check and its insert
+    # (PostgreSQL SQLSTATE 23505; one process serialises its writes with the write lock).
+    if isinstance(exc, IntegrityError) and getattr(exc.orig, "sqlstate", None) == "23505":
+        return Conflict(
+            "the record was written by another request at the same time; it exists now",
+            code="conflict",
         )
     return None
 
