@@ -201,7 +201,7 @@ class Server:
         self.env = {**os.environ, **base, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 90.0) -> Server:
         """Start uvicorn and wait until /health answers."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -221,6 +221,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.stop()  # a server that never answered must not outlive the test
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
 
     def stop(self) -> None:
