@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run migrate test test-models test-ui lint format bench bench-smoke clean
+.PHONY: install run migrate test test-models test-ui lint format bench bench-smoke clean test-postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,21 @@ test: lint  ## the whole suite: lint, types, unit, API, migrations, end-to-end
 
 test-models: $(MODELS)  ## generate the six families' suites and run them on tiny CPU models (torch)
 	$(BIN)/python -m pytest -q -m models tests/models
+
+# The same API, migration and end-to-end tests on PostgreSQL: a throwaway cluster (initdb + pg_ctl
+# from Debian's postgresql package, in a temp dir on a free port), or the server in APP_TEST_PG_URL.
+PG_SUITES ?= tests/components tests/unified tests/migrations tests/e2e
+
+test-postgres: $(STAMP)  ## the API, migration and e2e suites on a real PostgreSQL (see README)
+	@if [ -z "$$APP_TEST_PG_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	  else \
+	    echo "make test-postgres: no PostgreSQL server under /usr/lib/postgresql/*/bin; run as" \
+	      "root to install Debian's postgresql package, or set APP_TEST_PG_URL" >&2; exit 1; \
+	  fi; \
+	fi
+	$(BIN)/python -m pytest -q --backend postgres $(PG_SUITES)
 
 UI := $(VENV)/.installed-ui
 

@@ -1,7 +1,13 @@
-"""Helpers every test folder shares: settings on copied databases, and a real uvicorn server."""
+"""Helpers every test folder shares: settings on copied databases, and a real uvicorn server.
+
+Backend: DuckDB files by default; with `--backend postgres` (or APP_TEST_BACKEND=postgres) every
+database is a PostgreSQL database named after the test's folder, copied from a migrated template
+with CREATE DATABASE ... TEMPLATE (the session's cluster: tests/pg_cluster.py or APP_TEST_PG_URL).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,21 +16,97 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from app import components
 from app.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("duckdb", "postgres")
+
+
+class PgState:
+    """The session's PostgreSQL admin URL and the databases this test created (conftest sets it)."""
+
+    admin_url: str | None = None
+    created: set[str] = set()
+    templates: set[str] = set()
+
+
+def on_postgres() -> bool:
+    """Return whether this test session runs on PostgreSQL."""
+    return PgState.admin_url is not None
+
+
+def stored_characters(**kwargs: object) -> Any:
+    """Return a hypothesis alphabet of characters the backend stores (PostgreSQL: no NUL)."""
+    from hypothesis import strategies as st
+
+    kwargs.setdefault("exclude_categories", ["Cs"])
+    return st.characters(exclude_characters="\x00" if on_postgres() else "", **kwargs)  # type: ignore[arg-type]
+
+
+def pg_url(name: str) -> str:
+    """Return the URL of database `name` on the session's PostgreSQL server."""
+    assert PgState.admin_url is not None, "not a PostgreSQL session"
+    return make_url(PgState.admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _admin(sql: str) -> None:
+    import psycopg
+
+    assert PgState.admin_url is not None
+    dsn = make_url(PgState.admin_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def pg_create(name: str, template: str | None = None, *, replace: bool = False) -> str:
+    """Create database `name` (empty, or copied from `template`); return its URL."""
+    if replace:
+        pg_drop(name)
+    # FILE_COPY: measured 0.39 s a copy here, against 1.08 s for PG 15's default WAL_LOG.
+    source = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else " TEMPLATE template0"
+    try:
+        _admin(f'CREATE DATABASE "{name}"{source}')
+    except Exception as exc:
+        if replace or "already exists" not in str(exc):
+            raise
+    PgState.created.add(name)
+    return pg_url(name)
+
+
+def pg_drop(name: str) -> None:
+    """Drop database `name` if it exists, closing its connections (FORCE)."""
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    PgState.created.discard(name)
+
+
+def pg_name(folder: Path, component: str) -> str:
+    """Return the PostgreSQL database name of a component's database for a test folder."""
+    digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
+    return f"t_{digest}_{component}"[:63]
+
+
+def fresh_url(folder: Path, name: str) -> str:
+    """Return the URL of a new empty database called `name` for a test folder (either backend)."""
+    if on_postgres():
+        return pg_create(pg_name(folder, name), replace=True)
+    return f"duckdb:///{folder / name}.duckdb"
 
 
 def database_settings(folder: Path) -> dict[str, object]:
     """Return the settings that put every registered component's database file in `folder`.
 
     A component with its own `<key>_db_path` field gets it; any other (a plugged-in one) is
-    configured through `database_paths`.
+    configured through `database_paths`. On PostgreSQL: `<key>_database_url` / `database_urls`
+    name the folder's databases (created empty when missing).
     """
+    if on_postgres():
+        return _pg_database_settings(folder)
     values: dict[str, object] = {}
     paths: dict[str, Path] = {}
     for comp in components.COMPONENTS:
@@ -35,6 +117,27 @@ def database_settings(folder: Path) -> dict[str, object]:
             paths[comp.name] = folder / comp.default_db
     if paths:
         values["database_paths"] = paths
+    return values
+
+
+def _pg_database_settings(
+    folder: Path, templates: dict[str, Path] | None = None
+) -> dict[str, object]:
+    values: dict[str, object] = {}
+    urls: dict[str, str] = {}
+    for comp in components.COMPONENTS:
+        name = pg_name(folder, comp.name)
+        if templates is None:
+            url = pg_create(name)
+        else:
+            url = pg_create(name, str(templates[comp.name]), replace=True)
+        field = f"{comp.settings_key}_database_url"
+        if field in Settings.model_fields:
+            values[field] = url
+        else:
+            urls[comp.name] = url
+    if urls:
+        values["database_urls"] = urls
     return values
 
 
@@ -50,12 +153,19 @@ def database_env(folder: Path) -> dict[str, str]:
 
 
 def make_settings(folder: Path, template_dbs: dict[str, Path], **overrides: object) -> Settings:
-    """Return settings whose databases are fresh copies of the migrated templates."""
+    """Return settings whose databases are fresh copies of the migrated templates.
+
+    On PostgreSQL each `template_dbs` value names a template database, not a file.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    for comp in components.COMPONENTS:
-        shutil.copy(template_dbs[comp.name], folder / comp.default_db)
+    if on_postgres():
+        databases = _pg_database_settings(folder, template_dbs)
+    else:
+        for comp in components.COMPONENTS:
+            shutil.copy(template_dbs[comp.name], folder / comp.default_db)
+        databases = database_settings(folder)
     values: dict[str, object] = {
-        **database_settings(folder),
+        **databases,
         "export_dir": folder / "exports",
         "output_dir": folder / "generated",
         "results_dir": folder / "results",
@@ -93,7 +203,7 @@ class Server:
         self.env = {**os.environ, **base, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 90.0) -> Server:
         """Start uvicorn and wait until /health answers."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -113,6 +223,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.stop()  # a server that never answered must not outlive the test
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
 
     def stop(self) -> None:

@@ -1,4 +1,9 @@
-"""DuckDB-only fast paths (Arrow insert, COPY export, arg_max, key_hash), each with a PG path."""
+"""Backend fast paths (bulk insert, export, arg_max, key_hash): DuckDB, PostgreSQL, portable.
+
+DuckDB: Arrow `INSERT ... SELECT` and `COPY ... TO 'file'`. PostgreSQL: psycopg's
+`COPY ... FROM STDIN` and `COPY ... TO STDOUT` streamed to the file (parquet through pyarrow in
+batches). Other backends: Core executemany and Python writers.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +32,13 @@ def is_duckdb(session: Session) -> bool:
     return session.get_bind().dialect.name == "duckdb"
 
 
+def is_postgres(session: Session) -> bool:
+    """Return whether the session is bound to PostgreSQL."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def raw_connection(session: Session) -> Any:
-    """Return the DuckDB connection under the session's transaction."""
+    """Return the driver connection (DuckDB or psycopg) under the session's transaction."""
     raw = session.connection().connection.driver_connection
     assert raw is not None
     return raw
@@ -90,11 +100,35 @@ def insert_rows(
             )
         finally:
             raw.unregister(view)
+    elif is_postgres(session) and len(rows) >= ARROW_THRESHOLD:
+        _pg_copy_in(session, table, rows, names, constants)
     else:
         session.execute(
             insert(table), [{**constants, **{n: row.get(n) for n in names}} for row in rows]
         )
     return len(rows)
+
+
+def _pg_copy_in(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    names: list[str],
+    constants: dict[str, Any],
+) -> None:
+    """Insert rows with `COPY ... FROM STDIN` on the session's psycopg connection."""
+    targets = [*constants, *names]
+    json_at = [i for i, n in enumerate(targets) if isinstance(table.c[n].type, JSON)]
+    fixed = list(constants.values())
+    columns = ", ".join(f'"{name}"' for name in targets)
+    raw = raw_connection(session)
+    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as cp:
+        for row in rows:
+            values = [*fixed, *(row.get(n) for n in names)]
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = json.dumps(values[i])
+            cp.write_row(values)
 
 
 def _iso(value: Any) -> Any:
@@ -109,6 +143,8 @@ def copy_to_file(
     """Write a query's rows to a file (json array, jsonl, csv, parquet); return the row count."""
     if is_duckdb(session):
         return _duckdb_copy(session, query, columns, path, fmt)
+    if is_postgres(session):
+        return _pg_copy_out(session, query, columns, path, fmt)
     rows = [dict(zip([c[0] for c in columns], r, strict=True)) for r in session.execute(query)]
     write_rows(rows, [c[0] for c in columns], path, fmt)
     return len(rows)
@@ -136,6 +172,70 @@ def _duckdb_copy(
     raw = raw_connection(session)
     result = raw.execute(sql).fetchone()
     return int(result[0]) if result else 0
+
+
+# The same ISO 8601 form as the DuckDB path: microseconds and "Z" (the session is UTC).
+_PG_ISO = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+PARQUET_BATCH = 10_000
+
+
+def _pg_projection(name: str, column: Any, fmt: str) -> str:
+    kind = getattr(column, "type", None)
+    ref = f'q."{name}"'
+    if isinstance(kind, DateTime):
+        return _PG_ISO.format(ref)
+    if fmt == "csv" and isinstance(kind, Boolean):
+        return f"CASE WHEN {ref} THEN 'true' WHEN NOT {ref} THEN 'false' END"
+    if fmt == "csv" and isinstance(kind, postgresql.ARRAY):
+        return f"'[' || array_to_string({ref}, ', ') || ']'"
+    return ref
+
+
+def _pg_copy_out(
+    session: Session, query: Any, columns: Sequence[tuple[str, Any]], path: Path, fmt: str
+) -> int:
+    """Stream a query to a file: `COPY ... TO STDOUT` (json, jsonl, csv); parquet in batches."""
+    compiled = str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
+    raw = raw_connection(session)
+    if fmt == "parquet":
+        return _pg_parquet(raw, compiled, columns, path)
+    if fmt == "csv":
+        fields = ", ".join(f'{_pg_projection(n, c, fmt)} AS "{n}"' for n, c in columns)
+        sql = f"COPY (SELECT {fields} FROM ({compiled}) AS q) TO STDOUT (FORMAT csv, HEADER true)"
+    else:
+        pairs = ", ".join(f"'{n}', {_pg_projection(n, c, fmt)}" for n, c in columns)
+        sql = f"COPY (SELECT json_build_object({pairs}) FROM ({compiled}) AS q) TO STDOUT"
+    with raw.cursor() as cursor, path.open("wb") as out:
+        with cursor.copy(sql) as cp:
+            if fmt == "csv":
+                for chunk in cp:
+                    out.write(chunk)
+            else:
+                # rows() undoes the text format's escapes: each row is one JSON object.
+                out.write(b"[" if fmt == "json" else b"")
+                for i, (line,) in enumerate(cp.rows()):
+                    sep = (b",\n" if i else b"") if fmt == "json" else b""
+                    out.write(sep + line.encode() + (b"\n" if fmt == "jsonl" else b""))
+                out.write(b"]\n" if fmt == "json" else b"")
+        return max(int(cursor.rowcount), 0)
+
+
+def _pg_parquet(raw: Any, compiled: str, columns: Sequence[tuple[str, Any]], path: Path) -> int:
+    schema = pa.schema([pa.field(name, _arrow_type(col)) for name, col in columns])
+    json_names = [n for n, c in columns if isinstance(getattr(c, "type", None), JSON)]
+    names = [n for n, _ in columns]
+    count = 0
+    with raw.cursor(name=f"export_{uuid.uuid4().hex}") as cursor:
+        cursor.execute(compiled)
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            while batch := cursor.fetchmany(PARQUET_BATCH):
+                rows = [dict(zip(names, r, strict=True)) for r in batch]
+                for row in rows:
+                    for n in json_names:
+                        row[n] = None if row[n] is None else json.dumps(row[n])
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                count += len(rows)
+    return count
 
 
 def write_rows(rows: list[dict[str, Any]], names: Sequence[str], path: Path, fmt: str) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.errors import DatabaseInUseError, StartupError
+from app.core.errors import AppError, Conflict, DatabaseInUseError, StartupError, Unprocessable
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 
@@ -22,6 +23,11 @@ _LOCK_PID = re.compile(r"PID (\d+)")
 def is_duckdb(url: str) -> bool:
     """Return whether a SQLAlchemy URL points at DuckDB."""
     return make_url(url).get_backend_name() == "duckdb"
+
+
+def is_postgres(url: str) -> bool:
+    """Return whether a SQLAlchemy URL points at PostgreSQL."""
+    return make_url(url).get_backend_name() == "postgresql"
 
 
 def duckdb_file(url: str) -> Path | None:
@@ -58,6 +64,28 @@ def _in_use_message(url: str, exc: BaseException) -> str | None:
     )
 
 
+# PostgreSQL refuses NUL in text and JSONB ("text fields cannot contain NUL (0x00) bytes",
+# "unsupported Unicode escape sequence" for \u0000 in JSONB); DuckDB stores it.
+_NUL_ERRORS = ("cannot contain NUL", "unsupported Unicode escape sequence")
+
+
+def _refused_value(exc: BaseException) -> AppError | None:
+    """Return the 4xx for a write the database refused (NUL, a concurrent duplicate), else None."""
+    if isinstance(exc, DataError) and any(m in str(exc.orig) for m in _NUL_ERRORS):
+        return Unprocessable(
+            "text values cannot contain the NUL character (\\u0000) on PostgreSQL",
+            code="nul_character",
+        )
+    # Another process inserted the same key between this one's check and its insert
+    # (PostgreSQL SQLSTATE 23505; one process serialises its writes with the write lock).
+    if isinstance(exc, IntegrityError) and getattr(exc.orig, "sqlstate", None) == "23505":
+        return Conflict(
+            "the record was written by another request at the same time; it exists now",
+            code="conflict",
+        )
+    return None
+
+
 @dataclass
 class Database:
     """A component's database: engine, session factory and the process-wide write lock."""
@@ -75,12 +103,22 @@ class Database:
         """Return whether this database is DuckDB."""
         return self.engine.dialect.name == "duckdb"
 
+    @property
+    def is_postgres(self) -> bool:
+        """Return whether this database is PostgreSQL."""
+        return self.engine.dialect.name == "postgresql"
+
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """Yield a session for reads; rolled back at the end."""
         session = self.sessions()
         try:
             yield session
+        except DataError as exc:
+            refused = _refused_value(exc)
+            if refused is None:
+                raise
+            raise refused from exc
         finally:
             session.rollback()
             session.close()
@@ -95,8 +133,11 @@ class Database:
             try:
                 yield session
                 session.commit()
-            except BaseException:
+            except BaseException as exc:
                 session.rollback()
+                refused = _refused_value(exc)
+                if refused is not None:
+                    raise refused from exc
                 raise
             finally:
                 session.close()
@@ -129,6 +170,14 @@ class DatabaseRegistry:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             kwargs.update(pool_size=self._pool_size, max_overflow=self._max_overflow)
+        elif is_postgres(url):
+            # Session time zone UTC (as on DuckDB): timestamptz values read back in UTC.
+            kwargs.update(
+                pool_size=self._pool_size,
+                max_overflow=self._max_overflow,
+                pool_pre_ping=True,
+                connect_args={"options": "-c timezone=UTC"},
+            )
         engine = create_engine(url, **kwargs)
         if engine.dialect.name == "duckdb":
             event.listen(engine, "connect", _on_connect(self._memory_limit))

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, inspect, text
+from sqlalchemy import Connection, MetaData, inspect, text
 
 import app.core.alembic_duckdb  # noqa: F401  (registers the DuckDB impl)
 from app.core.config import registered
@@ -82,7 +82,10 @@ def check_known(component: str, state: RevisionState) -> None:
 
 def schema_difference(db: Database, metadata: MetaData) -> list[str]:
     """Return the tables and columns the models have that the database lacks (cheap reflection)."""
-    query = text("SELECT table_name, column_name FROM information_schema.columns")
+    sql = "SELECT table_name, column_name FROM information_schema.columns"
+    if db.is_postgres:  # not the catalogs, nor a same-named table in another schema
+        sql += " WHERE table_schema = current_schema()"
+    query = text(sql)
     with db.engine.connect() as conn:
         present: dict[str, set[str]] = {}
         for table_name, column_name in conn.execute(query):
@@ -139,15 +142,28 @@ def upgrade(
     copy = backup_duckdb(db, f"{component}-{state.current or 'base'}") if backup else None
     log.info("migrating %s from %s to %s", component, state.current or "base", revision)
     with db.write_lock, db.engine.begin() as conn:
+        _serialise(db, conn, component)
         cfg = alembic_config(component)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     return copy
 
 
+def _serialise(db: Database, conn: Connection, component: str) -> None:
+    """On PostgreSQL, hold a transaction-level advisory lock: one worker migrates at a time.
+
+    Alembic reads the current revision after the lock is granted, so a worker that waited finds
+    the database at head and does nothing.
+    """
+    if db.is_postgres:
+        key = f"accelerate-tracking:migrate:{component}"
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
 def downgrade(component: str, db: Database, revision: str = "base") -> None:
     """Take a component's database down to `revision`."""
     with db.write_lock, db.engine.begin() as conn:
+        _serialise(db, conn, component)
         cfg = alembic_config(component)
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)

@@ -20,6 +20,7 @@ from app.components.test_suite.models import (
     RunResult,
     RunStep,
 )
+from app.core.bulk import arg_max
 from app.core.records import rows_of
 from app.core.stats import escape_like, percentile
 
@@ -306,7 +307,7 @@ def run_metric_summary(session: Session, run_id: str) -> list[dict[str, Any]]:
     """Return one row per (metric, unit, device) of a run: count, avg, min, max, last."""
     last = (
         func.max(RunMetric.timestamp).label("last_at"),
-        func.arg_max(RunMetric.metric_value, RunMetric.timestamp).label("last"),
+        arg_max(RunMetric.metric_value, RunMetric.timestamp).label("last"),
     )
     query = (
         select(

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import ROOT, Server
 
@@ -19,6 +20,7 @@ def test_uvicorn_serves_health_and_docs(server: Server) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+@pytest.mark.duckdb_only  # one DuckDB file has one writer process; PostgreSQL takes several
 def test_second_process_on_the_same_file_fails_with_one_clear_sentence(
     server: Server, tmp_path: Path
 ) -> None:
@@ -38,6 +40,7 @@ def test_second_process_on_the_same_file_fails_with_one_clear_sentence(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.duckdb_only  # one DuckDB file has one writer process; PostgreSQL takes several
 def test_second_uvicorn_on_the_same_file_exits_without_a_traceback(server: Server) -> None:
     second = Server(server.folder)
     second.log = server.folder / "second.log"

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from app.main import create_app
 from tests.support import Server, make_settings
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run statements in one transaction on a database no server holds."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
 
 
 def refusal(folder: Path) -> str:
@@ -29,8 +38,10 @@ def test_a_newer_revision_is_refused_without_copying_the_file(
     tmp_path: Path, template_dbs: dict[str, Path]
 ) -> None:
     settings = make_settings(tmp_path, template_dbs, backup_before_migrate=True)
-    with duckdb.connect(str(settings.test_db_path)) as conn:
-        conn.execute("UPDATE alembic_version_test_suite SET version_num = 'ts_9999'")
+    execute(
+        settings.database_url("test_suite"),
+        "UPDATE alembic_version_test_suite SET version_num = 'ts_9999'",
+    )
     message = refusal(tmp_path)
     assert "newer than this code (ts_9999 > ts_" in message
     assert not list(tmp_path.glob("*.bak")), "a refused start must not copy the database"
@@ -40,9 +51,11 @@ def test_a_database_at_head_missing_a_table_is_refused_with_the_difference(
     tmp_path: Path, template_dbs: dict[str, Path]
 ) -> None:
     settings = make_settings(tmp_path, template_dbs)
-    with duckdb.connect(str(settings.test_db_path)) as conn:
-        conn.execute("DROP TABLE test_run_tags")
-        conn.execute("ALTER TABLE test_run_cases DROP COLUMN duration_ms")
+    execute(
+        settings.database_url("test_suite"),
+        "DROP TABLE test_run_tags",
+        "ALTER TABLE test_run_cases DROP COLUMN duration_ms",
+    )
     message = refusal(tmp_path)
     assert "lacks" in message
     assert "table test_run_tags" in message

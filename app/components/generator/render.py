@@ -7,6 +7,7 @@ import io
 import math
 import os
 import tempfile
+import threading
 import tokenize
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -179,10 +180,16 @@ def fix_syntax(source: str) -> str:
     return fixed
 
 
+# CPython 3.11.7 keeps the AST converter's recursion depth per interpreter, not per thread:
+# two workers compiling at once fail with "AST constructor recursion depth mismatch".
+_COMPILE_LOCK = threading.Lock()
+
+
 def check_source(source: str, filename: str = "<generated>") -> None:
     """Parse and compile `source`; raise 422 naming the line when it is not valid Python."""
     try:
-        compile(ast.parse(source, filename=filename), filename, "exec")
+        with _COMPILE_LOCK:
+            compile(ast.parse(source, filename=filename), filename, "exec")
     except SyntaxError as error:
         where = f"line {error.lineno}" if error.lineno else "unknown line"
         raise Unprocessable(

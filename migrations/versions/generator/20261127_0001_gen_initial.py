@@ -16,6 +16,9 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# JSON on DuckDB, JSONB on PostgreSQL (as app.core.models.JSONType).
+JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
 SEQUENCES = (
     "generator_task_steps_id_seq",
     "generator_task_metrics_id_seq",
@@ -46,7 +49,7 @@ def upgrade() -> None:
         sa.Column("progress", sa.Double(), nullable=False),
         sa.Column("current_step", sa.String(512)),
         sa.Column("template_type", sa.String(64)),
-        sa.Column("template_context", sa.JSON()),
+        sa.Column("template_context", JSON_TYPE),
         sa.Column("output_file", sa.String(1024)),
         sa.Column("output_dir", sa.String(1024)),
         _ts("started_at"),

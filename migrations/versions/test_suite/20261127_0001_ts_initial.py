@@ -16,6 +16,9 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# JSON on DuckDB, JSONB on PostgreSQL (as app.core.models.JSONType).
+JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
 # Child tables get BIGINT ids from sequences; Alembic never generates sequences itself.
 SEQUENCES = (
     "test_run_results_id_seq",
@@ -68,7 +71,7 @@ def upgrade() -> None:
         sa.Column("tests_passed", sa.Integer(), nullable=False),
         sa.Column("tests_failed", sa.Integer(), nullable=False),
         sa.Column("tests_skipped", sa.Integer(), nullable=False),
-        sa.Column("result_data", sa.JSON()),
+        sa.Column("result_data", JSON_TYPE),
     )
     op.create_table(
         "test_run_cases",

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.core.statuses import StepStatus, TaskStatus
+from tests.support import stored_characters
 
 DB = "/api/generator/db"
 PROPERTY = settings(
@@ -22,8 +23,8 @@ PROPERTY = settings(
 _serial = itertools.count()
 
 # Any text JSON can carry (lone surrogates cannot be encoded as UTF-8).
-text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
-names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40)
+text = st.text(stored_characters(), max_size=40)
+names = st.text(stored_characters(), min_size=1, max_size=40)
 identifiers = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,30}", fullmatch=True)
 devices = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,15}", fullmatch=True)
 offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
@@ -65,7 +66,7 @@ def metrics(draw: st.DrawFn) -> dict[str, Any]:
     point: dict[str, Any] = {
         "name": draw(names),
         "value": draw(finite),
-        "unit": draw(st.text(st.characters(exclude_categories=["Cs"]), max_size=32)),
+        "unit": draw(st.text(stored_characters(), max_size=32)),
         "hardware": draw(st.none() | devices),
     }
     if draw(st.booleans()):
@@ -78,20 +79,20 @@ def task_documents(draw: st.DrawFn) -> dict[str, Any]:
     """Return a valid task document; optional fields are absent or hold a valid value."""
     doc: dict[str, Any] = {
         "task_id": f"{draw(identifiers)}-{next(_serial)}",
-        "model_name": draw(st.text(st.characters(exclude_categories=["Cs"]), min_size=1)),
+        "model_name": draw(st.text(stored_characters(), min_size=1)),
     }
     optional: dict[str, st.SearchStrategy[Any]] = {
         "hardware": st.lists(devices, min_size=1, max_size=4, unique=True),
         "status": st.sampled_from([s.value for s in TaskStatus]),
         "progress": st.floats(0.0, 1.0),
         "current_step": st.none() | text,
-        "template_type": st.none() | st.text(max_size=64),
+        "template_type": st.none() | st.text(stored_characters(), max_size=64),
         "template_context": st.none() | st.dictionaries(text, json_values, max_size=4),
         "output_file": st.none() | text,
         "output_dir": st.none() | text,
         "duration": st.floats(0.0, 1e9),
         "error": st.none() | text,
-        "architecture": st.none() | st.text(max_size=64),
+        "architecture": st.none() | st.text(stored_characters(), max_size=64),
         "creator": st.none() | text,
         "task_type": names,
         "batch_id": st.none() | identifiers,
@@ -209,7 +210,9 @@ def corruptions() -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(st.just("tags"), st.sampled_from([{"": "x"}, {"a": 1}, ["a"]])),
         st.tuples(st.just("steps"), bad_step),
         st.tuples(st.just("metrics"), bad_metric),
-        st.tuples(st.text(min_size=1).filter(lambda k: k not in ALLOWED), json_values),
+        st.tuples(
+            st.text(stored_characters(), min_size=1).filter(lambda k: k not in ALLOWED), json_values
+        ),
         st.tuples(
             st.just("__raw__"),
             st.sampled_from(

@@ -30,7 +30,7 @@ def instant(value: str | None) -> datetime | None:
 
 def table_counts(settings: Settings) -> dict[str, int]:
     """Count the rows of every generator table in the DuckDB file (the app must be closed)."""
-    engine = create_engine(f"duckdb:///{settings.generator_db_path}")
+    engine = create_engine(settings.database_url("generator"))
     try:
         with engine.connect() as conn:
             return {

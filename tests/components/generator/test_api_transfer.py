@@ -310,7 +310,7 @@ def test_import_that_is_not_json_is_422(client: TestClient) -> None:
 
 def orphans(settings: Settings) -> dict[str, int]:
     """Count child rows whose task no longer exists (the app must be closed)."""
-    engine = create_engine(f"duckdb:///{settings.generator_db_path}")
+    engine = create_engine(settings.database_url("generator"))
     try:
         with engine.connect() as conn:
             tasks = set(conn.scalars(select(Task.task_id)))
@@ -366,7 +366,7 @@ def test_delete_batch_without_tasks_unlinks_them(settings: Settings) -> None:
         assert response.status_code == 200
         got = client.get(f"{DB}/task/task-1").json()
         assert got["batch_id"] is None and len(got["steps"]) == 2
-    engine = create_engine(f"duckdb:///{settings.generator_db_path}")
+    engine = create_engine(settings.database_url("generator"))
     try:
         with engine.connect() as conn:
             linked = list(conn.scalars(select(Task.task_id).where(Task.batch_id == "batch-1")))

@@ -99,9 +99,9 @@ def app_table_counts(client: Any) -> dict[str, int]:
         return table_counts_in(session)
 
 
-def file_table_counts(path: Path) -> dict[str, int]:
-    """Count rows with a fresh engine on a DuckDB file no server holds."""
-    engine = create_engine(f"duckdb:///{path}")
+def file_table_counts(url: str) -> dict[str, int]:
+    """Count rows with a fresh engine on a database (URL) no server holds."""
+    engine = create_engine(url)
     try:
         with Session(engine) as session:
             return table_counts_in(session)

@@ -22,7 +22,7 @@ from tests.components.test_suite.support import (
     assert_matches,
     instant,
 )
-from tests.support import make_settings
+from tests.support import make_settings, stored_characters
 
 PROPERTY = settings(
     max_examples=30,
@@ -41,8 +41,8 @@ RESULT_FIELDS = {
 }
 
 # Any Unicode but lone surrogates (NUL and control characters included).
-text = st.text(max_size=40)
-name = st.text(min_size=1, max_size=40)
+text = st.text(stored_characters(), max_size=40)
+name = st.text(stored_characters(), min_size=1, max_size=40)
 device = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:-]{0,12}\Z", fullmatch=True)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 offsets = st.sampled_from(
@@ -72,7 +72,9 @@ def timed(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def steps(draw: st.DrawFn) -> list[dict[str, Any]]:
-    names = draw(st.lists(st.text(min_size=1, max_size=60), unique=True, max_size=4))
+    names = draw(
+        st.lists(st.text(stored_characters(), min_size=1, max_size=60), unique=True, max_size=4)
+    )
     out = []
     for step_name in names:
         step: dict[str, Any] = {
@@ -101,7 +103,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         doc["completed_at"] = (start + draw(span)).astimezone(draw(offsets)).isoformat()
     optional = {
-        "test_type": st.none() | st.text(max_size=32),
+        "test_type": st.none() | st.text(stored_characters(), max_size=32),
         "timeout": st.none() | st.integers(1, 2**31 - 1),
         "save_results": st.none() | st.booleans(),
         "progress": st.floats(0, 1),
@@ -125,7 +127,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
                 st.lists(
                     st.fixed_dictionaries(
                         {
-                            "name": st.text(min_size=1, max_size=60),
+                            "name": st.text(stored_characters(), min_size=1, max_size=60),
                             "status": st.sampled_from(CASE_STATUSES),
                             "duration_ms": st.none() | st.floats(0, 1e9),
                             "error": st.none() | text,
@@ -153,7 +155,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
         for _ in range(draw(st.integers(0, 4))):
             metric: dict[str, Any] = {"name": draw(name), "value": draw(finite)}
             if draw(st.booleans()):
-                metric["unit"] = draw(st.text(max_size=32))
+                metric["unit"] = draw(st.text(stored_characters(), max_size=32))
             if draw(st.booleans()):
                 metric["hardware"] = draw(st.none() | device)
             if draw(st.booleans()):
@@ -161,9 +163,13 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
             metrics.append(metric)
         doc["metrics"] = metrics
     if draw(st.booleans()):
-        doc["tags"] = draw(st.dictionaries(name, st.text(max_size=60), max_size=4))
+        doc["tags"] = draw(
+            st.dictionaries(name, st.text(stored_characters(), max_size=60), max_size=4)
+        )
     if draw(st.booleans()):
-        paths = draw(st.lists(st.text(min_size=1, max_size=60), unique=True, max_size=3))
+        paths = draw(
+            st.lists(st.text(stored_characters(), min_size=1, max_size=60), unique=True, max_size=3)
+        )
         doc["artifacts"] = [
             {"artifact_type": draw(name), "artifact_path": path, "description": draw(text)}
             for path in paths

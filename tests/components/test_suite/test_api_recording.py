@@ -6,7 +6,6 @@ import copy
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -442,7 +441,7 @@ def test_rows_counted_on_the_database_file_after_the_server_closes(settings: Set
     with TestClient(create_app(settings)) as client:
         post(client, full_document())
         post(client, full_document())
-    counts = file_table_counts(Path(settings.test_db_path))
+    counts = file_table_counts(settings.database_url("test_suite"))
     assert counts["test_runs"] == 1 and counts["test_run_cases"] == 6
     assert counts["test_run_metrics"] == 6 and counts["test_run_artifacts"] == 2
     assert counts["test_run_steps"] == 3 and counts["test_run_batch"] == 1
