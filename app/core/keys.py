@@ -34,7 +34,11 @@ _LINE = re.compile(r"^sha256:(?P<hex>[0-9a-fA-F]{64})\s+(?P<scope>\S+)(?:\s+(?P<
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # What only an admin key may do: delete, import, export, read-only SQL, retention, backup.
-ADMIN_PATHS = (re.compile(r"^/api/[^/]+/db/(import(/[^/]+)?|export|query|retention|backup)$"),)
+ADMIN_PATHS = (
+    re.compile(r"^/api/[^/]+/db/(import(/[^/]+)?|export|query|retention|backup)$"),
+    # Writing a suite names an interpreter and arguments the server will run: admin only.
+    re.compile(r"^/api/[^/]+/suites/[^/]+$"),
+)
 # POSTs that only read (a search body): they follow the read rule, not the write rule.
 READ_POST_PATHS = (re.compile(r"^/api/[^/]+/db/search$"), re.compile(r"^/api/db/search$"))
 

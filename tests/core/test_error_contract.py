@@ -44,7 +44,7 @@ def keyed(tmp_path: Path, template_dbs: dict[str, Path]) -> Iterator[TestClient]
         yield client
 
 
-OWN_403 = {"/api/test/run/{run_id}/artifacts/{artifact_id}"}
+OWN_403 = {"/api/test/run/{run_id}/artifacts/{artifact_id}", "/api/test/suites/{name}"}
 
 
 def test_every_operation_declares_its_errors_with_the_error_model(client: TestClient) -> None:

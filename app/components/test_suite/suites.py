@@ -15,16 +15,18 @@ import re
 import shutil
 import string
 import sys
+import tempfile
 import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.core.config import Settings
-from app.core.errors import AppError, BadRequest, NotFound
+from app.core.errors import AppError, BadRequest, Conflict, Forbidden, NotFound
 from app.core.naming import module_filename
 
 DEFAULT_SUITE = "generated"
@@ -346,4 +348,52 @@ def get_suite(settings: Settings, name: str) -> Suite:
     suites = all_suites(settings)
     if name not in suites:
         raise NotFound(f"no suite named {name!r}; known: {', '.join(suites)}", code="unknown_suite")
+    return suites[name]
+
+
+_WRITE_LOCK = threading.Lock()
+
+
+def _check_writable(settings: Settings, name: str) -> Path:
+    """Return the suites file PUT may write, or raise why it may not."""
+    if not (settings.api_keys or settings.api_keys_file):
+        raise Forbidden(
+            "suites are edited over HTTP only with API keys set (an admin key); "
+            "without keys, edit the suites file",
+            code="suites_read_only",
+        )
+    if settings.suites_file is None:
+        raise Conflict("no suites file is configured (APP_SUITES_FILE)", code="no_suites_file")
+    if not re.fullmatch(SUITE_NAME, name) or name == DEFAULT_SUITE:
+        raise BadRequest(
+            f"suite name {name!r} must match {SUITE_NAME} and not be {DEFAULT_SUITE!r}",
+            code="invalid_suite_name",
+        )
+    return settings.suites_file.expanduser().resolve()
+
+
+def put_suite(settings: Settings, name: str, conf: SuiteConfig) -> Suite:
+    """Create or replace one suite in the suites file (atomically; comments are not kept)."""
+    path = _check_writable(settings, name)
+    with _WRITE_LOCK:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SuiteError(f"the suites file is not valid TOML: {exc}") from None
+        table = data.setdefault("suites", {})
+        table[name] = conf.model_dump(exclude_none=True, exclude_defaults=True) | {
+            "root": conf.root
+        }
+        new_text = tomli_w.dumps(data)
+        if len(new_text.encode()) > MAX_FILE_BYTES:
+            raise BadRequest(f"the suites file would exceed {MAX_FILE_BYTES} bytes", code="too_big")
+        try:
+            suites = parse_suites(new_text, path.parent)
+        except SuiteError as exc:  # what the client sent cannot run here (a missing root, ...)
+            raise BadRequest(exc.detail, code="invalid_suite") from None
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".suites-", suffix=".toml")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(new_text)
+        os.replace(tmp, path)
     return suites[name]

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 from app.components.test_suite import service
 from app.components.test_suite.exec_schemas import ArtifactFile, SuiteRead
 from app.components.test_suite.models import RunArtifact
-from app.components.test_suite.suites import all_suites, get_suite
+from app.components.test_suite.suites import SuiteConfig, all_suites, get_suite, put_suite
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.deps import SettingsDep, database_of
+from app.core.deps import SettingsDep, WriteAccess, database_of
 from app.core.errors import Forbidden, NotFound
-from app.core.schemas import NOT_FOUND, ErrorBody
+from app.core.schemas import CONFLICT, NOT_FOUND, ErrorBody
 
 SuiteDb = Annotated[Database, Depends(database_of(service.COMPONENT))]
 """The Test Suite's database."""
@@ -50,6 +50,19 @@ def suites(settings: SettingsDep) -> list[SuiteRead]:
 def suite(name: Annotated[str, PathParam(max_length=64)], settings: SettingsDep) -> SuiteRead:
     """Return one suite as the operator configured it."""
     return SuiteRead(**get_suite(settings, name).describe())
+
+
+@router.put(
+    "/suites/{name}",
+    response_model=SuiteRead,
+    dependencies=[WriteAccess],
+    responses={**CONFLICT, 403: {"model": ErrorBody, "description": "no keys set, or not admin"}},
+)
+def replace_suite(
+    name: Annotated[str, PathParam(max_length=64)], body: SuiteConfig, settings: SettingsDep
+) -> SuiteRead:
+    """Create or replace a suite in APP_SUITES_FILE (admin key; only when keys are set)."""
+    return SuiteRead(**put_suite(settings, name, body).describe())
 
 
 def _artifacts(session: Session, run_id: str) -> list[RunArtifact]:

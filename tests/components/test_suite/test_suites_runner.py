@@ -305,3 +305,51 @@ def test_remaining_time_comes_from_the_history_of_that_model_and_device(
     assert suite_client.post("/api/test/db/runs", json=on_cuda).status_code == 201
     status = suite_client.get("/api/test/status/cuda-now").json()
     assert status["estimated_remaining_time"] is None  # no history on these devices, no progress
+
+
+def test_an_admin_key_writes_a_suite_that_is_then_listed_and_others_are_refused(
+    tmp_path: Path, template_dbs: dict[str, Path], scratch: dict[str, Path]
+) -> None:
+    suites_file = tmp_path / "suites.toml"
+    suites_file.write_text(f'# the operator\'s file\n[suites.one]\nroot = "{scratch["repo"]}"\n')
+    body = {"root": str(scratch["repo"]), "args": ["--model", "{model_name}"], "timeout": 60}
+    open_settings = make_settings(tmp_path / "open", template_dbs, suites_file=suites_file)
+    with TestClient(create_app(open_settings)) as client:
+        refused = client.put("/api/test/suites/two", json=body)
+        assert (refused.status_code, refused.json()["code"]) == (403, "suites_read_only")
+    settings = make_settings(
+        tmp_path / "keyed",
+        template_dbs,
+        suites_file=suites_file,
+        api_keys=["w:write", "a:admin"],
+    )
+    admin = {"X-API-Key": "a"}
+    with TestClient(create_app(settings)) as client:
+        low = client.put("/api/test/suites/two", json=body, headers={"X-API-Key": "w"})
+        assert (low.status_code, low.json()["code"]) == (403, "insufficient_scope")
+        assert client.put("/api/test/suites/two", json=body).status_code == 401
+        made = client.put("/api/test/suites/two", json=body, headers=admin)
+        assert made.status_code == 200, made.text
+        assert made.json()["args"] == ["--model", "{model_name}"]
+        assert made.json()["timeout"] == 60
+        names = [s["name"] for s in client.get("/api/test/suites").json()]
+        assert names == ["generated", "one", "two"]  # the other suite is kept
+        # What cannot run here is a 4xx and leaves the file as it was.
+        before = suites_file.read_text()
+        for name, bad, code in [
+            ("three", {**body, "root": str(tmp_path / "missing")}, "invalid_suite"),
+            ("three", {**body, "args": ["{secret}"]}, "validation_error"),
+            ("three", {**body, "python": "/bin/sh", "bogus": 1}, "validation_error"),
+            ("generated", body, "invalid_suite_name"),
+        ]:
+            answer = client.put(f"/api/test/suites/{name}", json=bad, headers=admin)
+            assert 400 <= answer.status_code < 500 and answer.json()["code"] == code, answer.text
+        assert suites_file.read_text() == before
+        # Replacing keeps one entry per name.
+        again = client.put("/api/test/suites/two", json={**body, "timeout": 5}, headers=admin)
+        assert again.json()["timeout"] == 5
+        assert [s["name"] for s in client.get("/api/test/suites").json()].count("two") == 1
+    no_file = make_settings(tmp_path / "nofile", template_dbs, api_keys=["a:admin"])
+    with TestClient(create_app(no_file)) as client:
+        answer = client.put("/api/test/suites/two", json=body, headers=admin)
+        assert (answer.status_code, answer.json()["code"]) == (409, "no_suites_file")
