@@ -20,7 +20,7 @@ component = Component(
         reports_router.router,
         query_router.router,
         exec_router.router,
-        maintenance_router,  # harda: retention, backup
+        maintenance_router,  # retention, backup
     ),
     build=with_hub(GenerationRunner),
 )
