@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Send
@@ -14,6 +15,8 @@ from app.core.keys import KeyRing, Scope, required_scope
 from app.core.unicode_body import has_lone_surrogate
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+SPOOL_BYTES = 4 * 1024 * 1024
+"""A body larger than this is held in a temporary file (not memory) until it is complete."""
 
 # Routes that take whole documents (recording a run or task, its cases/metrics/results, imports)
 # get the large limit; every other body (a progress tick, a step, a search) the small one.
@@ -105,25 +108,30 @@ class BodyGuardMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _answer(send, 413, too_large, "body_too_large")
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)
-                return
-            body += message.get("body", b"")
-            if len(body) > limit:
-                await _answer(send, 413, too_large, "body_too_large")
-                return
-            if not message.get("more_body"):
-                break
+        # Past SPOOL_BYTES the body waits on disk while it is counted, so a refused body (say
+        # 1 GiB streamed chunked) never costs the server more memory than that.
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    await self.app(scope, _replay([message], receive), send)
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await _answer(send, 413, too_large, "body_too_large")
+                    return
+                spool.write(chunk)
+                if not message.get("more_body"):
+                    break
+            spool.seek(0)
+            data = spool.read()
         content_type = (_header(scope, b"content-type") or "application/json").lower()
-        if "json" in content_type and has_lone_surrogate(body):
+        if "json" in content_type and has_lone_surrogate(data):
             detail = "text must be valid Unicode (a lone UTF-16 surrogate was sent)"
             await _answer(send, 422, detail, "invalid_text")
             return
-        data = bytes(body)
-        del body  # one copy of the body from here on
         await self.app(scope, _replay([{"type": "http.request", "body": data}], receive), send)
 
 

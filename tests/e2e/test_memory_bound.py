@@ -77,8 +77,8 @@ def test_a_1_gib_streamed_body_is_refused_and_peak_rss_stays_under_300_mb(
         assert httpx.get(f"{srv.url}{DB}/run/big", timeout=10).status_code == 404
         assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
         peak = peak_rss(srv.proc.pid)
-        # The guard holds at most one body of the limit (64 MiB) while it counts.
-        assert peak - before < 100 * MIB, f"the refused bodies cost {(peak - before) / MIB:.0f} MiB"
+        # Past 4 MiB the guard counts a body on disk, not in memory.
+        assert peak - before < 32 * MIB, f"the refused bodies cost {(peak - before) / MIB:.0f} MiB"
         assert peak < RSS_LIMIT, (
             f"peak RSS {peak / MIB:.0f} MiB (before the bodies {before / MIB:.0f})"
         )
