@@ -94,6 +94,11 @@ REFUSED: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "the suite's interpreter cannot run pytest"},
     503: {"model": ErrorBody, "description": "the suites file is unusable"},
 }
+SUITE_LOOKUP: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no suite of that name (`unknown_suite`)"},
+    503: REFUSED[503],
+}
+"""What a read naming a suite (`?suite=`) can answer besides 200."""
 
 
 def prepare(
@@ -269,7 +274,7 @@ def runs(
     return [RunSummary.model_validate(r) for r in rows]
 
 
-@router.get("/models", response_model=list[ModelModule])
+@router.get("/models", response_model=list[ModelModule], responses=SUITE_LOOKUP)
 def models(
     db: SuiteDb,
     settings: SettingsDep,
@@ -326,7 +331,7 @@ def _last_in_suite(session: Session, suite: str, model_name: str) -> dict[str, A
     return rows[0] if rows else None
 
 
-@router.get("/hardware", response_model=list[HardwareRead])
+@router.get("/hardware", response_model=list[HardwareRead], responses=SUITE_LOOKUP)
 def hardware(
     settings: SettingsDep,
     suite: Annotated[str, Query(max_length=64, description="whose interpreter to ask")] = (

@@ -32,6 +32,9 @@ CONTENT_TYPES = {
 """The content type of each artifact type the runner writes; others are guessed by name."""
 MAX_ARTIFACTS = 1000
 """At most this many artifacts are listed per run."""
+UNUSABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "the suites file is unusable (`suites_file_invalid`)"}
+}
 REFUSED: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
     403: {"model": ErrorBody, "description": "the file is outside the results folder"},
@@ -40,13 +43,13 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 router = APIRouter()
 
 
-@router.get("/suites", response_model=list[SuiteRead])
+@router.get("/suites", response_model=list[SuiteRead], responses=UNUSABLE)
 def suites(settings: SettingsDep) -> list[SuiteRead]:
     """List the suites: the built-in `generated` one, then those of APP_SUITES_FILE."""
     return [SuiteRead(**s.describe()) for s in all_suites(settings).values()]
 
 
-@router.get("/suites/{name}", response_model=SuiteRead, responses=NOT_FOUND)
+@router.get("/suites/{name}", response_model=SuiteRead, responses={**NOT_FOUND, **UNUSABLE})
 def suite(name: Annotated[str, PathParam(max_length=64)], settings: SettingsDep) -> SuiteRead:
     """Return one suite as the operator configured it."""
     return SuiteRead(**get_suite(settings, name).describe())
@@ -56,7 +59,11 @@ def suite(name: Annotated[str, PathParam(max_length=64)], settings: SettingsDep)
     "/suites/{name}",
     response_model=SuiteRead,
     dependencies=[WriteAccess],
-    responses={**CONFLICT, 403: {"model": ErrorBody, "description": "no keys set, or not admin"}},
+    responses={
+        **CONFLICT,
+        **UNUSABLE,
+        403: {"model": ErrorBody, "description": "no keys set, or not admin"},
+    },
 )
 def replace_suite(
     name: Annotated[str, PathParam(max_length=64)], body: SuiteConfig, settings: SettingsDep
