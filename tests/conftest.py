@@ -20,7 +20,15 @@ from app.core.db import DatabaseRegistry
 from app.core.migrate import upgrade
 from app.main import create_app
 from tests.pg_cluster import Cluster
-from tests.support import BACKENDS, PgState, Server, make_settings, pg_create, pg_drop
+from tests.support import (
+    BACKENDS,
+    PgState,
+    Server,
+    deselect_marked,
+    make_settings,
+    pg_create,
+    pg_drop,
+)
 
 DUCKDB_ONLY = "duckdb_only"
 POSTGRES_ONLY = "postgres_only"
@@ -66,10 +74,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the DuckDB-only tests on PostgreSQL, and the PostgreSQL-only ones on DuckDB."""
     other = DUCKDB_ONLY if config.getoption("backend") == "postgres" else POSTGRES_ONLY
-    kept = [item for item in items if item.get_closest_marker(other) is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept
+    deselect_marked(config, items, other)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.engine import make_url
 
 from app import components
@@ -183,6 +185,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def deselect_marked(config: pytest.Config, items: list[pytest.Item], marker: str) -> None:
+    """Deselect (as pytest reports it) every collected test carrying `marker`."""
+    kept = [item for item in items if item.get_closest_marker(marker) is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
+def deselect_unless_asked(config: pytest.Config, items: list[pytest.Item], marker: str) -> None:
+    """Leave `marker` tests out unless the -m expression names it (`-m ui`, `-m "not ui"`)."""
+    if marker not in re.findall(r"\w+", str(config.getoption("markexpr") or "")):
+        deselect_marked(config, items, marker)
 
 
 class Server:

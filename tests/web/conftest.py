@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support import ROOT, Server
+from tests.support import ROOT, Server, deselect_unless_asked
 from tests.web.support import seed
 
 MARKER = "ui"
@@ -32,12 +31,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave browser tests out of runs that do not name the marker (plain `make test`)."""
-    if MARKER in re.findall(r"\w+", str(config.getoption("markexpr") or "")):
-        return
-    kept = [item for item in items if item.get_closest_marker(MARKER) is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept
+    deselect_unless_asked(config, items, MARKER)
 
 
 @pytest.fixture(scope="module")
