@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from app.core.errors import AppError
-from app.core.keys import KeyRing, Scope, required_scope
+from app.core.keys import KeyRing, Scope, key_needed
 from app.core.unicode_body import has_lone_surrogate
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -40,11 +40,10 @@ class BodyLimits:
         return self.large if any(p.match(path) for p in LARGE_BODY_PATHS) else self.small
 
     def needed_scope(self, method: str, path: str) -> Scope | None:
-        """Return the scope a request needs (`app.core.keys.required_scope`), None for no key."""
+        """Return the scope a request needs (`app.core.keys.key_needed`), None for no key."""
         if not self.keys.enabled:
             return None
-        needed = required_scope(method, path)
-        return None if needed == "read" and not self.protect_reads else needed
+        return key_needed(method, path, self.protect_reads)
 
 
 def _size(size: int) -> str:

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         return str(url or f"duckdb:///{Path(path).expanduser().resolve()}")
 
     @property
+    def uses_keys(self) -> bool:
+        """Whether API keys are configured at all (`APP_API_KEYS` or a keys file)."""
+        return bool(self.api_keys) or self.api_keys_file is not None
+
+    @property
     def effective_tests_dir(self) -> Path:
         """Return the folder runs look for test modules in (default: the output folder)."""
         return (self.tests_dir or self.output_dir).expanduser().resolve()

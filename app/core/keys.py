@@ -34,11 +34,10 @@ _LINE = re.compile(r"^sha256:(?P<hex>[0-9a-fA-F]{64})\s+(?P<scope>\S+)(?:\s+(?P<
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # What only an admin key may do: delete, import, export, read-only SQL, retention, backup.
-ADMIN_PATHS = (
-    re.compile(r"^/api/[^/]+/db/(import(/[^/]+)?|export|query|retention|backup)$"),
-    # Writing a suite names an interpreter and arguments the server will run: admin only.
-    re.compile(r"^/api/[^/]+/suites/[^/]+$"),
-)
+ADMIN_PATHS = (re.compile(r"^/api/[^/]+/db/(import(/[^/]+)?|export|query|retention|backup)$"),)
+# Paths whose writes (only) are admin: writing a suite names an interpreter and arguments the
+# server will run; reading it is a read.
+ADMIN_WRITE_PATHS = (re.compile(r"^/api/[^/]+/suites/[^/]+$"),)
 # POSTs that only read (a search body): they follow the read rule, not the write rule.
 READ_POST_PATHS = (re.compile(r"^/api/[^/]+/db/search$"), re.compile(r"^/api/db/search$"))
 
@@ -54,9 +53,15 @@ def required_scope(method: str, path: str) -> Scope:
     """Return the scope a request needs: admin, write for other writes, read otherwise."""
     if method == "DELETE" or any(p.match(path) for p in ADMIN_PATHS):
         return "admin"
-    if method in WRITE_METHODS and not any(p.match(path) for p in READ_POST_PATHS):
-        return "write"
-    return "read"
+    if method not in WRITE_METHODS or any(p.match(path) for p in READ_POST_PATHS):
+        return "read"
+    return "admin" if any(p.match(path) for p in ADMIN_WRITE_PATHS) else "write"
+
+
+def key_needed(method: str, path: str, protect_reads: bool) -> Scope | None:
+    """Return the scope a request needs when keys are set, None when it needs no key."""
+    needed = required_scope(method, path)
+    return None if needed == "read" and not protect_reads else needed
 
 
 def allows(scope: Scope, needed: Scope) -> bool:

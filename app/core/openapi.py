@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.config import Settings
-from app.core.keys import READ_POST_PATHS
+from app.core.keys import key_needed
 from app.core.schemas import ErrorBody
 
 ERROR_REF = "#/components/schemas/ErrorBody"
@@ -58,11 +58,9 @@ def http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def needs_key(method: str, path: str, settings: Settings) -> bool:
     """Return whether an operation needs X-API-Key (writes; reads too with protect_reads)."""
-    if not settings.api_keys and settings.api_keys_file is None:
-        return False
-    if settings.protect_reads:
-        return True
-    return method != "get" and not any(p.match(path) for p in READ_POST_PATHS)
+    return (
+        settings.uses_keys and key_needed(method.upper(), path, settings.protect_reads) is not None
+    )
 
 
 def error_statuses(
@@ -105,7 +103,7 @@ def apply_error_contract(schema: dict[str, Any], settings: Settings) -> dict[str
                 responses[str(status)] = _error_response(status, responses.get(str(status)))
             if needs_key(method, path, settings):
                 operation["security"] = [{"ApiKey": []}]
-    if settings.api_keys:  # Swagger UI's "Authorize" then sends the key
+    if settings.uses_keys:  # Swagger UI's "Authorize" then sends the key
         schema.setdefault("components", {})["securitySchemes"] = {
             "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
         }

@@ -356,7 +356,7 @@ _WRITE_LOCK = threading.Lock()
 
 def _check_writable(settings: Settings, name: str) -> Path:
     """Return the suites file PUT may write, or raise why it may not."""
-    if not (settings.api_keys or settings.api_keys_file):
+    if not settings.uses_keys:
         raise Forbidden(
             "suites are edited over HTTP only with API keys set (an admin key); "
             "without keys, edit the suites file",

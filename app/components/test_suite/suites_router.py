@@ -58,7 +58,7 @@ def suite(name: Annotated[str, PathParam(max_length=64)], settings: SettingsDep)
 @router.put(
     "/suites/{name}",
     response_model=SuiteRead,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess],  # admin: app.core.keys.ADMIN_WRITE_PATHS
     responses={
         **CONFLICT,
         **UNUSABLE,
