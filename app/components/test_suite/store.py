@@ -506,6 +506,24 @@ def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
     return item
 
 
+def artifacts_of(session: Session, run_id: str, limit: int) -> list[RunArtifact]:
+    """Return a run's artifacts in recorded order (at most `limit`)."""
+    query = (
+        select(RunArtifact)
+        .where(RunArtifact.run_id == run_id)
+        .order_by(RunArtifact.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def get_artifact(session: Session, run_id: str, artifact_id: int) -> RunArtifact | None:
+    """Return one artifact of a run, or None."""
+    return session.scalar(
+        select(RunArtifact).where(RunArtifact.run_id == run_id, RunArtifact.id == artifact_id)
+    )
+
+
 def search_runs(session: Session, query_text: str, limit: int) -> list[dict[str, Any]]:
     """Return runs whose id, model, hardware, test type, status or a tag value contain the text."""
     pattern = escape_like(query_text)

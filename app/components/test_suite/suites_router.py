@@ -9,10 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.components.test_suite import service
+from app.components.test_suite import service, store
 from app.components.test_suite.exec_schemas import ArtifactFile, SuiteRead
 from app.components.test_suite.models import RunArtifact
 from app.components.test_suite.suites import SuiteConfig, all_suites, get_suite, put_suite
@@ -75,13 +74,7 @@ def replace_suite(
 def _artifacts(session: Session, run_id: str) -> list[RunArtifact]:
     """Return a run's artifacts in recorded order (404 when the run does not exist)."""
     service.require_run(session, run_id)
-    query = (
-        select(RunArtifact)
-        .where(RunArtifact.run_id == run_id)
-        .order_by(RunArtifact.id)
-        .limit(MAX_ARTIFACTS)
-    )
-    return list(session.scalars(query))
+    return store.artifacts_of(session, run_id, MAX_ARTIFACTS)
 
 
 def inside_results(settings: Settings, stored: str) -> Path | None:
@@ -124,9 +117,7 @@ def download(
     """Download a run's log, JUnit XML or results file (only from inside the results folder)."""
     with db.reading() as session:
         service.require_run(session, run_id)
-        row = session.scalar(
-            select(RunArtifact).where(RunArtifact.run_id == run_id, RunArtifact.id == artifact_id)
-        )
+        row = store.get_artifact(session, run_id, artifact_id)
         if row is None:
             raise NotFound(f"run {run_id} has no artifact {artifact_id}", code="not_found")
         kind, stored = row.artifact_type, row.artifact_path
