@@ -11,7 +11,6 @@ the server's own runners hold are theirs to end, never the sweep's.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.core.context import AppContext, Runtime
 from app.core.models import utcnow
+from app.core.periodic import Periodic
 from app.core.statuses import ACTIVE
 from app.core.workers import WorkerPool
 
@@ -111,39 +111,26 @@ def observe(
     return out
 
 
-class StaleSweeper:
+class StaleSweeper(Periodic):
     """A daemon thread that ends stale runs and tasks every APP_STALE_SWEEP_INTERVAL seconds."""
 
     def __init__(self, ctx: AppContext, runtimes: dict[str, Runtime]) -> None:
+        super().__init__("stale-sweep", ctx.settings.stale_sweep_interval)
         self.ctx = ctx
         self.runtimes = runtimes
         self.specs = tuple(s for s in _watched() if s.component in runtimes)
         self._seen: dict[tuple[str, str], Seen] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.started_at = utcnow()
         self.swept: list[str] = []
 
     def start(self) -> None:
-        """Start sweeping in the background."""
+        """Start sweeping in the background (rows count as unchanged from now at the earliest)."""
         self.started_at = utcnow()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="stale-sweep", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        """Stop sweeping (waits for a sweep under way)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.ctx.settings.stale_sweep_interval):
-            try:
-                self.sweep()
-            except Exception:  # a failed sweep must not end sweeping; the next one retries
-                log.exception("stale-run sweep failed")
+    def tick(self) -> None:
+        """One sweep."""
+        self.sweep()
 
     def _runner(self, component: str) -> WorkerPool[Any] | None:
         runner = self.runtimes[component].runner

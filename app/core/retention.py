@@ -9,7 +9,6 @@ checkpointed afterwards so the space is reused. `RetentionSweeper` applies the c
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy import Select, delete, exists, func, select
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session
 
 from app.core.db import Database
+from app.core.periodic import Periodic
 from app.core.records import delete_owned
 from app.core.statuses import TERMINAL
 
@@ -175,7 +175,7 @@ SPECS: dict[str, RetentionSpec] = {}
 """Component name -> its retention spec (filled as each component's maintenance router is built)."""
 
 
-class RetentionSweeper:
+class RetentionSweeper(Periodic):
     """Apply each component's `APP_<KEY>_RETENTION_DAYS` at start and every interval after."""
 
     def __init__(
@@ -184,11 +184,9 @@ class RetentionSweeper:
         keep: Sequence[str],
         interval: float,
     ) -> None:
+        super().__init__("retention", interval, at_start=True)
         self.jobs = list(jobs)
         self.keep = list(keep)
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.sweeps = 0
 
     def sweep(self) -> None:
@@ -202,24 +200,14 @@ class RetentionSweeper:
                 log.exception("retention of %s failed", spec.component)
         self.sweeps += 1
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sweep()
-            self._stop.wait(self.interval)
+    def tick(self) -> None:
+        """One sweep."""
+        self.sweep()
 
     def start(self) -> None:
         """Start sweeping in a daemon thread (nothing to do without configured components)."""
-        if not self.jobs or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop sweeping (waits for a sweep in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
+        if self.jobs:
+            super().start()
 
 
 def sweeper_for(ctx: AppContext, started: Sequence[Component]) -> RetentionSweeper:
