@@ -112,22 +112,23 @@ def export_table(session: Session, spec: TableSpec, path: Path, fmt: str) -> int
 
 # Each column's type in the schema side file: a Table Schema type, and the DuckDB type to load it
 # with (`read_csv(..., columns=...)`). In CSV, lists and objects are JSON text.
+# In order: BigInteger before Integer (it is one).
+FIELD_TYPES: tuple[tuple[type[Any], str, str], ...] = (
+    (ARRAY, "array", "VARCHAR[]"),
+    (JSON, "object", "JSON"),
+    (DateTime, "datetime", "TIMESTAMPTZ"),
+    (Boolean, "boolean", "BOOLEAN"),
+    (BigInteger, "integer", "BIGINT"),
+    (Integer, "integer", "INTEGER"),
+    (Double, "number", "DOUBLE"),
+)
+
+
 def field_type(kind: Any) -> tuple[str, str]:
     """Return (table-schema type, SQL type) of a SQLAlchemy column type."""
-    if isinstance(kind, ARRAY):
-        return "array", "VARCHAR[]"
-    if isinstance(kind, JSON):
-        return "object", "JSON"
-    if isinstance(kind, DateTime):
-        return "datetime", "TIMESTAMPTZ"
-    if isinstance(kind, Boolean):
-        return "boolean", "BOOLEAN"
-    if isinstance(kind, BigInteger):
-        return "integer", "BIGINT"
-    if isinstance(kind, Integer):
-        return "integer", "INTEGER"
-    if isinstance(kind, Double):
-        return "number", "DOUBLE"
+    for base, name, sql in FIELD_TYPES:
+        if isinstance(kind, base):
+            return name, sql
     return "string", "VARCHAR"
 
 
