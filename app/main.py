@@ -28,7 +28,7 @@ from app.core.errors import AppError, StartupError
 from app.core.hosts import HostGuardMiddleware
 from app.core.migrate import check_schema, revision_state, upgrade
 from app.core.openapi import install as install_error_contract
-from app.sweep import start_sweeper
+from app.core.sweep import start_sweeper
 from app.unified import install as install_unified
 from app.web.router import install as install_web
 

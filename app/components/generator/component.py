@@ -20,7 +20,7 @@ component = Component(
         reports_router.router,
         query_router.router,
         exec_router.router,
-        maintenance_router,  # retention, backup
+        maintenance_router,  # retention, backup (and what the stale sweep reads)
     ),
     build=with_hub(GenerationRunner),
 )

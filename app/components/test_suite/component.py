@@ -27,7 +27,7 @@ component = Component(
         query_router.router,
         junit_router.router,
         exec_router.router,
-        maintenance_router,  # retention, backup
+        maintenance_router,  # retention, backup (and what the stale sweep reads)
     ),
     build=with_hub(SuiteRunner),
 )

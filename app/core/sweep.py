@@ -41,31 +41,14 @@ class Watched:
     children: tuple[tuple[Any, Any, tuple[Any, ...]], ...]  # (model, key column, time columns)
 
 
-def _watched() -> tuple[Watched, ...]:
-    from app.components.generator.models import Task, TaskMetric, TaskStep
-    from app.components.test_suite.models import Run, RunCase, RunMetric, RunStep
+WATCHED: dict[str, Watched] = {}
+"""Component name -> what the sweep reads of it (each component's maintenance module adds it)."""
 
-    return (
-        Watched(
-            "test_suite",
-            Run,
-            Run.run_id,
-            (
-                (RunStep, RunStep.run_id, (RunStep.started_at, RunStep.completed_at)),
-                (RunMetric, RunMetric.run_id, (RunMetric.timestamp,)),
-                (RunCase, RunCase.run_id, ()),
-            ),
-        ),
-        Watched(
-            "generator",
-            Task,
-            Task.task_id,
-            (
-                (TaskStep, TaskStep.task_id, (TaskStep.started_at, TaskStep.completed_at)),
-                (TaskMetric, TaskMetric.task_id, (TaskMetric.timestamp,)),
-            ),
-        ),
-    )
+
+def watch(spec: Watched) -> Watched:
+    """Register a component's run or task table with the stale sweep; return the spec."""
+    WATCHED[spec.component] = spec
+    return spec
 
 
 @dataclass
@@ -118,7 +101,7 @@ class StaleSweeper(Periodic):
         super().__init__("stale-sweep", ctx.settings.stale_sweep_interval)
         self.ctx = ctx
         self.runtimes = runtimes
-        self.specs = tuple(s for s in _watched() if s.component in runtimes)
+        self.specs = tuple(s for name, s in WATCHED.items() if name in runtimes)
         self._seen: dict[tuple[str, str], Seen] = {}
         self.started_at = utcnow()
         self.swept: list[str] = []
