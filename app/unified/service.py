@@ -68,21 +68,23 @@ def _test_model(db: Database, model_name: str, recent: int) -> dict[str, Any]:
             min_samples=5,
             threshold=0.1,
             verdicts_wanted=("regression",),
+            page=Page(recent, 0),
         )
-        flaky = ts_service.flaky_report(
+        _, flaky_count = ts_service.flaky_report(
             session,
             ts_reports.ReportScope(model_name=model_name, since=window_start(FLAKY_DAYS)),
             min_runs=5,
             max_failed_fraction=0.5,
             last_runs=None,
             verdicts_wanted=("flaky",),
+            page=Page(1, 0),
         )
     return {
         "runs": runs,
         "recent_runs": recent_runs,
-        "regressions": report["series"][:recent],
-        "regression_count": len(report["series"]),
-        "flaky_count": len(flaky),
+        "regressions": report["series"],
+        "regression_count": report["series_total"],
+        "flaky_count": flaky_count,
     }
 
 

@@ -309,8 +309,12 @@ def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) ->
         tasks, _ = gen_store.list_tasks(
             gen, gen_store.TaskFilter(model_name=model_name), Page(limit=20, offset=0)
         )
-    flaky_tests = _flaky_rows(
-        ts, ts_reports.ReportScope(model_name=model_name, hardware=f.device, since=since), 5, None
+    flaky_tests, _ = _flaky_rows(
+        ts,
+        ts_reports.ReportScope(model_name=model_name, hardware=f.device, since=since),
+        5,
+        None,
+        Page(FLAKY_ON_MODEL, 0),
     )
     params = f.model_dump()
     return {
@@ -322,7 +326,7 @@ def model(ts: Session, gen: Session | None, f: ModelFilters, model_name: str) ->
         "runs": runs,
         "pager": _pager(f, runs_total, params),
         "tasks": tasks,
-        "flaky": flaky_tests[:FLAKY_ON_MODEL],
+        "flaky": flaky_tests,
         "flaky_total": len(flaky_tests),
         "json": {
             "runs": href("/api/test/db/runs", model_name=model_name, hardware=f.device),
@@ -346,7 +350,9 @@ def _change_points(
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Return per (metric, unit) the first run after each series' change, as chart marks."""
     marks: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in _regressions(ts, scope)["series"]:
+    # The model's changed series, largest first: a chart carries at most a page of marks.
+    changed = RegressionsFilters(verdict=None, per_page=500)
+    for row in _regressions(ts, scope, changed, CHANGE_VERDICTS)["series"]:
         if row["verdict"] not in CHANGE_VERDICTS or row["change_at"] is None:
             continue
         marks.setdefault((row["metric"], row["unit"] or ""), []).append(
@@ -531,8 +537,8 @@ def _iso(v: Any) -> Any:
 
 
 def _flaky_rows(
-    ts: Session, scope: ts_reports.ReportScope, min_runs: int, verdict: str | None
-) -> list[dict[str, Any]]:
+    ts: Session, scope: ts_reports.ReportScope, min_runs: int, verdict: str | None, page: Page
+) -> tuple[list[dict[str, Any]], int]:
     return ts_service.flaky_report(
         ts,
         scope,
@@ -540,11 +546,15 @@ def _flaky_rows(
         max_failed_fraction=0.5,
         last_runs=None,
         verdicts_wanted=(verdict,) if verdict else (),
+        page=page,
     )
 
 
 def _regressions(
-    ts: Session, scope: ts_reports.ReportScope, f: RegressionsFilters | None = None
+    ts: Session,
+    scope: ts_reports.ReportScope,
+    f: RegressionsFilters | None = None,
+    verdicts: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     f = f or RegressionsFilters()
     return ts_service.regressions_report(
@@ -555,20 +565,21 @@ def _regressions(
         metric=f.metric,
         min_samples=f.min_samples,
         threshold=f.threshold,
-        verdicts_wanted=(f.verdict,) if f.verdict else (),
+        verdicts_wanted=verdicts or ((f.verdict,) if f.verdict else ()),
+        page=_page(f),
     )
 
 
 def report_counts(ts: Session) -> dict[str, int]:
     """Return how many series regressed and how many tests are flaky, by the reports' defaults."""
-    regressions = _regressions(ts, ts_reports.ReportScope())
-    flaky = _flaky_rows(
-        ts, ts_reports.ReportScope(since=window_start(30)), min_runs=5, verdict="flaky"
+    regressions = _regressions(ts, ts_reports.ReportScope(), RegressionsFilters(per_page=1))
+    _, flaky = _flaky_rows(
+        ts, ts_reports.ReportScope(since=window_start(30)), 5, "flaky", Page(1, 0)
     )
     return {
-        "regressions": sum(1 for r in regressions["series"] if r["verdict"] == "regression"),
+        "regressions": regressions["verdict_counts"]["regression"],
         "newly_failing": len(regressions["newly_failing"]),
-        "flaky": len(flaky),
+        "flaky": flaky,
     }
 
 
@@ -577,14 +588,13 @@ def flaky(ts: Session, gen: Session | None, f: FlakyFilters) -> dict[str, Any]:
     scope = ts_reports.ReportScope(
         model_name=f.model_name, hardware=f.hardware, since=window_start(f.days)
     )
-    rows = _flaky_rows(ts, scope, f.min_runs, f.verdict)
-    page = _page(f)
+    rows, total = _flaky_rows(ts, scope, f.min_runs, f.verdict, _page(f))
     params = f.model_dump()
     return {
         "title": "Flaky tests",
         "filters": params,
-        "rows": rows[page.offset : page.offset + page.limit],
-        "pager": _pager(f, len(rows), params),
+        "rows": rows,
+        "pager": _pager(f, total, params),
         "json": {
             "flaky": href(
                 "/api/test/db/flaky",
@@ -603,16 +613,15 @@ def regressions(ts: Session, gen: Session | None, f: RegressionsFilters) -> dict
     scope = ts_reports.ReportScope(model_name=f.model_name, hardware=f.hardware)
     answer = _regressions(ts, scope, f)
     params = f.model_dump()
-    # The series table pages on the server (thousands of series at full scale).
-    page = _page(f)
+    # The series table pages in SQL (tens of thousands of series at full scale).
     series = answer.pop("series")
     api = {k: v for k, v in params.items() if k not in ("page", "per_page")}
     return {
         "title": "Regressions",
         "filters": params,
         **answer,
-        "series": series[page.offset : page.offset + page.limit],
-        "pager": _pager(f, len(series), params),
+        "series": series,
+        "pager": _pager(f, answer["series_total"], params),
         "json": {"regressions": href("/api/test/db/regressions", **api)},
     }
 

@@ -240,34 +240,92 @@ def _outage(max_failed_fraction: float) -> Any:
     )
 
 
+# Which way a flaky group hurts most: flaky and broken first (each failure a red CI job).
+FLAKY_RANK = {"flaky": 0, "broken": 1, "insufficient_data": 2, "healthy": 3}
+
+
+def _flaky_verdict(g: Subquery, min_runs: int) -> Any:
+    """Return flaky | broken | healthy | insufficient_data for one group's decided results.
+
+    Below `min_runs` it is never healthy. A test that failed and passed on the same code
+    (retry) or flipped twice or more is flaky; one that fails now after at most one flip
+    (always failing, or failing since one change) is broken; otherwise healthy (failed, then
+    fixed once and passing since).
+    """
+    return case(
+        (g.c.runs < min_runs, literal("insufficient_data")),
+        (func.coalesce(g.c.failures, 0) == 0, literal("healthy")),
+        ((g.c.retry_passes > 0) | (g.c.flips >= 2), literal("flaky")),
+        (g.c.last_failed == 1, literal("broken")),
+        else_=literal("healthy"),
+    )
+
+
 def flaky_groups(
     session: Session,
     scope: ReportScope,
     *,
     max_failed_fraction: float,
     last_runs: int | None,
-    only_failing: bool,
-) -> list[dict[str, Any]]:
-    """Return per (model, test, device): runs used, failures, flips, last result, retry passes.
+    min_runs: int,
+    verdicts: Sequence[str],
+    page: Page,
+) -> tuple[list[dict[str, Any]], int]:
+    """Return a page of (model, test, device) groups of the given verdicts, and their number.
 
-    Runs where more than `max_failed_fraction` of the decided tests failed are left out
-    (an outage, not flakiness); skipped results are not runs of the test.
+    Each group: runs used, failures, flips, last result, times, retry passes and `verdict`;
+    most hurtful first (verdict, failures, flips, then the key). Runs where more than
+    `max_failed_fraction` of the decided tests failed are left out (an outage, not
+    flakiness); skipped results are not runs of the test. Judged, ordered and paged in SQL.
     """
+    # Without healthy or insufficient_data asked, groups that never failed can be dropped early.
+    only_failing = not set(verdicts) & {"healthy", "insufficient_data"}
     # A CTE: read three times (flips, batch retries, commit retries), computed once.
     u = _flaky_results(scope, max_failed_fraction, last_runs, only_failing).cte("used")
     groups = _flaky_aggregates(u, only_failing)
     retries = _retry_passes(u)
-    query = select(
-        groups, func.coalesce(retries.c.retry_passes, 0).label("retry_passes")
-    ).outerjoin(
-        retries,
-        and_(
-            retries.c.model_name == groups.c.model_name,
-            retries.c.test_id == groups.c.test_id,
-            retries.c.hardware == groups.c.hardware,
-        ),
+    joined = (
+        select(groups, func.coalesce(retries.c.retry_passes, 0).label("retry_passes"))
+        .outerjoin(
+            retries,
+            and_(
+                retries.c.model_name == groups.c.model_name,
+                retries.c.test_id == groups.c.test_id,
+                retries.c.hardware == groups.c.hardware,
+            ),
+        )
+        .subquery("joined")
     )
-    return rows_of(session, query)
+    verdict = _flaky_verdict(joined, min_runs)
+    judged = select(joined, verdict.label("verdict")).subquery("judged")
+    rank = case(*((judged.c.verdict == v, r) for v, r in FLAKY_RANK.items()))
+    query = (
+        select(judged, func.count().over().label("total_groups"))
+        .where(judged.c.verdict.in_(list(verdicts)))
+        .order_by(
+            rank,
+            desc(func.coalesce(judged.c.failures, 0)),
+            desc(judged.c.flips),
+            judged.c.model_name,
+            judged.c.test_id,
+            func.coalesce(judged.c.hardware, ""),
+        )
+        .limit(page.limit)
+        .offset(page.offset)
+    )
+    rows = rows_of(session, query)
+    if rows or page.offset == 0:
+        total = int(rows[0]["total_groups"]) if rows else 0
+    else:  # a page past the end: count alone
+        total = int(
+            session.scalar(
+                select(func.count()).select_from(judged).where(judged.c.verdict.in_(list(verdicts)))
+            )
+            or 0
+        )
+    for row in rows:
+        del row["total_groups"]
+    return rows, total
 
 
 def _flaky_results(
@@ -434,18 +492,36 @@ def _series(
     return union_all(*sources).subquery("series")
 
 
+# How a window row is judged before any per-run statistics: too few samples, a change under
+# the threshold, or a move past it (only these need the series and the significance test).
+FEW, FLAT, MOVED = "few", "flat", "moved"
+
+
 def regression_windows(
     session: Session,
     scope: ReportScope,
     metric: str | None,
     baseline_start: datetime,
     split: datetime,
+    *,
+    min_samples: int,
+    threshold: float,
+    rest_kinds: Sequence[str],
+    offset: int,
+    limit: int,
 ) -> list[dict[str, Any]]:
-    """Return per (model, device, metric, unit) the sample sizes and medians of both windows."""
+    """Return the window rows (samples and medians per model, device, metric, unit) Python needs.
+
+    Each group is classified in SQL (`kind`: few, flat or moved). Every moved row comes back;
+    of the rows of `rest_kinds`, ranked as the report sorts them (flat before few, the largest
+    relative change first, then the key), those the page `offset`/`limit` can show after at
+    most every moved row (`rest_pos` in (offset − moved, offset + limit]); and one row of every
+    kind, whose `kind_n` counts that kind. Thousands of groups stay in the database.
+    """
     s = _series(scope, metric, baseline_start)
     key = (s.c.model_name, s.c.hardware, s.c.metric, s.c.unit)
     base = s.c.at < split
-    query = (
+    w = (
         select(
             *key,
             count_where(base, "baseline_n"),
@@ -454,7 +530,43 @@ def regression_windows(
             percentile(s.c.value, "0.5").filter(~base).label("recent_median"),
         )
         .group_by(*key)
-        .order_by(*key)
+        .subquery("windows")
+    )
+    rel = case(
+        (w.c.baseline_median == 0, None),
+        else_=(w.c.recent_median - w.c.baseline_median) / func.abs(w.c.baseline_median),
+    )
+    few = (w.c.baseline_n < min_samples) | (w.c.recent_n < min_samples)
+    kind = case(
+        (few, literal(FEW)),
+        (func.coalesce(func.abs(rel), 0) < threshold, literal(FLAT)),
+        else_=literal(MOVED),
+    )
+    c = select(w, rel.label("rel"), kind.label("kind")).subquery("judged")
+    wkey = (c.c.model_name, c.c.hardware, c.c.metric, c.c.unit)
+    size = func.abs(func.coalesce(c.c.rel, 0))
+    in_rest = c.c.kind.in_(list(rest_kinds))
+    ranked = select(
+        c,
+        func.count().over(partition_by=c.c.kind).label("kind_n"),
+        func.row_number().over(partition_by=c.c.kind).label("kind_pos"),  # any one per kind
+        func.row_number()
+        .over(partition_by=in_rest, order_by=(desc(c.c.kind == FLAT), desc(size), *wkey))
+        .label("rest_pos"),
+        func.sum(case((c.c.kind == MOVED, 1), else_=0)).over().label("moved_n"),
+    ).subquery("ranked")
+    query = (
+        select(ranked)
+        .where(
+            (ranked.c.kind == MOVED)
+            | (ranked.c.kind_pos == 1)
+            | (
+                ranked.c.kind.in_(list(rest_kinds))
+                & (ranked.c.rest_pos > offset - ranked.c.moved_n)
+                & (ranked.c.rest_pos <= offset + limit)
+            )
+        )
+        .order_by(ranked.c.model_name, ranked.c.hardware, ranked.c.metric, ranked.c.unit)
     )
     return rows_of(session, query)
 

@@ -113,10 +113,8 @@ class FlakyFilter(Paged):
     )
 
 
-class RegressionFilter(BaseModel):
-    """GET /regressions: recent window against the baseline before it."""
-
-    model_config = ConfigDict(extra="forbid")
+class RegressionFilter(Paged):
+    """GET /regressions: recent window against the baseline before it; the series are paged."""
 
     days: int = Field(7, ge=1, le=365, description="recent window in days (1-365, default 7)")
     baseline_days: int = Field(28, ge=1, le=3650, description="baseline before it (default 28)")
@@ -233,20 +231,23 @@ def flaky(db: TestDb, f: Annotated[FlakyFilter, Query()]) -> Response:
         model_name=f.model_name, hardware=f.hardware, since=window_start(f.days)
     )
     with db.reading() as session:
-        rows = service.flaky_report(
+        rows, total = service.flaky_report(
             session,
             scope,
             min_runs=f.min_runs,
             max_failed_fraction=f.max_failed_fraction,
             last_runs=f.last_runs,
             verdicts_wanted=f.verdict,
+            page=f.page(),
         )
-    return rows_response(rows[f.offset : f.offset + f.limit], total=len(rows))
+    return rows_response(rows, total=total)
 
 
 @router.get("/regressions")
 def regressions(db: TestDb, f: Annotated[RegressionFilter, Query()]) -> Response:
-    """Compare recent runs with the baseline per series; list newly failing tests."""
+    """Compare recent runs with the baseline per series (a page of them; X-Total-Count and
+    `series_total` count the series of the verdicts asked, `verdict_counts` every verdict);
+    list newly failing tests."""
     scope = reports.ReportScope(model_name=f.model_name, hardware=f.hardware)
     with db.reading() as session:
         answer = service.regressions_report(
@@ -258,8 +259,9 @@ def regressions(db: TestDb, f: Annotated[RegressionFilter, Query()]) -> Response
             min_samples=f.min_samples,
             threshold=f.threshold,
             verdicts_wanted=f.verdict,
+            page=f.page(),
         )
-    return rows_response(answer)
+    return rows_response(answer, total=answer["series_total"])
 
 
 @router.get("/compare", responses=NOT_FOUND)

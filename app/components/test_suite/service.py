@@ -469,6 +469,9 @@ NEWLY_FAILING_LIMIT = 1000
 COMPARE_LIMIT = 1000
 
 
+FIRST_PAGE = Page(100, 0)
+
+
 def flaky_report(
     session: Session,
     scope: reports.ReportScope,
@@ -477,19 +480,24 @@ def flaky_report(
     max_failed_fraction: float,
     last_runs: int | None,
     verdicts_wanted: Sequence[str],
-) -> list[dict[str, Any]]:
-    """Return flaky-test rows with verdicts, most hurtful first, narrowed to the verdicts asked."""
-    wanted = set(verdicts_wanted or FLAKY_DEFAULT)
-    # A group without failures is healthy or insufficient_data: skip them in SQL if not asked.
-    only_failing = not wanted & {"healthy", "insufficient_data"}
-    groups = reports.flaky_groups(
+    page: Page = FIRST_PAGE,
+) -> tuple[list[dict[str, Any]], int]:
+    """Return a page of flaky-test rows of the verdicts asked (most hurtful first), and a count."""
+    groups, total = reports.flaky_groups(
         session,
         scope,
         max_failed_fraction=max_failed_fraction,
         last_runs=last_runs,
-        only_failing=only_failing,
+        min_runs=min_runs,
+        verdicts=sorted(set(verdicts_wanted or FLAKY_DEFAULT)),
+        page=page,
     )
-    return [r for r in verdicts.flaky_rows(groups, min_runs) if r["verdict"] in wanted]
+    return verdicts.flaky_rows(groups), total
+
+
+REGRESSION_RANK = {"regression": 0, "improvement": 1, "changed": 2, "unchanged": 3}
+# A window row's verdict when it is never tested for significance (reports.FEW / FLAT).
+REST_VERDICTS = {reports.FEW: "insufficient_data", reports.FLAT: "unchanged"}
 
 
 def regressions_report(
@@ -502,49 +510,99 @@ def regressions_report(
     min_samples: int,
     threshold: float,
     verdicts_wanted: Sequence[str] = (),
+    page: Page = FIRST_PAGE,
 ) -> dict[str, Any]:
-    """Return per-series baseline vs recent medians with verdicts, and newly failing tests."""
+    """Return a page of per-series baseline vs recent medians with verdicts, and newly failing.
+
+    Series are ordered regression, improvement, changed, unchanged, insufficient_data, the
+    largest relative change first. Only series that moved past the threshold with enough
+    samples reach Python (for Mann–Whitney and the change point); the others are classified,
+    counted, ranked and paged in SQL.
+    """
     now = utcnow()
     split = now - timedelta(days=days)
     start = split - timedelta(days=baseline_days)
-    windows = reports.regression_windows(session, scope, metric, start, split)
-    # Significance only for the series that moved past the threshold with enough samples.
-    candidates = [
-        w
-        for w in windows
-        if w["baseline_n"] >= min_samples
-        and w["recent_n"] >= min_samples
-        and abs(verdicts.relative_change(w["baseline_median"], w["recent_median"]) or 0.0)
-        >= threshold
-    ]
-    keys = [(w["model_name"], w["hardware"], w["metric"], w["unit"]) for w in candidates]
+    wanted = set(verdicts_wanted or REGRESSION_DEFAULT)
+    rest_kinds = [k for k, v in REST_VERDICTS.items() if v in wanted]
+    windows = reports.regression_windows(
+        session,
+        scope,
+        metric,
+        start,
+        split,
+        min_samples=min_samples,
+        threshold=threshold,
+        rest_kinds=rest_kinds,
+        offset=page.offset,
+        limit=page.limit,
+    )
+    moved = [w for w in windows if w["kind"] == reports.MOVED]
+    keys = [(w["model_name"], w["hardware"], w["metric"], w["unit"]) for w in moved]
     series: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     for row in reports.regression_series(session, scope, metric, start, keys):
         series.setdefault(
             (row["model_name"], row["hardware"], row["metric"], row["unit"]), []
         ).append(row)
-    rows = [
+    judged = [
         verdicts.regression_row(
-            w,
+            _window(w),
             series.get((w["model_name"], w["hardware"], w["metric"], w["unit"]), []),
             split,
             min_samples=min_samples,
             threshold=threshold,
         )
-        for w in windows
+        for w in moved
     ]
-    wanted = set(verdicts_wanted or REGRESSION_DEFAULT)
-    rows = [r for r in rows if r["verdict"] in wanted]
-    rank = {"regression": 0, "improvement": 1, "changed": 2, "unchanged": 3}
-    rows.sort(key=lambda r: (rank.get(r["verdict"], 4), -abs(r["relative_change"] or 0.0)))
+    counts = {v: 0 for v in (*REGRESSION_RANK, "insufficient_data")}
+    for w in windows:
+        if w["kind"] in REST_VERDICTS and w["kind_pos"] == 1:
+            counts[REST_VERDICTS[w["kind"]]] += int(w["kind_n"])
+    for r in judged:
+        counts[r["verdict"]] += 1
+    judged = [r for r in judged if r["verdict"] in wanted]
+    judged.sort(key=lambda r: (REGRESSION_RANK[r["verdict"]], -abs(r["relative_change"] or 0.0)))
+    # The rest follow the moved ones: rest position p (1-based) is series number len(judged)+p.
+    first = page.offset - len(judged)
+    rest = sorted(
+        (
+            w
+            for w in windows
+            if w["kind"] in rest_kinds and first < w["rest_pos"] <= first + page.limit
+        ),
+        key=lambda w: int(w["rest_pos"]),
+    )
+    rest_rows = [
+        verdicts.regression_row(_window(w), [], split, min_samples=min_samples, threshold=threshold)
+        for w in rest
+    ]
+    rows = (judged[page.offset : page.offset + page.limit] + rest_rows)[: page.limit]
     failing = reports.newly_failing(session, scope, start, split, NEWLY_FAILING_LIMIT)
     return {
         "baseline_start": start,
         "recent_start": split,
         "generated_at": now,
+        "series_total": sum(n for v, n in counts.items() if v in wanted),
+        "verdict_counts": counts,
         "series": rows,
         "newly_failing": failing,
     }
+
+
+WINDOW_FIELDS = (
+    "model_name",
+    "hardware",
+    "metric",
+    "unit",
+    "baseline_n",
+    "recent_n",
+    "baseline_median",
+    "recent_median",
+)
+
+
+def _window(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a window row without the SQL's ranking columns."""
+    return {k: row[k] for k in WINDOW_FIELDS}
 
 
 def resolve_side(session: Session, ident: str) -> tuple[str, list[str]]:

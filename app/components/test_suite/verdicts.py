@@ -1,7 +1,7 @@
 """Report verdicts and statistics on aggregated rows: no SQL, no HTTP.
 
-Flaky: Wilson intervals and a verdict from counts and flips. Regressions: direction by unit,
-Mann–Whitney U (scipy) and a single change point. Compare: `fail_on` rules. Trends: min/max
+Flaky: Wilson intervals (the verdict is judged in SQL by reports.flaky_groups). Regressions:
+direction by unit, Mann–Whitney U (scipy) and a single change point. Compare: `fail_on` rules. Trends: min/max
 preserving downsampling.
 """
 
@@ -31,43 +31,12 @@ def wilson(failures: int, runs: int, z: float = Z95) -> tuple[float | None, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def flaky_verdict(
-    runs: int, failures: int, flips: int, last_failed: bool, retry_passes: int, min_runs: int
-) -> str:
-    """Return flaky | broken | healthy | insufficient_data for one test's decided results.
-
-    Below `min_runs` it is never healthy. A test that failed and passed on the same code
-    (retry) or flipped twice or more is flaky; one that fails now after at most one flip
-    (always failing, or failing since one change) is broken; otherwise healthy.
-    """
-    if runs < min_runs:
-        return "insufficient_data"
-    if failures == 0:
-        return "healthy"
-    if retry_passes > 0 or flips >= 2:
-        return "flaky"
-    if last_failed:
-        return "broken"
-    return "healthy"  # failed, then fixed once and passing since
-
-
-VERDICT_RANK = {"flaky": 0, "broken": 1, "insufficient_data": 2, "healthy": 3}
-
-
-def flaky_rows(groups: list[dict[str, Any]], min_runs: int) -> list[dict[str, Any]]:
-    """Add failure rate, Wilson interval and verdict to each group; sort by how much it hurts."""
+def flaky_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add the failure rate, its Wilson interval and the last status to each judged group."""
     out = []
     for g in groups:
         runs, failures = int(g["runs"]), int(g["failures"] or 0)
         low, high = wilson(failures, runs)
-        verdict = flaky_verdict(
-            runs,
-            failures,
-            int(g["flips"]),
-            bool(g["last_failed"]),
-            int(g["retry_passes"]),
-            min_runs,
-        )
         out.append(
             {
                 **{k: v for k, v in g.items() if k != "last_failed"},
@@ -76,20 +45,8 @@ def flaky_rows(groups: list[dict[str, Any]], min_runs: int) -> list[dict[str, An
                 "failure_rate": failures / runs if runs else None,
                 "failure_rate_low": low,
                 "failure_rate_high": high,
-                "verdict": verdict,
             }
         )
-    # Hurt: flaky and broken tests first, then the most failures (each one a red CI job).
-    out.sort(
-        key=lambda r: (
-            VERDICT_RANK[r["verdict"]],
-            -r["failures"],
-            -r["flips"],
-            r["model_name"],
-            r["test_id"],
-            r["hardware"] or "",
-        )
-    )
     return out
 
 

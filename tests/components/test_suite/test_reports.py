@@ -222,6 +222,38 @@ def test_flaky_verdicts_match_an_independent_computation(
     assert order == sorted(order, key=rank.index)
 
 
+def test_flaky_pages_in_the_hurt_order(client: TestClient, planted: list[dict[str, Any]]) -> None:
+    everything = ["flaky", "broken", "healthy", "insufficient_data"]
+    whole = client.get(f"{B}/flaky", params={"verdict": everything, "limit": 1000})
+    rows = whole.json()
+    rank = {"flaky": 0, "broken": 1, "insufficient_data": 2, "healthy": 3}
+    hurt = [
+        (
+            rank[r["verdict"]],
+            -r["failures"],
+            -r["flips"],
+            r["model_name"],
+            r["test_id"],
+            r["hardware"] or "",
+        )
+        for r in rows
+    ]
+    assert hurt == sorted(hurt) and len(rows) > 6
+    for size in (2, 5):
+        paged: list[dict[str, Any]] = []
+        for offset in range(0, len(rows), size):
+            page = client.get(
+                f"{B}/flaky", params={"verdict": everything, "limit": size, "offset": offset}
+            )
+            assert page.headers["x-total-count"] == str(len(rows))
+            paged += page.json()
+        assert paged == rows
+    past = client.get(f"{B}/flaky", params={"verdict": everything, "offset": len(rows) + 5})
+    assert past.json() == [] and past.headers["x-total-count"] == str(len(rows))
+    only = client.get(f"{B}/flaky", params={"verdict": ["broken"], "limit": 1000}).json()
+    assert only == [r for r in rows if r["verdict"] == "broken"]
+
+
 def test_flaky_floor_at_its_boundary(client: TestClient, planted: list[dict[str, Any]]) -> None:
     five = "tests/test_m.py::test_five"
     everything = ["flaky", "broken", "healthy", "insufficient_data"]
@@ -346,6 +378,46 @@ def test_regressions_direction_significance_and_floor(
     assert {r["metric"] for r in default["series"]} == {"latency_ms", "throughput_per_sec"}
     bad = client.get(f"{B}/regressions", params={"min_samples": 1})
     assert bad.status_code == 422
+
+
+RANK = {"regression": 0, "improvement": 1, "changed": 2, "unchanged": 3, "insufficient_data": 4}
+
+
+@pytest.mark.parametrize("verdicts", [list(RANK), [], ["unchanged", "insufficient_data"]])
+def test_regressions_pages_in_the_report_order(
+    client: TestClient, planted: list[dict[str, Any]], verdicts: list[str]
+) -> None:
+    # min_samples 3 leaves series of every kind: moved (tested), under the threshold, too few.
+    params = {"days": 3, "baseline_days": 28, "min_samples": 3, "verdict": verdicts}
+    whole = client.get(f"{B}/regressions", params={**params, "limit": 1000})
+    assert whole.status_code == 200, whole.text
+    answer = whole.json()
+    rows = answer["series"]
+    wanted = set(verdicts or ["regression", "improvement", "changed", "insufficient_data"])
+    assert rows and {r["verdict"] for r in rows} <= wanted
+    assert int(whole.headers["x-total-count"]) == answer["series_total"] == len(rows)
+    # verdict_counts counts every verdict, asked for or not, over all series.
+    every = client.get(f"{B}/regressions", params={**params, "verdict": list(RANK), "limit": 1000})
+    all_rows = every.json()["series"]
+    assert answer["verdict_counts"] == {v: sum(r["verdict"] == v for r in all_rows) for v in RANK}
+    assert [r for r in all_rows if r["verdict"] in wanted] == rows
+    counts = answer["verdict_counts"]
+    # Every kind is there: tested (regression), under the threshold, below the floor.
+    assert counts["regression"] and counts["unchanged"] and counts["insufficient_data"], counts
+    # The order: verdict rank, then the largest relative change (ties keep the key order).
+    order = [(RANK[r["verdict"]], -abs(r["relative_change"] or 0.0)) for r in rows]
+    assert order == sorted(order)
+    for size in (1, 2, 3):
+        paged: list[dict[str, Any]] = []
+        for offset in range(0, len(rows) + size, size):
+            page = client.get(
+                f"{B}/regressions", params={**params, "limit": size, "offset": offset}
+            )
+            assert page.headers["x-total-count"] == str(len(rows))
+            paged += page.json()["series"]
+        assert paged == rows
+    assert client.get(f"{B}/regressions", params={"limit": 0}).status_code == 422
+    assert client.get(f"{B}/regressions", params={"limit": 1001}).status_code == 422
 
 
 def test_compare_and_gate(client: TestClient, planted: list[dict[str, Any]]) -> None:
