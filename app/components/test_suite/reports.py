@@ -671,29 +671,44 @@ def _compare_states(base: Sequence[str], head: Sequence[str]) -> Any:
     return select(states, category.label("category")).subquery("compared")
 
 
-def compare_counts(session: Session, base: Sequence[str], head: Sequence[str]) -> dict[str, int]:
-    """Return how many tests fall in each compare category."""
-    c = _compare_states(base, head)
-    query = select(c.c.category, func.count()).group_by(c.c.category)
-    return {str(name): int(n) for name, n in session.execute(query)}
-
-
 def compare_tests(
     session: Session, base: Sequence[str], head: Sequence[str], limit: int
-) -> list[dict[str, Any]]:
-    """Return the tests that changed (or were added or are missing), at most `limit`."""
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Return how many tests fall in each category, and the tests that changed (or were added
+    or are missing), at most `limit`: one pass over both sides' results."""
     c = _compare_states(base, head)
+    changed = c.c.category != "unchanged"
+    order = (c.c.category, c.c.model_name, c.c.test_id)
+    ranked = select(
+        c,
+        func.count().over(partition_by=c.c.category).label("category_n"),
+        func.row_number().over(partition_by=c.c.category).label("category_pos"),
+        func.row_number().over(partition_by=changed, order_by=order).label("pos"),
+    ).subquery("ranked")
     query = (
-        select(c.c.category, c.c.model_name, c.c.test_id, c.c.base_state, c.c.head_state)
-        .where(c.c.category != "unchanged")
-        .order_by(c.c.category, c.c.model_name, c.c.test_id)
-        .limit(limit)
+        select(ranked)
+        .where(
+            (ranked.c.category_pos == 1)
+            | ((ranked.c.category != "unchanged") & (ranked.c.pos <= limit))
+        )
+        .order_by(ranked.c.category, ranked.c.model_name, ranked.c.test_id)
     )
-    rows = rows_of(session, query)
-    for row in rows:
-        row["base_status"] = STATE_NAMES.get(row.pop("base_state"))
-        row["head_status"] = STATE_NAMES.get(row.pop("head_state"))
-    return rows
+    counts: dict[str, int] = {}
+    tests: list[dict[str, Any]] = []
+    for row in rows_of(session, query):
+        if row["category_pos"] == 1:
+            counts[row["category"]] = int(row["category_n"])
+        if row["category"] != "unchanged" and row["pos"] <= limit:
+            tests.append(
+                {
+                    "category": row["category"],
+                    "model_name": row["model_name"],
+                    "test_id": row["test_id"],
+                    "base_status": STATE_NAMES.get(row["base_state"]),
+                    "head_status": STATE_NAMES.get(row["head_state"]),
+                }
+            )
+    return counts, tests
 
 
 def compare_metrics(

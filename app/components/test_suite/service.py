@@ -625,8 +625,8 @@ def compare_report(
     tests: list[dict[str, Any]] = []
     metrics: list[dict[str, Any]] = []
     if base_ids or head_ids:
-        counts.update(reports.compare_counts(session, base_ids, head_ids))
-        tests = reports.compare_tests(session, base_ids, head_ids, COMPARE_LIMIT)
+        found, tests = reports.compare_tests(session, base_ids, head_ids, COMPARE_LIMIT)
+        counts.update(found)
         metrics = [
             verdicts.metric_delta(m, threshold)
             for m in reports.compare_metrics(session, base_ids, head_ids)
