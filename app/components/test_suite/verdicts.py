@@ -1,8 +1,8 @@
 """Report verdicts and statistics on aggregated rows: no SQL, no HTTP.
 
 Flaky: Wilson intervals (the verdict is judged in SQL by reports.flaky_groups). Regressions:
-direction by unit, Mann–Whitney U (scipy) and a single change point. Compare: `fail_on` rules. Trends: min/max
-preserving downsampling.
+direction by unit, Mann–Whitney U (scipy) and a single change point. Compare: `fail_on`
+rules. Trends: min/max preserving downsampling.
 """
 
 from __future__ import annotations
