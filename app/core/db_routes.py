@@ -266,11 +266,9 @@ def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
         merge: Annotated[bool, Query(description="keep tags not sent")] = False,
     ) -> dict[str, str]:
         """Set an owner row's tags."""
-        with db.writing() as session:
+        with db.writing() as session:  # the answer is read in the transaction that wrote it
             spec.service.put_tags(session, key, tags, merge)
-        with db.reading() as session:
-            current: dict[str, str] = spec.detail(session, key)["tags"]
-        return current
+            return spec.store.CHILDREN.tags_of(session, key)
 
 
 def add_read_routes(router: APIRouter, spec: DbRoutes) -> None:

@@ -124,10 +124,12 @@ def set_owned_tags(
 ) -> None:
     """Set an owner's tags (name → value), replacing all of them or merging."""
     table = table_of(model)
-    if replace:
-        session.execute(delete(table).where(table.c[owner] == owner_id))
     rows = [{owner: owner_id, "tag_name": k, "tag_value": v} for k, v in tags.items()]
-    upsert(session, model, [owner, "tag_name"], rows)
+    if replace:  # nothing is left to conflict with: one plain multi-row insert, no upsert
+        session.execute(delete(table).where(table.c[owner] == owner_id))
+        insert_rows(session, table, rows)
+    else:
+        upsert(session, model, [owner, "tag_name"], rows)
 
 
 def page_of(session: Session, query: Select[M], page: Page, *order_by: Any) -> tuple[list[M], int]:
@@ -207,3 +209,13 @@ class Children(Generic[S]):
     ) -> None:
         """Set an owner's tags (replacing all of them, or merging)."""
         set_owned_tags(session, self.tags, self.key, owner_id, tags, replace=replace)
+
+    def tags_of(self, session: Session, owner_id: str) -> dict[str, str]:
+        """Return an owner's tags (name → value), by name."""
+        table = table_of(self.tags)
+        query = (
+            select(table.c.tag_name, table.c.tag_value)
+            .where(table.c[self.key] == owner_id)
+            .order_by(table.c.tag_name)
+        )
+        return {name: value for name, value in session.execute(query)}

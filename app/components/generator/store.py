@@ -261,8 +261,7 @@ def task_detail(session: Session, task_id: str) -> dict[str, Any] | None:
         }
         for m in session.scalars(metrics.order_by(TaskMetric.timestamp, TaskMetric.id))
     ]
-    tags = select(TaskTag).where(TaskTag.task_id == task_id).order_by(TaskTag.tag_name)
-    item["tags"] = {t.tag_name: t.tag_value for t in session.scalars(tags)}
+    item["tags"] = CHILDREN.tags_of(session, task_id)
     return item
 
 

@@ -143,9 +143,9 @@ add_child_routes(router, ROUTES)
 @router.post("/run/{run_id}/artifacts", status_code=201, dependencies=WRITE, responses=NOT_FOUND)
 def add_artifacts(run_id: str, artifacts: list[ArtifactIn], db: SuiteDb) -> list[ArtifactRead]:
     """Record files a run produced (a known path is updated)."""
-    with db.writing() as session:
+    with db.writing() as session:  # the answer is read in the transaction that wrote it
         service.add_artifacts(session, run_id, artifacts)
-    return read_as(RunRead, service.run_detail, db, run_id).artifacts
+        return [ArtifactRead.model_validate(a) for a in store.artifact_rows(session, run_id)]
 
 
 @router.put(

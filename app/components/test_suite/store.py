@@ -490,9 +490,14 @@ def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
         .where(RunMetric.run_id == run_id)
         .order_by(RunMetric.timestamp, RunMetric.id),
     )
-    tags = select(RunTag.tag_name, RunTag.tag_value).where(RunTag.run_id == run_id)
-    item["tags"] = {name: value for name, value in session.execute(tags.order_by(RunTag.tag_name))}
-    item["artifacts"] = rows_of(
+    item["tags"] = CHILDREN.tags_of(session, run_id)
+    item["artifacts"] = artifact_rows(session, run_id)
+    return item
+
+
+def artifact_rows(session: Session, run_id: str) -> list[dict[str, Any]]:
+    """Return a run's artifacts as the API shows them, in recorded order."""
+    return rows_of(
         session,
         select(
             RunArtifact.artifact_type,
@@ -503,7 +508,6 @@ def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
         .where(RunArtifact.run_id == run_id)
         .order_by(RunArtifact.id),
     )
-    return item
 
 
 def artifacts_of(session: Session, run_id: str, limit: int) -> list[RunArtifact]:
