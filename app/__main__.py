@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve|migrate|downgrade|backup|restore|hash-key|...`."""
+"""Command line: `python -m app serve|migrate|downgrade|backup|restore|copy|hash-key|...`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,45 @@ def _backup_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     restore.add_argument("path", type=Path, help="a folder `backup` wrote")
     restore.add_argument("--force", action="store_true", help="replace existing databases")
     sub.add_parser("hash-key", add_help=False, help="print a keys-file line for a key")
+    _copy_parser(sub)
+
+
+def _copy_parser(sub: Any) -> None:
+    copy = sub.add_parser(
+        "copy",
+        help="copy a history into another database (resumable; e.g. DuckDB to PostgreSQL)",
+        description="Copy every component a database holds into another one, table by table in "
+        "batches; run it again after an interruption and it continues. The source is read-only "
+        "(stop the server that owns a DuckDB file first); the target is migrated to head.",
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="URL", help="source URL")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL", help="target URL")
+    copy.add_argument(
+        "--component", action="append", help="only this component (repeatable; default: all)"
+    )
+    copy.add_argument("--batch", type=int, default=50_000, help="rows per transaction")
+
+
+def _copy(args: argparse.Namespace) -> int:
+    from app.components import COMPONENTS
+    from app.core.copy import CopyError, ProgressBar, copy_database
+
+    began = time.perf_counter()
+    try:
+        done = copy_database(
+            args.source,
+            args.target,
+            COMPONENTS,
+            only=args.component or (),
+            batch_rows=args.batch,
+            progress=ProgressBar(),
+        )
+    except CopyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = sum(t.copied for t in done)
+    print(f"copied {rows:,} rows in {len(done)} tables in {time.perf_counter() - began:.1f} s")
+    return 0
 
 
 def _backup(args: argparse.Namespace, settings: Settings) -> int:
@@ -208,6 +248,8 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
             url=args.url,
             api_key=args.api_key,
         )
+    if args.command == "copy":
+        return _copy(args)
     if args.command == "upload":
         from pytest_accelerate_tracking.__main__ import upload as upload_spool
 

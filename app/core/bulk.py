@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Integer, Table, insert
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Integer, Table, insert, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -253,6 +253,22 @@ def write_rows(rows: list[dict[str, Any]], names: Sequence[str], path: Path, fmt
                 out.write(json.dumps({k: _iso(v) for k, v in row.items()}) + "\n")
         else:
             json.dump([{k: _iso(v) for k, v in row.items()} for row in rows], out)
+
+
+def advance_sequence(session: Session, name: str, past: int) -> None:
+    """Make a sequence's next value larger than `past` (ids copied in from elsewhere).
+
+    PostgreSQL sets it (`setval`); DuckDB cannot set or restart a sequence, so it draws the
+    missing values in one statement (`nextval` over a range), which only ever moves it forward.
+    """
+    quoted = session.get_bind().dialect.identifier_preparer.quote(name)
+    if is_postgres(session):
+        setval = text("SELECT setval(CAST(:seq AS regclass), :past)")
+        session.execute(setval, {"seq": quoted, "past": past})
+        return
+    current = int(session.execute(text(f"SELECT nextval('{quoted}')")).scalar_one())
+    if current < past:
+        session.execute(text(f"SELECT max(nextval('{quoted}')) FROM range({past - current})"))
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
