@@ -158,6 +158,20 @@ def update_by_key(
     session.execute(update(table).where(table.c[key] == value).values(**fields))
 
 
+def ended_keys(
+    session: Session,
+    model: type[DeclarativeBase],
+    key: str,
+    keys: Sequence[str],
+    final: Sequence[str] | frozenset[str] | set[str],
+) -> list[str]:
+    """Return which of `keys` name a row with a final status, or no row at all."""
+    table = table_of(model)
+    query = select(table.c[key], table.c.status).where(table.c[key].in_(list(keys)))
+    status = {k: str(getattr(v, "value", v)) for k, v in session.execute(query)}
+    return [k for k in keys if k not in status or status[k] in final]
+
+
 def affected(result: Result[Any]) -> int:
     """Return how many rows an UPDATE or DELETE changed (0 when the driver cannot say)."""
     return int(getattr(result, "rowcount", 0) or 0)

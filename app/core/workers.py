@@ -11,12 +11,15 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from app.core.context import AppContext
 from app.core.db import Database
+from app.core.errors import NotFound
 from app.core.live import EventHub, end_event
 from app.core.pagination import Page
+from app.core.periodic import Periodic
+from app.core.records import ended_keys
 from app.core.statuses import TERMINAL
 
 log = logging.getLogger(__name__)
@@ -52,9 +55,12 @@ class WorkerPool(ABC, Generic[J]):
     creator: ClassVar[str]  # the creator of the rows it owns (and fails when it stops)
     noun: ClassVar[str]  # "run" or "task", for messages
     key_field: ClassVar[str]  # the id column of listed rows
+    table: ClassVar[type[DeclarativeBase]]  # the rows it executes (runs, tasks)
     thread_prefix: ClassVar[str]
     # Unfinished rows are failed a page at a time, so a start-up never loads them all.
     page_size: int = 1000
+    # How often the pool looks in the database for rows of its jobs that ended elsewhere.
+    watch_interval: float = 1.0
 
     def __init__(self, ctx: AppContext, hub: EventHub) -> None:
         self.ctx = ctx
@@ -62,6 +68,7 @@ class WorkerPool(ABC, Generic[J]):
         self.jobs: dict[str, J] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._watch = JobWatch(self)
 
     @property
     def db(self) -> Database:
@@ -124,9 +131,11 @@ class WorkerPool(ABC, Generic[J]):
                 "marked %d unfinished %s(s) as error: %s", len(failed), self.noun, ", ".join(failed)
             )
         self._pool = ThreadPoolExecutor(self.workers(), thread_name_prefix=self.thread_prefix)
+        self._watch.start()
 
     def stop(self) -> None:
         """Stop every job and the workers; what they had not finished becomes an error."""
+        self._watch.stop()
         with self._lock:
             jobs = list(self.jobs.values())
         for job in jobs:
@@ -159,6 +168,33 @@ class WorkerPool(ABC, Generic[J]):
                 self.interrupt(job)
         self.publish(key, [event])
         return True
+
+    def watch(self) -> list[str]:
+        """Stop the jobs whose row ended outside this pool; return their keys.
+
+        A cancel through another server process on the same database, or a final status (or a
+        delete) through the database API, only changes the row: this is how it reaches the job.
+        Listeners here get the final state (the process that changed it published on its own).
+        """
+        with self._lock:
+            jobs = {k: j for k, j in self.jobs.items() if not j.cancel.is_set()}
+        if not jobs:
+            return []
+        events: dict[str, Event] = {}
+        with self.db.reading() as session:
+            ended = ended_keys(session, self.table, self.key_field, sorted(jobs), TERMINAL)
+            for key in ended:
+                try:
+                    events[key] = self.state_event(session, key)
+                except NotFound:  # deleted: nothing to show but the end
+                    continue
+        for key in ended:
+            log.info("%s %s ended outside this server; stopping its job", self.noun, key)
+            with jobs[key].lock:
+                self.interrupt(jobs[key])
+            if key in events:
+                self.publish(key, [events[key]])
+        return ended
 
     def fail_unfinished(self, session: Session) -> list[str]:
         """End as errors the unfinished rows this pool created; return their ids."""
@@ -202,6 +238,18 @@ class WorkerPool(ABC, Generic[J]):
         finally:
             with self._lock:
                 self.jobs.pop(job.key, None)
+
+
+class JobWatch(Periodic):
+    """Every `watch_interval` seconds, stop a pool's jobs whose rows ended elsewhere."""
+
+    def __init__(self, pool: WorkerPool[Any]) -> None:
+        super().__init__(f"{pool.thread_prefix}-watch", pool.watch_interval)
+        self.pool = pool
+
+    def tick(self) -> list[str]:
+        """Look once."""
+        return self.pool.watch()
 
 
 def with_end(event: Event) -> list[Event]:

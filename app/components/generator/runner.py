@@ -163,6 +163,7 @@ class GenerationRunner(WorkerPool[Job]):
 
     component = COMPONENT
     creator = CREATOR
+    table = Task
     noun = "task"
     key_field = "task_id"
     thread_prefix = "generate"

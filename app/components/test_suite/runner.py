@@ -114,6 +114,7 @@ class SuiteRunner(WorkerPool[Job]):
 
     component = COMPONENT
     creator = CREATOR
+    table = Run
     noun = "run"
     key_field = "run_id"
     thread_prefix = "run"

@@ -483,6 +483,32 @@ def test_cancel_makes_a_running_task_final_and_writes_no_file(
     assert again["message"] == "task already finished (cancelled)"
 
 
+def test_a_cancel_written_through_the_database_api_stops_the_task(
+    client: TestClient,
+    settings: Settings,
+    gate: threading.Event,
+    finished: Finished,
+) -> None:
+    # As a cancel through another server process on the same database would: only the row
+    # changes; the pool that executes the task sees it and writes nothing more.
+    task_id = client.post(f"{API}/model", json={"model_name": "gpt2"}).json()["task_id"]
+    wait_until(lambda: client.get(f"{API}/status/{task_id}").json()["current_step"] == "render")
+    ended = client.post(
+        f"/api/generator/db/task/{task_id}/complete",
+        json={"status": "cancelled", "error": "elsewhere"},
+    )
+    assert ended.status_code == 200, ended.text
+    runner = client.app.state.runtimes["generator"].runner  # type: ignore[attr-defined]
+    # The job is held at the gate (up to 30 s): it must be told to stop well before.
+    wait_until(lambda: runner.jobs[task_id].cancel.is_set(), timeout=10)
+    gate.set()
+    assert finished.wait(task_id)
+    result = client.get(f"{API}/result/{task_id}").json()
+    assert (result["status"], result["error"]) == ("cancelled", "elsewhere")
+    assert [s["step_name"] for s in result["steps"]] == ["resolve", "render"]
+    assert not (settings.folder("output") / "test_gpt2.py").exists()
+
+
 def test_cancel_of_a_queued_task_keeps_it_from_running(
     client: TestClient,
     settings: Settings,

@@ -171,6 +171,38 @@ def test_cancel_kills_the_process_group_and_stays_final(
     assert again["cancelled"] is False and again["status"] == "cancelled"
 
 
+def test_a_cancel_written_through_the_database_api_stops_the_run(
+    runner_client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a cancel through another server process on the same database would: only the row
+    # changes; the pool that executes the run sees it and kills pytest.
+    pid_file = tmp_path / "pids.txt"
+    monkeypatch.setenv("FIXTURE_PID_FILE", str(pid_file))
+    run_id = start(runner_client, "hanging")
+    wait(runner_client, run_id, lambda s: pid_file.exists() and pid_file.read_text().strip())
+    ended = runner_client.post(
+        f"/api/test/db/run/{run_id}/complete", json={"status": "cancelled", "error": "elsewhere"}
+    )
+    assert ended.status_code == 200, ended.text
+    deadline = time.monotonic() + 15
+    while _group_alive(pid_file) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group_alive(pid_file) == []
+    runner = runner_client.app.state.runtimes["test_suite"].runner  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 15
+    while runner.jobs and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert runner.jobs == {}
+    detail = runner_client.get(f"/api/test/results/{run_id}").json()
+    assert (detail["status"], detail["error"]) == ("cancelled", "elsewhere")
+    events = []
+    with runner_client.stream("GET", f"/api/test/events/{run_id}") as response:
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+    assert events[-1] == {**events[-1], "type": "end", "status": "cancelled"}
+
+
 def test_timeout_kills_the_process_group_and_records_timeout(
     runner_client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
