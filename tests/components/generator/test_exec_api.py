@@ -454,14 +454,20 @@ def test_cancel_of_an_unknown_task_is_404(client: TestClient) -> None:
 # --- cancel ---------------------------------------------------------------------------------------
 
 
+def start_held(client: TestClient) -> str:
+    """Start a gpt2 task and wait until it is held inside its render step; return its id."""
+    task_id = str(client.post(f"{API}/model", json={"model_name": "gpt2"}).json()["task_id"])
+    wait_until(lambda: client.get(f"{API}/status/{task_id}").json()["current_step"] == "render")
+    return task_id
+
+
 def test_cancel_makes_a_running_task_final_and_writes_no_file(
     client: TestClient,
     settings: Settings,
     gate: threading.Event,
     finished: Finished,
 ) -> None:
-    task_id = client.post(f"{API}/model", json={"model_name": "gpt2"}).json()["task_id"]
-    wait_until(lambda: client.get(f"{API}/status/{task_id}").json()["current_step"] == "render")
+    task_id = start_held(client)
     response = client.post(f"{API}/cancel/{task_id}")
     assert response.status_code == 200
     assert response.json() == {
@@ -491,8 +497,7 @@ def test_a_cancel_written_through_the_database_api_stops_the_task(
 ) -> None:
     # As a cancel through another server process on the same database would: only the row
     # changes; the pool that executes the task sees it and writes nothing more.
-    task_id = client.post(f"{API}/model", json={"model_name": "gpt2"}).json()["task_id"]
-    wait_until(lambda: client.get(f"{API}/status/{task_id}").json()["current_step"] == "render")
+    task_id = start_held(client)
     ended = client.post(
         f"/api/generator/db/task/{task_id}/complete",
         json={"status": "cancelled", "error": "elsewhere"},

@@ -150,19 +150,32 @@ def _group_alive(pid_file: Path) -> list[int]:
     return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
 
 
-def test_cancel_kills_the_process_group_and_stays_final(
-    runner_client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def start_hanging(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Path]:
+    """Start the hanging suite and wait until its pytest wrote its pids; return both."""
     pid_file = tmp_path / "pids.txt"
     monkeypatch.setenv("FIXTURE_PID_FILE", str(pid_file))
-    run_id = start(runner_client, "hanging")
-    wait(runner_client, run_id, lambda s: pid_file.exists() and pid_file.read_text().strip())
-    response = runner_client.post(f"/api/test/cancel/{run_id}")
-    assert response.json() == {**response.json(), "cancelled": True, "status": "cancelled"}
-    deadline = time.monotonic() + 10
+    run_id = start(client, "hanging")
+    wait(client, run_id, lambda s: pid_file.exists() and pid_file.read_text().strip())
+    return run_id, pid_file
+
+
+def wait_group_gone(pid_file: Path, timeout: float = 15) -> None:
+    """Wait until no process of the run's pytest group is alive."""
+    deadline = time.monotonic() + timeout
     while _group_alive(pid_file) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _group_alive(pid_file) == []
+
+
+def test_cancel_kills_the_process_group_and_stays_final(
+    runner_client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, pid_file = start_hanging(runner_client, tmp_path, monkeypatch)
+    response = runner_client.post(f"/api/test/cancel/{run_id}")
+    assert response.json() == {**response.json(), "cancelled": True, "status": "cancelled"}
+    wait_group_gone(pid_file)
     time.sleep(0.5)
     detail = runner_client.get(f"/api/test/results/{run_id}").json()
     assert detail["status"] == "cancelled"
@@ -176,18 +189,12 @@ def test_a_cancel_written_through_the_database_api_stops_the_run(
 ) -> None:
     # As a cancel through another server process on the same database would: only the row
     # changes; the pool that executes the run sees it and kills pytest.
-    pid_file = tmp_path / "pids.txt"
-    monkeypatch.setenv("FIXTURE_PID_FILE", str(pid_file))
-    run_id = start(runner_client, "hanging")
-    wait(runner_client, run_id, lambda s: pid_file.exists() and pid_file.read_text().strip())
+    run_id, pid_file = start_hanging(runner_client, tmp_path, monkeypatch)
     ended = runner_client.post(
         f"/api/test/db/run/{run_id}/complete", json={"status": "cancelled", "error": "elsewhere"}
     )
     assert ended.status_code == 200, ended.text
-    deadline = time.monotonic() + 15
-    while _group_alive(pid_file) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _group_alive(pid_file) == []
+    wait_group_gone(pid_file)
     runner = runner_client.app.state.runtimes["test_suite"].runner  # type: ignore[attr-defined]
     deadline = time.monotonic() + 15
     while runner.jobs and time.monotonic() < deadline:
