@@ -34,14 +34,18 @@ class Runtime:
     hub: EventHub | None = None
 
     def start(self) -> None:
-        """Start the runner, if any."""
+        """Start the event relay and the runner, if any."""
+        if self.hub is not None and self.hub.relay is not None:
+            self.hub.relay.start()
         if self.runner is not None:
             self.runner.start()
 
     def stop(self) -> None:
-        """Stop the runner, if any."""
+        """Stop the runner and the event relay, if any."""
         if self.runner is not None:
             self.runner.stop()
+        if self.hub is not None and self.hub.relay is not None:
+            self.hub.relay.stop()
 
 
 def no_runtime(_ctx: AppContext) -> Runtime:
@@ -54,7 +58,13 @@ def with_hub(runner: Callable[[AppContext, EventHub], Worker]) -> Callable[[AppC
 
     def build(ctx: AppContext) -> Runtime:
         hub = EventHub()
-        return Runtime(runner=runner(ctx, hub), hub=hub)
+        worker = runner(ctx, hub)
+        component = getattr(worker, "component", None)
+        if component is not None and ctx.database(component).is_postgres:
+            from app.core.pg_events import PgRelay  # live events across server processes
+
+            hub.relay = PgRelay(ctx.database(component), component, hub)
+        return Runtime(runner=worker, hub=hub)
 
     return build
 

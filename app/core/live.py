@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
@@ -56,12 +56,30 @@ class Subscription:
         self.hub.unsubscribe(self)
 
 
+class Relay(Protocol):
+    """Carries a hub's events to the other server processes on the same database."""
+
+    def send(self, key: str, event: dict[str, Any]) -> None:
+        """Send one event to the others."""
+
+    def start(self) -> None:
+        """Start delivering the others' events to the hub."""
+
+    def stop(self) -> None:
+        """Stop."""
+
+
 class EventHub:
-    """Publish state changes of runs or tasks to whoever listens, from any thread."""
+    """Publish state changes of runs or tasks to whoever listens, from any thread.
+
+    With a `relay` (PostgreSQL: app.core.pg_events), events also reach the listeners of the
+    other server processes, and theirs arrive here through `deliver`.
+    """
 
     def __init__(self) -> None:
         self._subs: dict[str, list[Subscription]] = {}
         self._lock = threading.Lock()
+        self.relay: Relay | None = None
 
     def subscribe(self, key: str) -> Subscription:
         """Start listening to one key's events (call from the listener's event loop)."""
@@ -80,7 +98,13 @@ class EventHub:
                 self._subs.pop(sub.key, None)
 
     def publish(self, key: str, event: dict[str, Any]) -> None:
-        """Send an event to every listener of a key."""
+        """Send an event to every listener of a key, here and (with a relay) elsewhere."""
+        self.deliver(key, event)
+        if self.relay is not None:
+            self.relay.send(key, event)
+
+    def deliver(self, key: str, event: dict[str, Any]) -> None:
+        """Send an event to every listener of a key in this process."""
         with self._lock:
             subs = list(self._subs.get(key, ()))
         for sub in subs:
