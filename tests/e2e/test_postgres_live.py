@@ -15,6 +15,7 @@ import httpx
 import psutil
 import pytest
 
+from tests.e2e.servers import started_together
 from tests.support import Server
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.e2e]
@@ -30,18 +31,8 @@ def trio(tmp_path: Path) -> Iterator[list[Server]]:
     for suite in SUITES.glob("test_*.py"):
         shutil.copy(suite, tests_dir / suite.name)
     env = {"APP_TESTS_DIR": str(tests_dir), "FIXTURE_PID_FILE": str(tmp_path / "pids.txt")}
-    servers = [Server(tmp_path, env) for _ in range(3)]
-    for i, s in enumerate(servers):
-        s.log = tmp_path / f"server{i}.log"
-    with ThreadPoolExecutor(3) as pool:  # all migrate at start-up: one at a time
-        starting = [pool.submit(s.start, 120) for s in servers]
-        try:
-            for future in starting:
-                future.result()
-            yield servers
-        finally:
-            for s in servers:
-                s.stop()
+    with started_together(tmp_path, 3, env) as servers:
+        yield servers
 
 
 def events_of(url: str, run_id: str, timeout: float = 60) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.servers import started_together
 from tests.support import Server
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.e2e]
@@ -17,17 +18,8 @@ pytestmark = [pytest.mark.postgres_only, pytest.mark.e2e]
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[list[Server]]:
     """Two uvicorn processes on the same (empty) PostgreSQL databases, started at once."""
-    pair = [Server(tmp_path), Server(tmp_path)]
-    pair[1].log = tmp_path / "second.log"
-    with ThreadPoolExecutor(2) as pool:  # both migrate at start-up: one waits for the other
-        starting = [pool.submit(s.start, 120) for s in pair]
-        try:
-            for future in starting:
-                future.result()
-            yield pair
-        finally:
-            for s in pair:
-                s.stop()
+    with started_together(tmp_path, 2) as pair:
+        yield pair
 
 
 def run_doc(run_id: str) -> dict[str, object]:
