@@ -10,7 +10,7 @@ from sqlalchemy import Result, Select, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from app.core.bulk import chunks, insert_rows
+from app.core.bulk import chunks, insert_rows, is_postgres
 
 if TYPE_CHECKING:
     from app.core.pagination import Page
@@ -170,6 +170,22 @@ def ended_keys(
     query = select(table.c[key], table.c.status).where(table.c[key].in_(list(keys)))
     status = {k: str(getattr(v, "value", v)) for k, v in session.execute(query)}
     return [k for k in keys if k not in status or status[k] in final]
+
+
+def lock_rows(
+    session: Session, model: type[DeclarativeBase], key: str, values: Sequence[str]
+) -> None:
+    """On PostgreSQL, lock these rows until the transaction ends, in key order (no deadlock).
+
+    For a value derived from other rows (a batch's status from its members'): a second writer
+    waits for the first's commit, then reads what it committed. DuckDB needs none (one
+    process, writers serialised by the write lock).
+    """
+    if not values or not is_postgres(session):
+        return
+    table = table_of(model)
+    query = select(table.c[key]).where(table.c[key].in_(sorted(set(values))))
+    session.execute(query.order_by(table.c[key]).with_for_update())
 
 
 def affected(result: Result[Any]) -> int:

@@ -77,3 +77,35 @@ def test_one_run_id_posted_to_both_processes_at_once_is_one_run_and_never_a_500(
         assert sorted(r["run_id"] for r in body) == [f"race{i}" for i in range(5)]
         detail = httpx.get(f"{s.url}/api/test/db/run/race0", timeout=30).json()
         assert len(detail["metrics"]) == 1, detail["metrics"]
+
+
+def test_a_batch_whose_runs_end_at_once_in_two_processes_ends_completed(
+    servers: list[Server],
+) -> None:
+    # Each process completes one of the batch's two runs at the same instant; each derives the
+    # batch's status from its members. Without a row lock each could miss the other's change
+    # and leave the batch running.
+    base = f"{servers[0].url}/api/test/db"
+    for attempt in range(8):
+        batch = f"b{attempt}"
+        assert httpx.post(f"{base}/batches", json={"batch_id": batch}, timeout=30).is_success
+        members = [f"{batch}-r{i}" for i in range(2)]
+        for run_id in members:
+            doc = {**run_doc(run_id), "status": "running"}
+            assert httpx.post(f"{base}/runs", json=doc, timeout=30).status_code == 201
+            assert httpx.put(f"{base}/batch/{batch}/runs/{run_id}", timeout=30).is_success
+        with ThreadPoolExecutor(2) as pool:
+            codes = list(
+                pool.map(
+                    lambda pair: (
+                        httpx.post(
+                            f"{pair[0].url}/api/test/db/run/{pair[1]}/complete", timeout=60
+                        ).status_code
+                    ),
+                    zip(servers, members, strict=True),
+                )
+            )
+        assert codes == [200, 200]
+        for s in servers:
+            got = httpx.get(f"{s.url}/api/test/db/batch/{batch}", timeout=30).json()
+            assert got["status"] == "completed", (attempt, got)

@@ -58,6 +58,7 @@ def _check_transition(task: Task, new_status: str | None) -> None:
 
 def refresh_batches(session: Session, batch_ids: list[str]) -> None:
     """Derive each batch's status, timing and member count from its tasks."""
+    store.lock_batches(session, batch_ids)
     for batch_id in batch_ids:
         counts = store.member_counts(session, [batch_id]).get(batch_id, {})
         timing = store.member_timing(session, batch_id)

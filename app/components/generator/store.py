@@ -40,6 +40,7 @@ from app.core.records import (
     affected,
     delete_owned,
     existing_keys,
+    lock_rows,
     page_by_status,
     rows_of,
     set_fields,
@@ -166,6 +167,11 @@ def member_timing(session: Session, batch_id: str) -> dict[str, Any]:
         ).where(Task.batch_id == batch_id)
     ).one()
     return dict(row._mapping)
+
+
+def lock_batches(session: Session, batch_ids: Sequence[str]) -> None:
+    """Hold batch rows while their status is derived (PostgreSQL; see records.lock_rows)."""
+    lock_rows(session, TaskBatch, "batch_id", batch_ids)
 
 
 def set_batch_fields(session: Session, batch_id: str, fields: dict[str, Any]) -> None:

@@ -164,6 +164,7 @@ def _store_results(session: Session, run_id: str, results: ResultsIn) -> None:
 
 def refresh_batches(session: Session, batch_ids: list[str]) -> None:
     """Derive each batch's status, timing and member count from its runs."""
+    store.lock_batches(session, batch_ids)
     for batch_id in batch_ids:
         counts = store.member_counts(session, [batch_id]).get(batch_id, {})
         timing = store.member_timing(session, batch_id)
