@@ -17,8 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Integer, Table, insert
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ARRAY, JSON, BigInteger, Boolean, DateTime, Double, Integer, Table, insert
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -45,9 +44,13 @@ def raw_connection(session: Session) -> Any:
 
 
 def _arrow_type(column: Any) -> pa.DataType:
-    kind = column.type
-    if isinstance(kind, postgresql.ARRAY):
-        return pa.list_(pa.string())
+    return _arrow_kind(column.type)
+
+
+def _arrow_kind(kind: Any) -> pa.DataType:
+    # The generic ARRAY: a table's postgresql.ARRAY column and an expression's (array_agg) alike.
+    if isinstance(kind, ARRAY):
+        return pa.list_(_arrow_kind(kind.item_type))
     if isinstance(kind, DateTime):
         return pa.timestamp("us", tz="UTC")
     if isinstance(kind, Boolean):
@@ -186,7 +189,7 @@ def _pg_projection(name: str, column: Any, fmt: str) -> str:
         return _PG_ISO.format(ref)
     if fmt == "csv" and isinstance(kind, Boolean):
         return f"CASE WHEN {ref} THEN 'true' WHEN NOT {ref} THEN 'false' END"
-    if fmt == "csv" and isinstance(kind, postgresql.ARRAY):
+    if fmt == "csv" and isinstance(kind, ARRAY):
         return f"'[' || array_to_string({ref}, ', ') || ']'"
     return ref
 
