@@ -100,6 +100,14 @@ def fresh_url(folder: Path, name: str) -> str:
     return f"duckdb:///{folder / name}.duckdb"
 
 
+def component_url(folder: Path, component: str) -> str:
+    """Return the URL of a component's database that `database_settings(folder)` configures."""
+    if on_postgres():
+        return pg_url(pg_name(folder, component))
+    comp = next(c for c in components.COMPONENTS if c.name == component)
+    return f"duckdb:///{folder / comp.default_db}"
+
+
 def database_settings(folder: Path) -> dict[str, object]:
     """Return the settings that put every registered component's database file in `folder`.
 
