@@ -22,6 +22,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
+from app.core.db import pg_json
+
 # Below this many rows the ORM/Core executemany path is as fast as registering an Arrow table.
 ARROW_THRESHOLD = 200
 
@@ -130,7 +132,7 @@ def _pg_copy_in(
             values = [*fixed, *(row.get(n) for n in names)]
             for i in json_at:
                 if values[i] is not None:
-                    values[i] = json.dumps(values[i])
+                    values[i] = pg_json(values[i])
             cp.write_row(values)
 
 
