@@ -100,6 +100,14 @@ def fresh_url(folder: Path, name: str) -> str:
     return f"duckdb:///{folder / name}.duckdb"
 
 
+def component_url(folder: Path, component: str) -> str:
+    """Return the URL of a component's database that `database_settings(folder)` configures."""
+    if on_postgres():
+        return pg_url(pg_name(folder, component))
+    comp = next(c for c in components.COMPONENTS if c.name == component)
+    return f"duckdb:///{folder / comp.default_db}"
+
+
 def database_settings(folder: Path) -> dict[str, object]:
     """Return the settings that put every registered component's database file in `folder`.
 
@@ -232,7 +240,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
+                code = self.proc.returncode
+                raise RuntimeError(f"server exited ({code}): {self.log.read_text()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return self

@@ -17,11 +17,23 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Integer, Table, insert, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    Integer,
+    Table,
+    insert,
+    text,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
+
+from app.core.db import pg_json
 
 # Below this many rows the ORM/Core executemany path is as fast as registering an Arrow table.
 ARROW_THRESHOLD = 200
@@ -45,9 +57,13 @@ def raw_connection(session: Session) -> Any:
 
 
 def _arrow_type(column: Any) -> pa.DataType:
-    kind = column.type
-    if isinstance(kind, postgresql.ARRAY):
-        return pa.list_(pa.string())
+    return _arrow_kind(column.type)
+
+
+def _arrow_kind(kind: Any) -> pa.DataType:
+    # The generic ARRAY: a table's postgresql.ARRAY column and an expression's (array_agg) alike.
+    if isinstance(kind, ARRAY):
+        return pa.list_(_arrow_kind(kind.item_type))
     if isinstance(kind, DateTime):
         return pa.timestamp("us", tz="UTC")
     if isinstance(kind, Boolean):
@@ -127,7 +143,7 @@ def _pg_copy_in(
             values = [*fixed, *(row.get(n) for n in names)]
             for i in json_at:
                 if values[i] is not None:
-                    values[i] = json.dumps(values[i])
+                    values[i] = pg_json(values[i])
             cp.write_row(values)
 
 
@@ -186,7 +202,7 @@ def _pg_projection(name: str, column: Any, fmt: str) -> str:
         return _PG_ISO.format(ref)
     if fmt == "csv" and isinstance(kind, Boolean):
         return f"CASE WHEN {ref} THEN 'true' WHEN NOT {ref} THEN 'false' END"
-    if fmt == "csv" and isinstance(kind, postgresql.ARRAY):
+    if fmt == "csv" and isinstance(kind, ARRAY):
         return f"'[' || array_to_string({ref}, ', ') || ']'"
     return ref
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,34 @@ def _on_connect(memory_limit: str | None) -> Any:
         cursor.close()
 
     return configure
+
+
+def pg_json(value: Any) -> str:
+    """Return JSON text whose floats stay floats in PostgreSQL's JSONB (the PostgreSQL serializer).
+
+    JSONB stores numbers as `numeric`, which drops an exponent: 7.136419141247861e+16 reads back
+    as 71364191412478610, an integer. Every float written with `e+` is written out in full with
+    ".0" instead, so it reads back as the same float (as it does from DuckDB's JSON text).
+    """
+    encoded = json.dumps(value)
+    if "e+" not in encoded:  # no such float (an "e+" in a string only takes the slow path)
+        return encoded
+    return _json_text(value)
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, float) and "e+" in repr(value):
+        return format(Decimal(repr(value)), "f") + ".0"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_json_key(k)}: {_json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_json_text(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _json_key(key: Any) -> str:
+    # json.dumps turns int, float, bool and None keys into strings; so does this.
+    return json.dumps(key if isinstance(key, str) else next(iter(json.loads(json.dumps({key: 0})))))
 
 
 def _in_use_message(url: str, exc: BaseException) -> str | None:
@@ -177,6 +207,7 @@ class DatabaseRegistry:
                 max_overflow=self._max_overflow,
                 pool_pre_ping=True,
                 connect_args={"options": "-c timezone=UTC"},
+                json_serializer=pg_json,
             )
         engine = create_engine(url, **kwargs)
         if engine.dialect.name == "duckdb":

@@ -2,7 +2,8 @@
 
 Writers post runs with many cases (and JUnit files with many test cases) from several threads;
 the server is killed with SIGKILL while requests are in flight, then started again on the same
-files. Every run the server acknowledged must be present with all its cases and its results
+databases (DuckDB files; with `--backend postgres`, PostgreSQL databases on a server that keeps
+running). Every run the server acknowledged must be present with all its cases and its results
 row, and every run present at all (acknowledged or not) must be complete: nothing half-written.
 """
 
@@ -15,10 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import httpx
+from sqlalchemy import create_engine, text
 
-from tests.support import Server
+from tests.support import Server, component_url, on_postgres
 
 DB = "/api/test/db"
 WRITERS = 4
@@ -99,34 +100,41 @@ def hammer(srv: Server, post: Post, min_acks: int) -> tuple[dict[str, int], dict
     return dict(acked), dict(sent)
 
 
-def stored(path: Path) -> dict[str, tuple[int, int, int]]:
-    """Return run id -> (cases, results rows, steps) as stored in the DuckDB file."""
-    conn = duckdb.connect(str(path), read_only=True)
+def stored(url: str) -> dict[str, tuple[int, int, int]]:
+    """Return run id -> (cases, results rows, steps) as stored in the test suite's database."""
+    # DuckDB: read-only, on the file the stopped server left; PostgreSQL: a plain connection.
+    engine = create_engine(url, connect_args={} if on_postgres() else {"read_only": True})
     try:
-        rows = conn.execute(
-            """
-            SELECT r.run_id,
-                   (SELECT count(*) FROM test_run_cases c WHERE c.run_id = r.run_id),
-                   (SELECT count(*) FROM test_run_results x WHERE x.run_id = r.run_id),
-                   (SELECT count(*) FROM test_run_steps s WHERE s.run_id = r.run_id)
-            FROM test_runs r WHERE r.model_name = 'crash'
-            """
-        ).fetchall()
-        orphans = conn.execute(
-            "SELECT count(*) FROM test_run_cases WHERE run_id NOT IN (SELECT run_id FROM test_runs)"
-        ).fetchone()
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    """
+                    SELECT r.run_id,
+                       (SELECT count(*) FROM test_run_cases c WHERE c.run_id = r.run_id),
+                       (SELECT count(*) FROM test_run_results x WHERE x.run_id = r.run_id),
+                       (SELECT count(*) FROM test_run_steps s WHERE s.run_id = r.run_id)
+                    FROM test_runs r WHERE r.model_name = 'crash'
+                    """
+                )
+            ).fetchall()
+            orphans = conn.execute(
+                text(
+                    "SELECT count(*) FROM test_run_cases"
+                    " WHERE run_id NOT IN (SELECT run_id FROM test_runs)"
+                )
+            ).scalar_one()
     finally:
-        conn.close()
-    assert orphans == (0,), "cases without their run"
+        engine.dispose()
+    assert orphans == 0, "cases without their run"
     return {str(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
 
 def restart_and_check(srv: Server, acked: dict[str, int], sent: dict[str, int], steps: int) -> None:
-    """Start the server again on the same files, stop it, and check every run in the file."""
-    srv.start()  # recovers DuckDB's log at start-up
+    """Start the server again on the same databases, stop it, and check every run stored."""
+    srv.start()  # recovers DuckDB's log at start-up (PostgreSQL's server was never killed)
     assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
     srv.stop()
-    found = stored(srv.folder / "test_runs.duckdb")
+    found = stored(component_url(srv.folder, "test_suite"))
     missing = sorted(set(acked) - set(found))
     assert not missing, f"{len(missing)} acknowledged runs lost, e.g. {missing[:3]}"
     for run_id, (cases, results, step_rows) in found.items():

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.core.statuses import StepStatus, TaskStatus
@@ -149,8 +149,13 @@ def assert_exact(doc: dict[str, Any], got: dict[str, Any]) -> None:
             assert same(key, got[key], sent), key
 
 
+# Floats with an exponent: PostgreSQL's JSONB once read 7.136419141247861e16 back as an integer.
+BIG_FLOATS = {"": 7.136419141247861e16, "k": [1e300, -1e16, 2.5e-300, 0.5]}
+
+
 @PROPERTY
 @given(doc=task_documents())
+@example(doc={"task_id": "big-floats", "model_name": "m", "template_context": BIG_FLOATS})
 def test_random_valid_documents_read_back_exactly(client: TestClient, doc: dict[str, Any]) -> None:
     response = client.post(f"{DB}/tasks", json=doc)
     assert response.status_code == 201, response.text

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.core.naming import metric_unit
@@ -277,6 +277,16 @@ def _check_read_back(doc: dict[str, Any], got: dict[str, Any]) -> None:
 
 @PROPERTY
 @given(doc=documents())
+# Floats with an exponent: PostgreSQL's JSONB once read 7.136419141247861e16 back as an integer.
+@example(
+    doc={
+        "model_name": "m",
+        "hardware": ["cpu"],
+        "status": "completed",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "results": {"big": [7.136419141247861e16, 1e300, -1e16], "small": 2.5e-300},
+    }
+)
 def test_random_valid_documents_read_back_as_sent(
     app_client: TestClient, doc: dict[str, Any]
 ) -> None:
