@@ -538,22 +538,7 @@ def regressions_report(
         limit=page.limit,
     )
     moved = [w for w in windows if w["kind"] == reports.MOVED]
-    keys = [(w["model_name"], w["hardware"], w["metric"], w["unit"]) for w in moved]
-    series: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
-    for row in reports.regression_series(session, scope, metric, start, keys):
-        series.setdefault(
-            (row["model_name"], row["hardware"], row["metric"], row["unit"]), []
-        ).append(row)
-    judged = [
-        verdicts.regression_row(
-            _window(w),
-            series.get((w["model_name"], w["hardware"], w["metric"], w["unit"]), []),
-            split,
-            min_samples=min_samples,
-            threshold=threshold,
-        )
-        for w in moved
-    ]
+    judged = _judge_moved(session, scope, metric, start, split, moved, min_samples, threshold)
     counts = {v: 0 for v in (*REGRESSION_RANK, "insufficient_data")}
     for w in windows:
         if w["kind"] in REST_VERDICTS and w["kind_pos"] == 1:
@@ -587,6 +572,35 @@ def regressions_report(
         "series": rows,
         "newly_failing": failing,
     }
+
+
+def _judge_moved(
+    session: Session,
+    scope: reports.ReportScope,
+    metric: str | None,
+    start: datetime,
+    split: datetime,
+    moved: list[dict[str, Any]],
+    min_samples: int,
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """Return the regression rows of the moved series, from their per-run values."""
+    keys = [(w["model_name"], w["hardware"], w["metric"], w["unit"]) for w in moved]
+    series: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for row in reports.regression_series(session, scope, metric, start, keys):
+        series.setdefault(
+            (row["model_name"], row["hardware"], row["metric"], row["unit"]), []
+        ).append(row)
+    return [
+        verdicts.regression_row(
+            _window(w),
+            series.get((w["model_name"], w["hardware"], w["metric"], w["unit"]), []),
+            split,
+            min_samples=min_samples,
+            threshold=threshold,
+        )
+        for w in moved
+    ]
 
 
 WINDOW_FIELDS = (
