@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from app.core.bulk import advance_sequence, insert_rows
 from app.core.context import Component
-from app.core.db import Database, is_duckdb
+from app.core.db import Database, DatabaseRegistry, is_duckdb
 from app.core.migrate import revision_state, upgrade, version_table
 
 BATCH_ROWS = 50_000  # rows per transaction in the target (one Arrow insert or one COPY)
@@ -59,15 +59,6 @@ def open_source(url: str) -> Database:
             raise CopyError(f"the source DuckDB file {database} does not exist")
         connect_args["read_only"] = True
     return Database(url, create_engine(url, connect_args=connect_args), threading.RLock())
-
-
-def open_target(url: str) -> Database:
-    """Open the target database (a DuckDB file is created when missing)."""
-    if is_duckdb(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-    return Database(url, create_engine(url), threading.RLock())
 
 
 def components_in(db: Database, components: Sequence[Component]) -> list[Component]:
@@ -164,7 +155,8 @@ def copy_database(
     if make_url(source_url) == make_url(target_url):
         raise CopyError("the source and the target are the same database")
     source = open_source(source_url)
-    target = open_target(target_url)
+    targets = DatabaseRegistry()  # the engine the app would use (a DuckDB folder is created)
+    target = targets.get(target_url)
     try:
         found = components_in(source, components)
         if only:
@@ -193,7 +185,7 @@ def copy_database(
         return done
     finally:
         source.engine.dispose()
-        target.engine.dispose()
+        targets.dispose()
 
 
 def _quiet(_: TableCopy) -> None:

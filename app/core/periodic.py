@@ -21,6 +21,11 @@ class Periodic:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def stopping(self) -> bool:
+        """Return whether stop() was called (a long tick checks it to end early)."""
+        return self._stop.is_set()
+
     def tick(self) -> object:
         """Do the work once (subclasses say what)."""
         raise NotImplementedError

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.core.db import Database
+from app.core.periodic import Periodic
 
 if TYPE_CHECKING:
     from app.core.live import EventHub
@@ -49,16 +50,19 @@ def _fit(key: str, event: dict[str, Any], origin: str) -> str | None:
     return payload if len(payload.encode()) < PAYLOAD_LIMIT else None
 
 
-class PgRelay:
-    """Send a hub's events to the other processes on one database, and deliver theirs."""
+class PgRelay(Periodic):
+    """Send a hub's events to the other processes on one database, and deliver theirs.
+
+    Its tick is one listening session, run until stop(): a lost connection ends the tick and
+    the next one (a second later) listens again.
+    """
 
     def __init__(self, db: Database, component: str, hub: EventHub) -> None:
+        super().__init__(channel_of(component), 1.0, at_start=True)
         self.db = db
         self.channel = channel_of(component)
         self.hub = hub
         self.origin = uuid.uuid4().hex  # this process's events come back: they are skipped
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._ready = threading.Event()
 
     def send(self, key: str, event: dict[str, Any]) -> None:
@@ -79,39 +83,26 @@ class PgRelay:
 
     def start(self) -> None:
         """Start listening (returns once LISTEN is in place, or after 10 s)."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._listen, name=self.channel, daemon=True)
-        self._thread.start()
+        super().start()
         self._ready.wait(10)
-
-    def stop(self) -> None:
-        """Stop listening."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
 
     def _conninfo(self) -> str:
         url = make_url(self.db.url).set(drivername="postgresql")
         return url.render_as_string(hide_password=False)
 
-    def _listen(self) -> None:
+    def tick(self) -> None:
+        """Listen until stopped (or until the connection is lost: Periodic logs it)."""
         import psycopg
 
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self._conninfo(), autocommit=True) as conn:
-                    conn.execute(f'LISTEN "{self.channel}"')
-                    self._ready.set()
-                    while not self._stop.is_set():
-                        for note in conn.notifies(timeout=POLL_S):
-                            self._deliver(note.payload)
-            except Exception:  # a lost connection: listen again after a pause
-                log.exception("listening on %s failed; retrying", self.channel)
+        try:
+            with psycopg.connect(self._conninfo(), autocommit=True) as conn:
+                conn.execute(f'LISTEN "{self.channel}"')
                 self._ready.set()
-                self._stop.wait(1.0)
+                while not self.stopping:
+                    for note in conn.notifies(timeout=POLL_S):
+                        self._deliver(note.payload)
+        finally:
+            self._ready.set()  # a start() waiting on a failed connection goes on
 
     def _deliver(self, payload: str) -> None:
         try:
