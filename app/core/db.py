@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import registry
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.errors import AppError, Conflict, DatabaseInUseError, StartupError, Unprocessable
 
 _LOCK_PID = re.compile(r"PID (\d+)")
+
+# `duckdb://` URLs get duckdb-engine's dialect with the compiled-statement cache on.
+registry.register("duckdb", "app.core.duckdb_dialect", "CachingDuckDBDialect")
 
 
 def is_duckdb(url: str) -> bool:
