@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Double,
+    String,
     and_,
     any_,
     case,
@@ -240,6 +242,20 @@ def _outage(max_failed_fraction: float) -> Any:
     )
 
 
+def _without_outages(scope: ReportScope, max_failed_fraction: float) -> Any:
+    """Return the condition: the case's run is in scope and not an outage (see `_outage`).
+
+    A semi-join on run ids: the results row is joined to the runs alone, not to every case
+    (that join cost a quarter of the flaky report).
+    """
+    ok_runs = (
+        select(Run.run_id)
+        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
+        .where(*_run_conditions(scope), ~_outage(max_failed_fraction))
+    )
+    return RunCase.run_id.in_(ok_runs)
+
+
 # Which way a flaky group hurts most: flaky and broken first (each failure a red CI job).
 FLAKY_RANK = {"flaky": 0, "broken": 1, "insufficient_data": 2, "healthy": 3}
 
@@ -337,7 +353,6 @@ def _flaky_results(
     semi-join, a superset of the exact one: the caller's HAVING keeps exactly the failing
     groups), so the window and the retry joins see only the rows that can matter.
     """
-    outage = _outage(max_failed_fraction)
     fail = case((IS_FAIL, 1), else_=0)
     columns: list[Any] = [
         Run.model_name.label("model_name"),
@@ -352,23 +367,18 @@ def _flaky_results(
         key = (Run.model_name, RunCase.name, DEVICE)
         order: list[Any] = [desc(AT), desc(Run.run_id)]
         columns.append(func.row_number().over(partition_by=key, order_by=order).label("rn"))
-    conds = [*_case_conditions(scope), DECIDED, ~outage]
+    no_outage = _without_outages(scope, max_failed_fraction)
+    conds = [*_case_conditions(scope), DECIDED, no_outage]
     if only_failing:
         group = key_hash(Run.model_name, RunCase.name, DEVICE)
         failing = (
             select(group)
             .select_from(RunCase)
             .join(Run, Run.run_id == RunCase.run_id)
-            .outerjoin(RunResult, RunResult.run_id == Run.run_id)
-            .where(*_case_conditions(scope), IS_FAIL, ~outage)
+            .where(*_case_conditions(scope), IS_FAIL, no_outage)
         )
         conds.append(group.in_(failing))
-    rows = (
-        select(*columns)
-        .join(Run, Run.run_id == RunCase.run_id)
-        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
-        .where(*conds)
-    )
+    rows = select(*columns).join(Run, Run.run_id == RunCase.run_id).where(*conds)
     if last_runs:
         inner = rows.subquery("ranked")
         kept: list[Any] = [inner.c[c.name] for c in columns[:-1]]
@@ -497,27 +507,32 @@ def _series(
 FEW, FLAT, MOVED = "few", "flat", "moved"
 
 
-def regression_windows(
-    session: Session,
+# The SQL types of a window row's columns (for the typed NULLs of the per-kind count rows).
+WINDOW_TYPES: dict[str, Any] = {
+    **dict.fromkeys(("model_name", "hardware", "metric", "unit"), String),
+    **dict.fromkeys(("baseline_n", "recent_n"), BigInteger),
+    **dict.fromkeys(("baseline_median", "recent_median", "rel"), Double),
+}
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The window rows a regressions page needs (see `regression_windows`)."""
+
+    moved: list[dict[str, Any]]  # every group that moved past the threshold
+    kind_counts: dict[str, int]  # groups per kind (few, flat, moved)
+    rest: list[dict[str, Any]]  # the page's candidates of the other kinds, with `rest_pos`
+
+
+def _judged_windows(
     scope: ReportScope,
     metric: str | None,
     baseline_start: datetime,
     split: datetime,
-    *,
     min_samples: int,
     threshold: float,
-    rest_kinds: Sequence[str],
-    offset: int,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """Return the window rows (samples and medians per model, device, metric, unit) Python needs.
-
-    Each group is classified in SQL (`kind`: few, flat or moved). Every moved row comes back;
-    of the rows of `rest_kinds`, ranked as the report sorts them (flat before few, the largest
-    relative change first, then the key), those the page `offset`/`limit` can show after at
-    most every moved row (`rest_pos` in (offset − moved, offset + limit]); and one row of every
-    kind, whose `kind_n` counts that kind. Thousands of groups stay in the database.
-    """
+) -> CTE:
+    """Return per group the window samples and medians, the relative change and its kind."""
     s = _series(scope, metric, baseline_start)
     key = (s.c.model_name, s.c.hardware, s.c.metric, s.c.unit)
     base = s.c.at < split
@@ -542,33 +557,77 @@ def regression_windows(
         (func.coalesce(func.abs(rel), 0) < threshold, literal(FLAT)),
         else_=literal(MOVED),
     )
-    c = select(w, rel.label("rel"), kind.label("kind")).subquery("judged")
+    return select(w, rel.label("rel"), kind.label("kind")).cte("judged")
+
+
+def regression_windows(
+    session: Session,
+    scope: ReportScope,
+    metric: str | None,
+    baseline_start: datetime,
+    split: datetime,
+    *,
+    min_samples: int,
+    threshold: float,
+    rest_kinds: Sequence[str],
+    offset: int,
+    limit: int,
+) -> Windows:
+    """Return the window rows (samples and medians per model, device, metric, unit) Python needs.
+
+    Each group is classified in SQL (`kind`: few, flat or moved) and counted per kind. Every
+    moved row comes back; of the rows of `rest_kinds`, ranked as the report sorts them (flat
+    before few, the largest relative change first, then the key), only those the page
+    `offset`/`limit` can show after at most every moved row: rest positions
+    (offset − moved, offset + limit], found by a top-N (ORDER BY … LIMIT), not a sort of
+    every group. One statement: the judged groups are computed once (a CTE).
+    """
+    c = _judged_windows(scope, metric, baseline_start, split, min_samples, threshold)
+    group_cols = [col for col in c.c if col.name != "kind"]
+    no_pos = cast(None, BigInteger)
+    n_moved = select(func.count()).where(c.c.kind == MOVED).scalar_subquery()
+    first = func.greatest(literal(offset) - n_moved, 0)
+    order = (desc(c.c.kind == FLAT), desc(func.abs(func.coalesce(c.c.rel, 0))))
     wkey = (c.c.model_name, c.c.hardware, c.c.metric, c.c.unit)
-    size = func.abs(func.coalesce(c.c.rel, 0))
-    in_rest = c.c.kind.in_(list(rest_kinds))
-    ranked = select(
-        c,
-        func.count().over(partition_by=c.c.kind).label("kind_n"),
-        func.row_number().over(partition_by=c.c.kind).label("kind_pos"),  # any one per kind
-        func.row_number()
-        .over(partition_by=in_rest, order_by=(desc(c.c.kind == FLAT), desc(size), *wkey))
-        .label("rest_pos"),
-        func.sum(case((c.c.kind == MOVED, 1), else_=0)).over().label("moved_n"),
-    ).subquery("ranked")
-    query = (
-        select(ranked)
-        .where(
-            (ranked.c.kind == MOVED)
-            | (ranked.c.kind_pos == 1)
-            | (
-                ranked.c.kind.in_(list(rest_kinds))
-                & (ranked.c.rest_pos > offset - ranked.c.moved_n)
-                & (ranked.c.rest_pos <= offset + limit)
-            )
-        )
-        .order_by(ranked.c.model_name, ranked.c.hardware, ranked.c.metric, ranked.c.unit)
+    page = (
+        select(c)
+        .where(c.c.kind.in_(list(rest_kinds)))
+        .order_by(*order, *wkey)
+        .limit(literal(limit) + n_moved)
+        .offset(first)
+        .subquery("page")
     )
-    return rows_of(session, query)
+    pkey = (page.c.model_name, page.c.hardware, page.c.metric, page.c.unit)
+    porder = (desc(page.c.kind == FLAT), desc(func.abs(func.coalesce(page.c.rel, 0))), *pkey)
+    query = union_all(
+        select(*group_cols, c.c.kind, no_pos.label("kind_n"), no_pos.label("rest_pos")).where(
+            c.c.kind == MOVED
+        ),
+        select(
+            *(cast(None, WINDOW_TYPES[col.name]) for col in group_cols),
+            c.c.kind,
+            cast(func.count(), BigInteger),
+            no_pos,
+        ).group_by(c.c.kind),
+        select(
+            *(page.c[col.name] for col in group_cols),
+            page.c.kind,
+            no_pos,
+            first + func.row_number().over(order_by=porder),
+        ),
+    )
+    moved: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    rest: list[dict[str, Any]] = []
+    for row in rows_of(session, query):
+        if row["kind_n"] is not None:
+            counts[row["kind"]] = int(row["kind_n"])
+        elif row["rest_pos"] is not None:
+            rest.append(row)
+        else:
+            moved.append(row)
+    moved.sort(key=lambda r: (r["model_name"], r["hardware"], r["metric"], r["unit"]))
+    return Windows(moved, counts, rest)
 
 
 def regression_series(
@@ -595,8 +654,12 @@ def newly_failing(
     session: Session, scope: ReportScope, baseline_start: datetime, split: datetime, limit: int
 ) -> list[dict[str, Any]]:
     """Return tests that passed throughout the baseline and whose latest recent result failed."""
-    outage = _outage(OUTAGE_FRACTION)
-    conds = [*_case_conditions(scope), baseline_start <= AT, DECIDED, ~outage]
+    conds = [
+        *_case_conditions(scope),
+        baseline_start <= AT,
+        DECIDED,
+        _without_outages(scope, OUTAGE_FRACTION),
+    ]
     # Only tests that failed in the recent window can be newly failing: a semi-join first.
     # Hashed (a superset of the tuple IN; the HAVING below needs a recent failure anyway).
     group = key_hash(Run.model_name, RunCase.name, DEVICE)
@@ -621,7 +684,6 @@ def newly_failing(
             arg_max(RunCase.error, AT, and_(~base, IS_FAIL)).label("last_failure_message"),
         )
         .join(Run, Run.run_id == RunCase.run_id)
-        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
         .where(*conds)
         .group_by(*key)
         .having(
@@ -644,6 +706,16 @@ STATE = case((IS_FAIL, 3), (IS_PASS, 2), else_=1)
 STATE_NAMES = {3: "failed", 2: "passed", 1: "skipped"}
 
 
+def _both_sides(child_run_id: Any, base: Sequence[str], head: Sequence[str]) -> list[Any]:
+    """Return the filter to the two sides' runs, on the child table and on `test_runs` too.
+
+    DuckDB does not carry an IN list across the join's equality: without the second filter it
+    builds its hash table on every run (100,000 at the bench scale) to probe a few rows.
+    """
+    ids = sorted({*base, *head})
+    return [child_run_id.in_(ids), Run.run_id.in_(ids)]
+
+
 def _compare_states(base: Sequence[str], head: Sequence[str]) -> Any:
     base_state = func.max(STATE).filter(RunCase.run_id.in_(list(base)))
     head_state = func.max(STATE).filter(RunCase.run_id.in_(list(head)))
@@ -655,7 +727,7 @@ def _compare_states(base: Sequence[str], head: Sequence[str]) -> Any:
             head_state.label("head_state"),
         )
         .join(Run, Run.run_id == RunCase.run_id)
-        .where(RunCase.run_id.in_(sorted({*base, *head})))
+        .where(*_both_sides(RunCase.run_id, base, head))
         .group_by(Run.model_name, RunCase.name)
         .subquery("states")
     )
@@ -731,7 +803,7 @@ def compare_metrics(
             percentile(RunMetric.metric_value, "0.5").filter(in_head).label("head_median"),
         )
         .join(Run, Run.run_id == RunMetric.run_id)
-        .where(RunMetric.run_id.in_(sorted({*base, *head})))
+        .where(*_both_sides(RunMetric.run_id, base, head))
         .group_by(*key)
         .order_by(*key)
     )

@@ -537,12 +537,13 @@ def regressions_report(
         offset=page.offset,
         limit=page.limit,
     )
-    moved = [w for w in windows if w["kind"] == reports.MOVED]
-    judged = _judge_moved(session, scope, metric, start, split, moved, min_samples, threshold)
+    judged = _judge_moved(
+        session, scope, metric, start, split, windows.moved, min_samples, threshold
+    )
     counts = {v: 0 for v in (*REGRESSION_RANK, "insufficient_data")}
-    for w in windows:
-        if w["kind"] in REST_VERDICTS and w["kind_pos"] == 1:
-            counts[REST_VERDICTS[w["kind"]]] += int(w["kind_n"])
+    for kind, n in windows.kind_counts.items():
+        if kind in REST_VERDICTS:
+            counts[REST_VERDICTS[kind]] += n
     for r in judged:
         counts[r["verdict"]] += 1
     judged = [r for r in judged if r["verdict"] in wanted]
@@ -550,11 +551,7 @@ def regressions_report(
     # The rest follow the moved ones: rest position p (1-based) is series number len(judged)+p.
     first = page.offset - len(judged)
     rest = sorted(
-        (
-            w
-            for w in windows
-            if w["kind"] in rest_kinds and first < w["rest_pos"] <= first + page.limit
-        ),
+        (w for w in windows.rest if first < w["rest_pos"] <= first + page.limit),
         key=lambda w: int(w["rest_pos"]),
     )
     rest_rows = [
@@ -591,16 +588,11 @@ def _judge_moved(
         series.setdefault(
             (row["model_name"], row["hardware"], row["metric"], row["unit"]), []
         ).append(row)
-    return [
-        verdicts.regression_row(
-            _window(w),
-            series.get((w["model_name"], w["hardware"], w["metric"], w["unit"]), []),
-            split,
-            min_samples=min_samples,
-            threshold=threshold,
-        )
+    groups = [
+        (_window(w), series.get((w["model_name"], w["hardware"], w["metric"], w["unit"]), []))
         for w in moved
     ]
+    return verdicts.regression_rows(groups, split, min_samples=min_samples, threshold=threshold)
 
 
 WINDOW_FIELDS = (

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from scipy.stats import mannwhitneyu
 
 from app.__main__ import main as cli_main
+from app.components.test_suite.verdicts import mann_whitney_ps
 from app.core.stats import downsample
 
 B = "/api/test/db"
@@ -503,6 +504,27 @@ def test_trends_per_day_and_downsampling(client: TestClient, planted: list[dict[
     capped = client.get(f"{B}/trends", params={"bucket": "hour", "days": 30, "points": 4}).json()
     assert len(capped["points"]) <= 4
     assert client.get(f"{B}/trends", params={"bucket": "month"}).status_code == 422
+
+
+def test_batched_mann_whitney_equals_one_scipy_call_per_pair() -> None:
+    """The report tests many series per scipy call; each p-value must equal scipy's own."""
+    rng = random.Random(7)
+    pairs: list[tuple[list[float], list[float]]] = []
+    for _ in range(300):
+        tied = rng.random() < 0.4  # ties make scipy's `auto` switch to the asymptotic method
+        draw = (lambda: float(rng.randint(0, 5))) if tied else rng.random
+        before = [draw() for _ in range(rng.randint(1, 14))]
+        after = [draw() + 0.25 for _ in range(rng.randint(1, 14))]
+        pairs.append((before, after))
+    pairs += [([2.0, 2.0], [2.0]), ([], [1.0]), ([1.0], [])]
+    got = mann_whitney_ps(pairs)
+    for (before, after), p in zip(pairs, got, strict=True):
+        if not before or not after:
+            assert p is None
+        elif len(set(before) | set(after)) == 1:
+            assert p == 1.0
+        else:
+            assert p == float(mannwhitneyu(before, after, alternative="two-sided").pvalue)
 
 
 def test_downsampling_a_million_points_keeps_extremes() -> None:
