@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, desc, func, or_, select
+from sqlalchemy import BigInteger, Integer, and_, case, cast, desc, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.components.test_suite.models import (
@@ -155,8 +155,13 @@ def run_series(
     )
     completed = per_device.c.status == "completed"
     cases = _device_cases(select(Run.run_id).where(*conds))
-    passed = func.coalesce(func.sum(func.coalesce(cases.c.passed, RunResult.tests_passed)), 0)
-    failed = func.coalesce(func.sum(func.coalesce(cases.c.failed, RunResult.tests_failed)), 0)
+    # sum() of counts is NUMERIC on PostgreSQL (Decimal in Python): cast back to an integer.
+    passed = func.coalesce(
+        cast(func.sum(func.coalesce(cases.c.passed, RunResult.tests_passed)), BigInteger), 0
+    )
+    failed = func.coalesce(
+        cast(func.sum(func.coalesce(cases.c.failed, RunResult.tests_failed)), BigInteger), 0
+    )
     query = (
         select(
             per_device.c.device,
