@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -27,6 +28,20 @@ from app import components
 from app.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def alive(pid: int) -> bool:
+    """Return whether a process runs (a zombie awaiting its reaper counts as dead).
+
+    One call that tolerates the process ending while it is asked (`pid_exists` and then
+    `status()` race: the process can end between the two).
+    """
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
 BACKENDS = ("duckdb", "postgres")
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from tests.e2e.servers import started_together
-from tests.support import Server
+from tests.support import Server, alive
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.e2e]
 SUITES = Path(__file__).resolve().parents[1] / "fixtures" / "suites"
@@ -85,7 +84,7 @@ def test_a_run_is_watched_through_another_process_and_cancelled_through_a_third(
     assert seen[-1]["type"] == "end" and seen[-1]["status"] == "cancelled"
     pids = [int(p) for p in pid_file.read_text().split()]
     deadline = time.monotonic() + 20
-    while any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids):
+    while any(alive(p) for p in pids):
         assert time.monotonic() < deadline, "pytest still runs after the cancel"
         time.sleep(0.2)
     status = httpx.get(f"{executor}/api/test/status/{hanging}", timeout=30).json()

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -18,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from app.core.config import Settings
 from app.main import create_app
 from tests.components.test_suite.support import parse_junit
-from tests.support import make_settings
+from tests.support import alive, make_settings
 
 SUITES = Path(__file__).resolve().parents[2] / "fixtures" / "suites"
 TERMINAL = {"completed", "error", "timeout", "cancelled"}
@@ -147,7 +146,7 @@ def test_missing_test_module_is_a_clear_404(runner_client: TestClient) -> None:
 
 def _group_alive(pid_file: Path) -> list[int]:
     pids = [int(p) for p in pid_file.read_text().split()]
-    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    return [p for p in pids if alive(p)]
 
 
 def start_hanging(

@@ -19,6 +19,7 @@ from app.components.test_suite.pytest_exec import (
     device_slug,
 )
 from tests.components.test_suite.support import parse_junit
+from tests.support import alive
 
 SUITES = Path(__file__).resolve().parents[2] / "fixtures" / "suites"
 
@@ -61,14 +62,6 @@ def junit_counts_from_events(events: list[dict[str, Any]]) -> dict[str, int]:
         "skipped": statuses["skipped"] + statuses["xfailed"],
         "passed": statuses["passed"] + statuses["xpassed"],
     }
-
-
-def alive(pid: int) -> bool:
-    """Return whether a process runs (a zombie awaiting its reaper counts as dead)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def group_alive(pgid: int) -> list[int]:
