@@ -524,18 +524,22 @@ class Windows:
     rest: list[dict[str, Any]]  # the page's candidates of the other kinds, with `rest_pos`
 
 
-def _judged_windows(
-    scope: ReportScope,
-    metric: str | None,
-    baseline_start: datetime,
-    split: datetime,
-    min_samples: int,
-    threshold: float,
-) -> CTE:
+@dataclass(frozen=True)
+class WindowSpec:
+    """The two windows a regressions report compares, and its floors."""
+
+    metric: str | None  # one metric, or every metric plus run duration and pass rate
+    baseline_start: datetime
+    split: datetime  # the recent window starts here
+    min_samples: int
+    threshold: float
+
+
+def _judged_windows(scope: ReportScope, spec: WindowSpec) -> CTE:
     """Return per group the window samples and medians, the relative change and its kind."""
-    s = _series(scope, metric, baseline_start)
+    s = _series(scope, spec.metric, spec.baseline_start)
     key = (s.c.model_name, s.c.hardware, s.c.metric, s.c.unit)
-    base = s.c.at < split
+    base = s.c.at < spec.split
     w = (
         select(
             *key,
@@ -551,24 +555,26 @@ def _judged_windows(
         (w.c.baseline_median == 0, None),
         else_=(w.c.recent_median - w.c.baseline_median) / func.abs(w.c.baseline_median),
     )
-    few = (w.c.baseline_n < min_samples) | (w.c.recent_n < min_samples)
+    few = (w.c.baseline_n < spec.min_samples) | (w.c.recent_n < spec.min_samples)
     kind = case(
         (few, literal(FEW)),
-        (func.coalesce(func.abs(rel), 0) < threshold, literal(FLAT)),
+        (func.coalesce(func.abs(rel), 0) < spec.threshold, literal(FLAT)),
         else_=literal(MOVED),
     )
     return select(w, rel.label("rel"), kind.label("kind")).cte("judged")
 
 
+def _rest_order(t: Any) -> tuple[Any, ...]:
+    """Return the report's order of the series not tested: flat first, the largest change first."""
+    size = func.abs(func.coalesce(t.c.rel, 0))
+    return (desc(t.c.kind == FLAT), desc(size), t.c.model_name, t.c.hardware, t.c.metric, t.c.unit)
+
+
 def regression_windows(
     session: Session,
     scope: ReportScope,
-    metric: str | None,
-    baseline_start: datetime,
-    split: datetime,
+    spec: WindowSpec,
     *,
-    min_samples: int,
-    threshold: float,
     rest_kinds: Sequence[str],
     offset: int,
     limit: int,
@@ -582,23 +588,19 @@ def regression_windows(
     (offset − moved, offset + limit], found by a top-N (ORDER BY … LIMIT), not a sort of
     every group. One statement: the judged groups are computed once (a CTE).
     """
-    c = _judged_windows(scope, metric, baseline_start, split, min_samples, threshold)
+    c = _judged_windows(scope, spec)
     group_cols = [col for col in c.c if col.name != "kind"]
     no_pos = cast(None, BigInteger)
     n_moved = select(func.count()).where(c.c.kind == MOVED).scalar_subquery()
     first = func.greatest(literal(offset) - n_moved, 0)
-    order = (desc(c.c.kind == FLAT), desc(func.abs(func.coalesce(c.c.rel, 0))))
-    wkey = (c.c.model_name, c.c.hardware, c.c.metric, c.c.unit)
     page = (
         select(c)
         .where(c.c.kind.in_(list(rest_kinds)))
-        .order_by(*order, *wkey)
+        .order_by(*_rest_order(c))
         .limit(literal(limit) + n_moved)
         .offset(first)
         .subquery("page")
     )
-    pkey = (page.c.model_name, page.c.hardware, page.c.metric, page.c.unit)
-    porder = (desc(page.c.kind == FLAT), desc(func.abs(func.coalesce(page.c.rel, 0))), *pkey)
     query = union_all(
         select(*group_cols, c.c.kind, no_pos.label("kind_n"), no_pos.label("rest_pos")).where(
             c.c.kind == MOVED
@@ -613,7 +615,7 @@ def regression_windows(
             *(page.c[col.name] for col in group_cols),
             page.c.kind,
             no_pos,
-            first + func.row_number().over(order_by=porder),
+            first + func.row_number().over(order_by=_rest_order(page)),
         ),
     )
     moved: list[dict[str, Any]] = []

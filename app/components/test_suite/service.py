@@ -525,21 +525,11 @@ def regressions_report(
     start = split - timedelta(days=baseline_days)
     wanted = set(verdicts_wanted or REGRESSION_DEFAULT)
     rest_kinds = [k for k, v in REST_VERDICTS.items() if v in wanted]
+    spec = reports.WindowSpec(metric, start, split, min_samples, threshold)
     windows = reports.regression_windows(
-        session,
-        scope,
-        metric,
-        start,
-        split,
-        min_samples=min_samples,
-        threshold=threshold,
-        rest_kinds=rest_kinds,
-        offset=page.offset,
-        limit=page.limit,
+        session, scope, spec, rest_kinds=rest_kinds, offset=page.offset, limit=page.limit
     )
-    judged = _judge_moved(
-        session, scope, metric, start, split, windows.moved, min_samples, threshold
-    )
+    judged = _judge_moved(session, scope, spec, windows.moved)
     counts = {v: 0 for v in (*REGRESSION_RANK, "insufficient_data")}
     for kind, n in windows.kind_counts.items():
         if kind in REST_VERDICTS:
@@ -574,17 +564,13 @@ def regressions_report(
 def _judge_moved(
     session: Session,
     scope: reports.ReportScope,
-    metric: str | None,
-    start: datetime,
-    split: datetime,
+    spec: reports.WindowSpec,
     moved: list[dict[str, Any]],
-    min_samples: int,
-    threshold: float,
 ) -> list[dict[str, Any]]:
     """Return the regression rows of the moved series, from their per-run values."""
     keys = [(w["model_name"], w["hardware"], w["metric"], w["unit"]) for w in moved]
     series: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
-    for row in reports.regression_series(session, scope, metric, start, keys):
+    for row in reports.regression_series(session, scope, spec.metric, spec.baseline_start, keys):
         series.setdefault(
             (row["model_name"], row["hardware"], row["metric"], row["unit"]), []
         ).append(row)
@@ -592,7 +578,9 @@ def _judge_moved(
         (_window(w), series.get((w["model_name"], w["hardware"], w["metric"], w["unit"]), []))
         for w in moved
     ]
-    return verdicts.regression_rows(groups, split, min_samples=min_samples, threshold=threshold)
+    return verdicts.regression_rows(
+        groups, spec.split, min_samples=spec.min_samples, threshold=spec.threshold
+    )
 
 
 WINDOW_FIELDS = (

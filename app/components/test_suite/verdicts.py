@@ -88,11 +88,6 @@ def change_verdict(rel: float | None, better: str | None, threshold: float) -> s
     return "regression" if worse else "improvement"
 
 
-def mann_whitney_p(before: Sequence[float], after: Sequence[float]) -> float | None:
-    """Return the two-sided Mann–Whitney U p-value of two samples (None if degenerate)."""
-    return mann_whitney_ps([(before, after)])[0]
-
-
 def _mwu_method(before: Sequence[float], after: Sequence[float]) -> str:
     """Return the method scipy's `auto` picks for this one pair: exact unless large or tied."""
     values = [*before, *after]
@@ -104,7 +99,7 @@ def _mwu_method(before: Sequence[float], after: Sequence[float]) -> str:
 def mann_whitney_ps(
     pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
 ) -> list[float | None]:
-    """Return the two-sided Mann–Whitney U p-value of each (before, after) pair.
+    """Return the two-sided Mann–Whitney U p-value of each (before, after) pair (None if empty).
 
     One scipy call per (sizes, method) shape over a 2-D array, not one per pair (scipy's
     per-call overhead is ~1.5 ms). The method is chosen per pair as scipy's `auto` would for
