@@ -227,8 +227,11 @@ def deselect_unless_asked(config: pytest.Config, items: list[pytest.Item], marke
 class Server:
     """A real uvicorn process serving the app on a free port."""
 
-    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.folder = folder
+        self.args = args  # more uvicorn options (e.g. --workers 2)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / "server.log"
@@ -246,7 +249,15 @@ class Server:
         """Start uvicorn and wait until /health answers."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "app.main:app",
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # when it has one) is ended as `error`; the sweep looks every `stale_sweep_interval` s.
     stale_after: int = Field(default=3600, ge=1, le=30 * 86_400)
     stale_sweep_interval: float = Field(default=30.0, ge=0.05, le=3600.0)
+    # On PostgreSQL (several processes): a server whose runner wrote no heartbeat for this
+    # long is gone, and another ends the runs and tasks it was executing (app.core.leases).
+    lease_timeout: float = Field(default=30.0, ge=1.0, le=3600.0)
 
     @field_validator(
         "components", "api_keys", "allowed_hosts", "retention_keep_tags", mode="before"

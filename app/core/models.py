@@ -98,3 +98,17 @@ class BatchColumns:
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, server_default=func.now(), sort_order=1
     )
+
+
+class LeaseColumns:
+    """Which server process executes a run or task, and when it last said it is alive.
+
+    A row per job a runner holds (taken when queued, dropped when it ends); the owner refreshes
+    `heartbeat_at` every few seconds. What a gone owner leaves (no heartbeat for
+    APP_LEASE_TIMEOUT s, or its process no longer exists on this host) is ended as `error` by
+    any other process of the same database (`app.core.leases`).
+    """
+
+    job_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +17,10 @@ from sqlalchemy.orm import DeclarativeBase, Session
 
 from app.core.context import AppContext
 from app.core.db import Database
-from app.core.errors import NotFound
+from app.core.errors import AppError, NotFound
+from app.core.leases import Leases, new_owner
 from app.core.live import EventHub, end_event
+from app.core.models import LeaseColumns
 from app.core.pagination import Page
 from app.core.periodic import Periodic
 from app.core.records import ended_keys
@@ -28,6 +32,7 @@ Event = dict[str, Any]
 # A write: it changes rows in the session and returns the events it caused (the state event
 # of the run or task follows them), or None to publish nothing.
 Work = Callable[[Session], list[Event] | None]
+Rows = list[dict[str, Any]]
 
 
 @dataclass(kw_only=True)
@@ -56,6 +61,7 @@ class WorkerPool(ABC, Generic[J]):
     noun: ClassVar[str]  # "run" or "task", for messages
     key_field: ClassVar[str]  # the id column of listed rows
     table: ClassVar[type[DeclarativeBase]]  # the rows it executes (runs, tasks)
+    lease_model: ClassVar[type[LeaseColumns]]  # its component's lease table (app.core.leases)
     thread_prefix: ClassVar[str]
     # Unfinished rows are failed a page at a time, so a start-up never loads them all.
     page_size: int = 1000
@@ -69,11 +75,18 @@ class WorkerPool(ABC, Generic[J]):
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._watch = JobWatch(self)
+        self.leases = Leases(self.lease_model, new_owner(), ctx.settings.lease_timeout)
+        self._beaten = 0.0  # when the heartbeat was last written (monotonic)
 
     @property
     def db(self) -> Database:
         """Return the component's database."""
         return self.ctx.database(self.component)
+
+    @property
+    def shared(self) -> bool:
+        """Return True if other processes may execute this component's jobs (not DuckDB)."""
+        return not self.db.is_duckdb
 
     @property
     def stopped_reason(self) -> str:
@@ -123,9 +136,9 @@ class WorkerPool(ABC, Generic[J]):
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Mark rows a previous server left unfinished as errors, then start the workers."""
+        """Mark rows a gone server left unfinished as errors, then start the workers."""
         with self.db.writing() as session:
-            failed = self.fail_unfinished(session)
+            failed = self.fail_unfinished(session, self._gone)
         if failed:
             log.warning(
                 "marked %d unfinished %s(s) as error: %s", len(failed), self.noun, ", ".join(failed)
@@ -144,12 +157,14 @@ class WorkerPool(ABC, Generic[J]):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         with self.db.writing() as session:
-            self.fail_unfinished(session)
+            self.fail_unfinished(session, self._mine)
 
     def submit(self, job: J) -> None:
         """Queue a job for the workers."""
         if self._pool is None:
             raise RuntimeError("the runner is not started")
+        with self.db.writing() as session:
+            self.leases.take(session, job.key)
         with self._lock:
             self.jobs[job.key] = job
         self._pool.submit(self._execute, job)
@@ -196,20 +211,60 @@ class WorkerPool(ABC, Generic[J]):
                 self.publish(key, [events[key]])
         return ended
 
-    def fail_unfinished(self, session: Session) -> list[str]:
-        """End as errors the unfinished rows this pool created; return their ids."""
+    def fail_unfinished(
+        self, session: Session, which: Callable[[Session, Rows], list[str]]
+    ) -> list[str]:
+        """End as errors the unfinished rows of this pool's creator `which` picks; return them."""
         failed: list[str] = []
-        kept = 0  # unfinished rows of other creators stay as they are, and stay listed
+        kept = 0  # unfinished rows left alone stay as they are, and stay listed
         while True:
             rows = self.list_unfinished(session, Page(limit=self.page_size, offset=kept))
             if not rows:
                 return failed
-            for row in rows:
-                if row["creator"] == self.creator:
-                    self.mark_failed(session, row[self.key_field], self.stopped_reason)
-                    failed.append(row[self.key_field])
-                else:
-                    kept += 1
+            ours = [row for row in rows if row["creator"] == self.creator]
+            chosen = which(session, ours)
+            for key in chosen:
+                self.mark_failed(session, key, self.stopped_reason)
+            self.leases.drop(session, chosen)
+            failed += chosen
+            kept += len(rows) - len(chosen)
+
+    def _gone(self, session: Session, rows: Rows) -> list[str]:
+        """Pick the rows whose server is gone (on DuckDB: every one not this pool's job)."""
+        if not self.shared:
+            return [row[self.key_field] for row in rows if row[self.key_field] not in self.jobs]
+        return self.leases.gone(session, rows, self.key_field)
+
+    def _mine(self, session: Session, rows: Rows) -> list[str]:
+        """Pick the rows this pool executes (on DuckDB: every one, as nobody else can)."""
+        if not self.shared:
+            return [row[self.key_field] for row in rows]
+        return self.leases.mine(session, (row[self.key_field] for row in rows))
+
+    def keep_alive(self) -> list[str]:
+        """On a shared database: refresh this pool's heartbeat and end what gone servers left.
+
+        Runs every `watch_interval`, writing at most every fifth of APP_LEASE_TIMEOUT; returns
+        the keys it ended (another process may end the same rows at once: a row that ended
+        meanwhile is skipped).
+        """
+        now = time.monotonic()
+        if not self.shared or now - self._beaten < self.leases.timeout / 5:
+            return []
+        self._beaten = now
+        with self.db.writing() as session:
+            self.leases.beat(session)
+        try:
+            with self.db.writing() as session:
+                ended = self.fail_unfinished(session, self._gone)
+        except AppError as exc:  # another process ended one of them first: look again later
+            log.info("ending what a gone server left: %s", exc.detail)
+            return []
+        for key in ended:
+            log.warning("%s %s: its server stopped; ended as error", self.noun, key)
+            with self.db.reading() as session, contextlib.suppress(NotFound):
+                self.publish(key, [self.state_event(session, key)])
+        return ended
 
     # --- writes and events -------------------------------------------------------------------
 
@@ -238,6 +293,11 @@ class WorkerPool(ABC, Generic[J]):
         finally:
             with self._lock:
                 self.jobs.pop(job.key, None)
+            try:
+                with self.db.writing() as session:
+                    self.leases.drop(session, [job.key])
+            except Exception:  # a lease left behind is dropped when its heartbeat ages
+                log.exception("dropping the lease of %s %s failed", self.noun, job.key)
 
 
 class JobWatch(Periodic):
@@ -248,8 +308,8 @@ class JobWatch(Periodic):
         self.pool = pool
 
     def tick(self) -> list[str]:
-        """Look once."""
-        return self.pool.watch()
+        """Look once (and keep this pool's leases alive)."""
+        return self.pool.watch() + self.pool.keep_alive()
 
 
 def with_end(event: Event) -> list[Event]:

@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from tests.support import Server
 
 
@@ -31,3 +33,22 @@ def started_together(
         finally:
             for server in servers:
                 server.stop()
+
+
+def record_runs(urls: list[str], count: int, prefix: str, clients: int = 16) -> list[int]:
+    """Record `count` runs of 50 passed tests from `clients` threads, round-robin over `urls`
+    (4 models); return the HTTP statuses in order."""
+
+    def record(i: int) -> int:
+        doc = {
+            "run_id": f"{prefix}{i:03d}",
+            "model_name": f"m{i % 4}",
+            "hardware": ["cpu"],
+            "status": "completed",
+            "results": {"test_details": [{"name": f"t{j}", "status": "passed"} for j in range(50)]},
+        }
+        url = urls[i % len(urls)]
+        return httpx.post(f"{url}/api/test/db/runs", json=doc, timeout=60).status_code
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(record, range(count)))

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.servers import started_together
+from tests.e2e.servers import record_runs, started_together
 from tests.support import Server, alive
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.e2e]
@@ -92,19 +92,7 @@ def test_a_run_is_watched_through_another_process_and_cancelled_through_a_third(
 
 
 def test_sixteen_clients_record_across_three_processes(trio: list[Server]) -> None:
-    def record(i: int) -> int:
-        doc = {
-            "run_id": f"c{i:03d}",
-            "model_name": f"m{i % 4}",
-            "hardware": ["cpu"],
-            "status": "completed",
-            "results": {"test_details": [{"name": f"t{j}", "status": "passed"} for j in range(50)]},
-        }
-        url = trio[i % 3].url
-        return httpx.post(f"{url}/api/test/db/runs", json=doc, timeout=60).status_code
-
-    with ThreadPoolExecutor(16) as pool:
-        assert list(pool.map(record, range(96))) == [201] * 96
+    assert record_runs([s.url for s in trio], 96, "c") == [201] * 96
     for s in trio:
         total = httpx.get(f"{s.url}/api/test/db/runs", params={"limit": 1}, timeout=30)
         assert total.headers["x-total-count"] == "96"

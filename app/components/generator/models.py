@@ -12,6 +12,7 @@ from app.core.models import (
     BatchColumns,
     HardwareList,
     JSONType,
+    LeaseColumns,
     MetricColumns,
     StepColumns,
     TagColumns,
@@ -94,3 +95,9 @@ class TaskBatch(BatchColumns, Base):
 
 
 CHILD_TABLES = (TaskStep, TaskMetric, TaskTag)
+
+
+class TaskLease(LeaseColumns, Base):
+    """The server process executing a task (while it is queued or running) and its heartbeat."""
+
+    __tablename__ = "generator_task_leases"

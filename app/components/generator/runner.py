@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.components.generator import service, store
 from app.components.generator.exec_schemas import TaskStatusRead
 from app.components.generator.families import Family, resolve_family
-from app.components.generator.models import Task
+from app.components.generator.models import Task, TaskLease
 from app.components.generator.render import (
     MAX_FILENAME_BYTES,
     check_source,
@@ -164,6 +164,7 @@ class GenerationRunner(WorkerPool[Job]):
     component = COMPONENT
     creator = CREATOR
     table = Task
+    lease_model = TaskLease
     noun = "task"
     key_field = "task_id"
     thread_prefix = "generate"

@@ -12,6 +12,7 @@ from app.core.models import (
     BatchColumns,
     HardwareList,
     JSONType,
+    LeaseColumns,
     MetricColumns,
     StepColumns,
     TagColumns,
@@ -142,3 +143,9 @@ class RunArtifact(Base):
 
 
 CHILD_TABLES = (RunResult, RunCase, RunStep, RunMetric, RunTag, RunBatchLink, RunArtifact)
+
+
+class RunLease(LeaseColumns, Base):
+    """The server process executing a run (while it is queued or running) and its heartbeat."""
+
+    __tablename__ = "test_run_leases"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.components.test_suite import estimates, groups, service, store
 from app.components.test_suite.exec_schemas import RunStatusRead
 from app.components.test_suite.hardware import PROBES
-from app.components.test_suite.models import Run
+from app.components.test_suite.models import Run, RunLease
 from app.components.test_suite.pytest_exec import (
     ExecOutcome,
     PytestInvocation,
@@ -115,6 +115,7 @@ class SuiteRunner(WorkerPool[Job]):
     component = COMPONENT
     creator = CREATOR
     table = Run
+    lease_model = RunLease
     noun = "run"
     key_field = "run_id"
     thread_prefix = "run"
