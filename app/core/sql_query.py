@@ -10,8 +10,10 @@ The guard has four layers; each would stop most escapes alone, together they lea
    `read_csv('/etc/passwd')`, `glob`, `read_parquet`, `query(...)`, `duckdb_settings()` and
    replacement scans (`FROM '/etc/passwd'`) are refused; every function must already exist in
    the catalog (so nothing autoloads an extension from the network) and not be on a deny-list
-   (`nextval`, `setval`, `current_setting`, `getvariable`, `pg_*`, `sleep_ms`, ...); no time
-   travel (`AT (...)`), no DESCRIBE/SUMMARIZE of other tables.
+   (`nextval`, `setval`, `current_setting`, `getvariable`, `pg_*`, `sleep_ms`, ...; PostgreSQL's
+   dangerous families by name, `PG_DENIED`); no time travel (`AT (...)`), no DESCRIBE/SUMMARIZE
+   of other tables, no INSERT/UPDATE/DELETE inside a `WITH` (DuckDB parses that as a SELECT),
+   no `reg*` casts, qualified types or qualified operators (`OPERATOR(schema.op)`).
 3. Run on a dedicated DuckDB connection (`cursor()` on a pooled one: same database instance,
    its own transaction and interrupt) inside `BEGIN TRANSACTION READ ONLY`, then roll back:
    DuckDB itself refuses any write, sequence bumps included, should layers 1-2 miss one.
@@ -25,7 +27,10 @@ of an open database); `SET enable_external_access=false` and `lock_configuration
 the instance, and once external access is off it cannot be turned back on while the database
 runs, which would break the app's own parquet export and import.
 
-DuckDB-specific: everything below `# --- DuckDB` ; other backends are refused with a clear error.
+Layout: the limits, errors and answers serve both backends; layers 1-2 (`check_sql`, below
+`# --- The check`) too: they only need DuckDB's parser. Layers 3-4 on DuckDB are below
+`# --- DuckDB`; on PostgreSQL they are in app/core/sql_query_pg.py (its docstring says how the
+same guard holds there). Other backends are refused with a clear error (400 query_unsupported).
 """
 
 from __future__ import annotations
@@ -116,17 +121,33 @@ def run_query(
         raise BadRequest(f"limit must be between 1 and {MAX_ROWS}", code="query_refused")
     if not 0 < timeout <= MAX_SECONDS:
         raise BadRequest(f"timeout must be in (0, {MAX_SECONDS}] seconds", code="query_refused")
-    if not db.is_duckdb:
+    if not (db.is_duckdb or db.is_postgres):
         raise BadRequest(
-            "SQL queries are available on DuckDB databases only for now",
+            f"SQL queries are available on DuckDB and PostgreSQL, not {db.engine.dialect.name}",
             code="query_unsupported",
         )
     if not _slots.acquire(blocking=False):
         raise QueryBusy(f"{MAX_CONCURRENT} queries are already running; retry shortly")
     try:
+        if db.is_postgres:
+            from app.core.sql_query_pg import run_postgres
+
+            return run_postgres(db, sql, tables, limit, timeout)
         return _run_duckdb(db, sql, tables, limit, timeout)
     finally:
         _slots.release()
+
+
+def bounded(table: pa.Table, limit: int, elapsed_ms: float) -> QueryResult:
+    """Return a fetched table (up to `limit` + 1 rows) as a result; refuse one over the size cap."""
+    if table.nbytes > MAX_RESULT_BYTES:
+        raise QueryRefused(
+            f"the result holds {table.nbytes / 1e6:.0f} MB, over the "
+            f"{MAX_RESULT_BYTES // (1024 * 1024)} MiB limit: select fewer rows or columns",
+            code="query_too_large",
+        )
+    truncated = table.num_rows > limit
+    return QueryResult(table.slice(0, limit) if truncated else table, truncated, elapsed_ms)
 
 
 def to_json(result: QueryResult) -> dict[str, Any]:
@@ -163,7 +184,7 @@ def to_parquet(result: QueryResult) -> bytes:
     return sink.getvalue()
 
 
-# --- DuckDB ------------------------------------------------------------------------------------
+# --- The check (layers 1-2), shared by both backends: DuckDB's parser ---------------------------
 
 _TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "json_each", "json_tree"})
 _DENIED_FUNCTIONS = frozenset(
@@ -202,9 +223,69 @@ _DENIED_FUNCTIONS = frozenset(
         "generate_series",
     }
 )
+# PostgreSQL's dangerous functions, by family, refused on both backends by name even where
+# DuckDB's catalog (layer 2's allow-list) would refuse them already: a later DuckDB that adds a
+# compatible name must not open them on PostgreSQL. Each family has a test.
+PG_DENIED = {
+    "files": ("pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir"),
+    "large objects": (
+        "lo_import",
+        "lo_export",
+        "lo_open",
+        "lo_creat",
+        "lo_create",
+        "lo_unlink",
+        "lo_get",
+        "lo_put",
+        "lo_from_bytea",
+        "loread",
+        "lowrite",
+    ),
+    "other databases": ("dblink", "dblink_exec", "dblink_connect", "dblink_send_query"),
+    "sql in a string": (
+        "query_to_xml",
+        "query_to_xmlschema",
+        "query_to_xml_and_xmlschema",
+        "cursor_to_xml",
+        "table_to_xml",
+        "schema_to_xml",
+        "database_to_xml",
+        "ts_stat",
+        "ts_rewrite",
+    ),
+    "settings": ("set_config", "current_setting"),
+    "sleep": ("pg_sleep", "pg_sleep_for", "pg_sleep_until"),
+    "other sessions": (
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_notify",
+    ),
+    "advisory locks": ("pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock"),
+    "transaction ids": ("txid_current", "txid_current_snapshot", "pg_current_xact_id"),
+    "sequences": ("nextval", "setval", "currval", "lastval"),
+    "catalog lookups": ("to_regclass", "to_regproc", "to_regtype", "to_regnamespace"),
+}
+_PG_DENIED_PREFIXES = (
+    "lo_",
+    "dblink",
+    "txid_",
+    "query_to_xml",
+    "cursor_to_xml",
+    "table_to_xml",
+    "schema_to_xml",
+    "database_to_xml",
+    "to_reg",
+    "binary_upgrade_",
+)
+_DENIED = _DENIED_FUNCTIONS | {name for names in PG_DENIED.values() for name in names}
 # Handled by DuckDB's binder, so absent from duckdb_functions().
 _BINDER_FUNCTIONS = frozenset({"unnest", "unlist"})
-_DENIED_PREFIXES = ("pg_", "has_", "duckdb_", "pragma_")
+_DENIED_PREFIXES = ("pg_", "has_", "duckdb_", "pragma_", *_PG_DENIED_PREFIXES)
+# The query nodes a SELECT may hold; DuckDB parses `WITH x AS (DELETE ... RETURNING *) SELECT`
+# as a SELECT whose CTE is a DELETE_QUERY_NODE (INSERT_, UPDATE_, ...): refused by type.
+_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
 _TABLE_REFS = frozenset(
     {"BASE_TABLE", "JOIN", "SUBQUERY", "TABLE_FUNCTION", "EXPRESSION_LIST", "EMPTY"}
 )
@@ -234,9 +315,10 @@ def _where(sql: str, node: dict[str, Any]) -> str:
 class _Checker:
     """Walks a serialized SELECT and refuses what the module docstring lists."""
 
-    def __init__(self, sql: str, tables: frozenset[str]) -> None:
+    def __init__(self, sql: str, tables: frozenset[str], schemas: frozenset[str]) -> None:
         self.sql = sql
         self.tables = tables
+        self.schemas = schemas | {""}
         self.functions = _catalog_functions()
         self.table_fns: set[int] = set()  # function nodes of allowed table functions
 
@@ -261,9 +343,22 @@ class _Checker:
                     stack.append((entry["value"], scope))
             if "sample" in value and "type" in value and "alias" in value:
                 self.table_ref(value, scope)
-            if value.get("class") in ("FUNCTION", "WINDOW") and id(value) not in self.table_fns:
-                self.function(value)
+            self.node(value)
             stack.extend((item, scope) for key, item in value.items() if key != "cte_map")
+
+    def node(self, value: dict[str, Any]) -> None:
+        kind = value.get("type")
+        if isinstance(kind, str) and kind.endswith("_NODE") and kind not in _QUERY_NODES:
+            raise self.refuse(
+                f"{kind.removesuffix('_QUERY_NODE')} inside a query is not allowed", value
+            )
+        if value.get("class") in ("FUNCTION", "WINDOW") and id(value) not in self.table_fns:
+            self.function(value)
+        if value.get("class") == "TYPE":
+            name = str(value.get("type_name", "")).lower()
+            if value.get("catalog") or value.get("schema") or name.startswith("reg"):
+                # reg* casts look names up in PostgreSQL's catalog ('pg_authid'::regclass)
+                raise self.refuse(f"casts to {name!r} are not allowed", value)
 
     def table_ref(self, ref: dict[str, Any], scope: frozenset[str]) -> None:
         kind = ref["type"]
@@ -275,7 +370,7 @@ class _Checker:
             schema = (ref.get("schema_name") or "").lower()
             if ref.get("at_clause") is not None:
                 raise self.refuse("AT (...) time travel is not allowed", ref)
-            if catalog or schema not in ("", "main"):
+            if catalog or schema not in self.schemas:
                 raise self.refuse(
                     f"only this component's tables can be queried, by bare name "
                     f"(got {'.'.join(p for p in (catalog, schema, name) if p)})",
@@ -306,17 +401,25 @@ class _Checker:
         if node.get("catalog") or node.get("schema"):
             raise self.refuse(f"qualified function names are not allowed ({name})", node)
         if node.get("is_operator"):
+            if "." in name:  # OPERATOR(schema.op)(a, b): an operator from any schema
+                raise self.refuse(f"qualified operators are not allowed ({name})", node)
             return
         if node.get("class") == "WINDOW" and node.get("type") != "WINDOW_AGGREGATE":
             return  # row_number, rank, lag, ...: built into the window operator
-        if name in _DENIED_FUNCTIONS or name.startswith(_DENIED_PREFIXES):
+        if name in _DENIED or name.startswith(_DENIED_PREFIXES):
             raise self.refuse(f"function {name!r} is not allowed", node)
         if name not in self.functions and name not in _BINDER_FUNCTIONS:
             raise self.refuse(f"unknown function {name!r}", node)
 
 
-def check_sql(conn: Any, sql: str, tables: frozenset[str]) -> str:
-    """Return the one SELECT statement of `sql`, or raise QueryRefused saying why not."""
+def check_sql(
+    conn: Any, sql: str, tables: frozenset[str], schemas: frozenset[str] = frozenset({"main"})
+) -> str:
+    """Return the one SELECT statement of `sql`, or raise QueryRefused saying why not.
+
+    `conn` is any DuckDB connection (only its parser is used); table names may be bare or
+    qualified by one of `schemas` (DuckDB: `main`; PostgreSQL: the connection's schema).
+    """
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -335,8 +438,11 @@ def check_sql(conn: Any, sql: str, tables: frozenset[str]) -> str:
         raise QueryRefused("the query is nested too deeply") from None
     if tree.get("error"):
         raise QueryRefused(f"the SQL cannot be checked: {tree.get('error_message')}")
-    _Checker(query, tables).walk(tree["statements"])
+    _Checker(query, tables, schemas).walk(tree["statements"])
     return query
+
+
+# --- DuckDB: layers 3-4 ------------------------------------------------------------------------
 
 
 def _duckdb_of(driver_connection: Any) -> duckdb.DuckDBPyConnection:
@@ -385,16 +491,10 @@ def _execute(conn: Any, query: str, limit: int, timeout: float) -> QueryResult:
         # A late interrupt may fail the rollback; closing the cursor next ends the transaction.
         with contextlib.suppress(duckdb.Error):
             conn.execute("ROLLBACK")
-    elapsed = (time.perf_counter() - started) * 1000
-    if table.nbytes > MAX_RESULT_BYTES:
-        raise QueryRefused(
-            f"the result holds {table.nbytes / 1e6:.0f} MB, over the "
-            f"{MAX_RESULT_BYTES // (1024 * 1024)} MiB limit: select fewer rows or columns",
-            code="query_too_large",
-        )
-    truncated = table.num_rows > limit
-    return QueryResult(table.slice(0, limit) if truncated else table, truncated, elapsed)
+    return bounded(table, limit, (time.perf_counter() - started) * 1000)
 
+
+# --- Answers (both backends) ---------------------------------------------------------------------
 
 MEDIA_TYPES = {
     "json": "application/json",

@@ -1,4 +1,5 @@
-"""What differs on PostgreSQL: the DuckDB SQL route refuses clearly, NUL in text is a 422."""
+"""What differs on PostgreSQL: the SQL route answers (tests/core/test_sql_query.py has the rest),
+NUL in text is a 422."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ pytestmark = pytest.mark.postgres_only
 
 
 @pytest.mark.parametrize("prefix", ["/api/test/db", "/api/generator/db"])
-def test_the_sql_route_refuses_with_a_code_on_postgres(client: TestClient, prefix: str) -> None:
-    response = client.post(f"{prefix}/query", json={"sql": "SELECT 1"})
-    assert response.status_code == 400, response.text
-    assert response.json()["code"] == "query_unsupported"
+def test_the_sql_route_answers_on_postgres(client: TestClient, prefix: str) -> None:
+    response = client.post(f"{prefix}/query", json={"sql": "SELECT 1 AS one"})
+    assert response.status_code == 200, response.text
+    assert response.json()["rows"] == [[1]]
+    refused = client.post(f"{prefix}/query", json={"sql": "SELECT pg_read_file('/etc/passwd')"})
+    assert refused.status_code == 400 and refused.json()["code"] == "query_refused"
 
 
 def test_nul_in_text_is_a_422_and_writes_nothing(client: TestClient) -> None:
