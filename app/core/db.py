@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import registry
@@ -19,7 +19,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.errors import AppError, Conflict, DatabaseInUseError, StartupError, Unprocessable
+from app.core.group_commit import GroupWriter
 
+T = TypeVar("T")
 _LOCK_PID = re.compile(r"PID (\d+)")
 
 # `duckdb://` URLs get duckdb-engine's dialect with the compiled-statement cache on.
@@ -120,6 +122,11 @@ def _refused_value(exc: BaseException) -> AppError | None:
     return None
 
 
+def _translated(exc: BaseException) -> BaseException:
+    """Return the error a caller of a failed grouped write gets (a refused value as a 4xx)."""
+    return _refused_value(exc) or exc
+
+
 @dataclass
 class Database:
     """A component's database: engine, session factory and the process-wide write lock."""
@@ -129,8 +136,19 @@ class Database:
     write_lock: threading.RLock
     sessions: sessionmaker[Session] = field(init=False)
 
+    group: GroupWriter = field(init=False)
+
     def __post_init__(self) -> None:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self.group = GroupWriter(self.sessions, self.write_lock, _translated)
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """Apply `work(session)` in a group commit; return its result once committed.
+
+        One transaction holds every write waiting at that moment (app.core.group_commit):
+        `work` may run more than once before its commit and must only touch the session.
+        """
+        return self.group.submit(work)
 
     @property
     def is_duckdb(self) -> bool:
@@ -162,7 +180,7 @@ class Database:
         """Yield a session holding the write lock; commit on success, roll back on error."""
         # DuckDB writers are optimistic: two transactions updating one row fail with
         # "Conflict on update". Serialising write transactions measured faster than retrying.
-        with self.write_lock:
+        with self.write_lock, self.group.holding():
             session = self.sessions()
             try:
                 yield session
@@ -219,9 +237,10 @@ class DatabaseRegistry:
         return engine
 
     def dispose(self) -> None:
-        """Close every pooled connection (releases DuckDB file locks)."""
+        """Stop the group writers, close every pooled connection (releases DuckDB file locks)."""
         with self._guard:
             for db in self._by_url.values():
+                db.group.close()
                 db.engine.dispose()
             self._by_url.clear()
 

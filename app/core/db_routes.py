@@ -220,10 +220,13 @@ def add_step_route(router: APIRouter, spec: DbRoutes) -> None:
         db: Annotated[Database, Depends(db_of)],
     ) -> StepRead:
         """Create or update one step of an owner row."""
-        with db.writing() as session:
+
+        def work(session: Session) -> StepRead:  # answered from the transaction that wrote it
             spec.service.put_step(session, key, step_name, step)
             row = spec.store.CHILDREN.get_step(session, key, step_name)
             return StepRead.model_validate(row, from_attributes=True)
+
+        return db.write(work)
 
 
 def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
@@ -246,8 +249,7 @@ def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
         db: Annotated[Database, Depends(db_of)],
     ) -> dict[str, int]:
         """Append metric points to an owner row's series."""
-        with db.writing() as session:
-            added = spec.service.add_metrics(session, key, metrics)
+        added = db.write(lambda session: spec.service.add_metrics(session, key, metrics))
         return {"added": added}
 
     doc = f"Set a {noun}'s tags (replacing them, or merged with `merge=true`)."
@@ -266,9 +268,12 @@ def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
         merge: Annotated[bool, Query(description="keep tags not sent")] = False,
     ) -> dict[str, str]:
         """Set an owner row's tags."""
-        with db.writing() as session:  # the answer is read in the transaction that wrote it
+
+        def work(session: Session) -> dict[str, str]:  # answered from the transaction
             spec.service.put_tags(session, key, tags, merge)
             return spec.store.CHILDREN.tags_of(session, key)
+
+        return db.write(work)
 
 
 def add_read_routes(router: APIRouter, spec: DbRoutes) -> None:

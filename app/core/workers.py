@@ -269,11 +269,17 @@ class WorkerPool(ABC, Generic[J]):
     # --- writes and events -------------------------------------------------------------------
 
     def commit(self, key: str, work: Work) -> None:
-        """Write in one transaction; once committed, publish its events and the state it left."""
-        with self.db.writing() as session:
+        """Write through the group commit; once committed, publish its events and the state
+        it left (read in the same transaction). `work` may run more than once before its
+        commit (app.core.group_commit): it touches only the session."""
+
+        def grouped(session: Session) -> list[Event] | None:
             events = work(session)
             if events is not None:
                 events.append(self.state_event(session, key))
+            return events
+
+        events = self.db.write(grouped)
         if events:
             self.publish(key, events)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from sqlalchemy.orm import Session
 
 from app.components.test_suite import schemas, service, store
 from app.components.test_suite.schemas import (
@@ -79,15 +80,19 @@ PreferMinimal = Annotated[
 ]
 
 
-def run_answer(
-    db: Database, run_id: str, prefer: str | None, response: Response
-) -> RunRead | RunSummary:
-    """Return the run, or only its summary when the client sent `Prefer: return=minimal`."""
+def wants_minimal(prefer: str | None, response: Response) -> bool:
+    """Return True (and say so in `Preference-Applied`) when the client sent return=minimal."""
     if prefer and "return=minimal" in prefer.replace(" ", "").lower():
         response.headers["Preference-Applied"] = "return=minimal"
-        with db.reading() as session:
-            return RunSummary.model_validate(store.run_summary(session, run_id))
-    return read_as(RunRead, service.run_detail, db, run_id)
+        return True
+    return False
+
+
+def run_answer(session: Session, run_id: str, minimal: bool) -> RunRead | RunSummary:
+    """Return the run as this (writing) session sees it: its summary, or all of it."""
+    if minimal:
+        return RunSummary.model_validate(store.run_summary(session, run_id))
+    return RunRead.model_validate(service.run_detail(session, run_id))
 
 
 # --- recording -------------------------------------------------------------------------------
@@ -113,13 +118,8 @@ def record_run(
     ] = None,
 ) -> RunRead | RunSummary:
     """Record a whole run (results, steps, metrics, tags, artifacts) atomically."""
-    with db.writing() as session:
-        run_id = service.record_run(session, doc)
-    if prefer and "return=minimal" in prefer.replace(" ", "").lower():
-        response.headers["Preference-Applied"] = "return=minimal"
-        with db.reading() as session:
-            return RunSummary.model_validate(store.run_summary(session, run_id))
-    return read_as(RunRead, service.run_detail, db, run_id)
+    minimal = wants_minimal(prefer, response)
+    return db.write(lambda session: run_answer(session, service.record_run(session, doc), minimal))
 
 
 @router.patch(
@@ -132,9 +132,13 @@ def update_run(
     run_id: str, upd: RunUpdate, db: SuiteDb, response: Response, prefer: PreferMinimal = None
 ) -> RunRead | RunSummary:
     """Change only the fields sent (status, progress, current_step, error, ...)."""
-    with db.writing() as session:
+    minimal = wants_minimal(prefer, response)
+
+    def work(session: Session) -> RunRead | RunSummary:
         service.update_run(session, run_id, upd)
-    return run_answer(db, run_id, prefer, response)
+        return run_answer(session, run_id, minimal)
+
+    return db.write(work)
 
 
 add_child_routes(router, ROUTES)
@@ -163,9 +167,7 @@ def add_cases(
     run_id: str, cases: Annotated[list[CaseIn], Body(max_length=1_000_000)], db: SuiteDb
 ) -> dict[str, int]:
     """Append per-test outcomes to a run (as each test finishes)."""
-    with db.writing() as session:
-        added = service.add_cases(session, run_id, cases)
-    return {"added": added}
+    return {"added": db.write(lambda session: service.add_cases(session, run_id, cases))}
 
 
 @router.post(
@@ -182,9 +184,13 @@ def complete_run(
     prefer: PreferMinimal = None,
 ) -> RunRead | RunSummary:
     """End a run with a terminal status (default completed)."""
-    with db.writing() as session:
+    minimal = wants_minimal(prefer, response)
+
+    def work(session: Session) -> RunRead | RunSummary:
         service.complete_run(session, run_id, body or RunComplete())
-    return run_answer(db, run_id, prefer, response)
+        return run_answer(session, run_id, minimal)
+
+    return db.write(work)
 
 
 add_batch_writes(router, ROUTES)
