@@ -80,6 +80,8 @@ $(FUZZ): pyproject.toml | $(STAMP)
 test-api-fuzz: $(FUZZ)  ## schemathesis over every operation of /openapi.json, open and keyed
 	$(BIN)/python -m pytest -q -s -m fuzz tests/fuzz
 
+# BENCH_BACKEND=postgres: reads and concurrent ingest on PostgreSQL (1, 2, 4 workers) next to
+# DuckDB, on BENCH_PG_URL or a throwaway cluster (tests/pg_cluster.py); see BENCHMARKS.md.
 bench: $(STAMP)  ## benchmarks against raw DuckDB (BENCH_SCALE=full for the full data set)
 	$(BIN)/python -m bench
 
