@@ -61,6 +61,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reps", type=int, help="timed repetitions per query and page (default: the scale's)"
     )
+    parser.add_argument(
+        "--ingest-runs",
+        type=int,
+        help="runs posted by the concurrent ingest (default: the scale's small_runs)",
+    )
+    parser.add_argument(
+        "--pg-workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=list(postgres.PG_WORKERS),
+        help="on postgres: uvicorn --workers counts the ingest is measured with (default 1,2,4;"
+        " the reads run on the first)",
+    )
+    parser.add_argument(
+        "--pg-run-id-indexes",
+        action="store_true",
+        help="on postgres, an experiment: index run_id in the child tables after the load"
+        " (the app's schema has no secondary index)",
+    )
     args = parser.parse_args(argv)
     known = postgres.SECTIONS if args.backend == "postgres" else SECTIONS
     if args.only is None:
@@ -199,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES[args.scale]
     if args.reps:
         scale = dataclasses.replace(scale, query_reps=args.reps)
+    if args.ingest_runs:
+        scale = dataclasses.replace(scale, small_runs=args.ingest_runs)
     began = time.perf_counter()
     now = datetime.now(UTC).replace(microsecond=0)
     work = args.work or Path(tempfile.mkdtemp(prefix=f"bench-{scale.name}-"))
@@ -208,7 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.backend == "postgres":
             data, anchor, built = _dataset(scale, work, args.data_cache)
-            measured = {"dataset": built, **postgres.run(scale, work, data, anchor, args.only)}
+            measured = {
+                "dataset": built,
+                **postgres.run(
+                    scale,
+                    work,
+                    data,
+                    anchor,
+                    args.only,
+                    args.pg_workers,
+                    run_id_indexes=args.pg_run_id_indexes,
+                ),
+            }
         else:
             measured = run(scale, work, args.data_cache, args.only)
     finally:

@@ -88,12 +88,31 @@ def database() -> Iterator[str]:
                 con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def load(data: Path, url: str) -> dict[str, Any]:
-    """Copy the DuckDB data set into PostgreSQL (`python -m app copy`'s code), then ANALYZE."""
+def _run_id_indexes(con: psycopg.Connection[Any]) -> list[str]:
+    """Create an index on `run_id` of every table that has one but not as its primary key."""
+    tables = con.execute(
+        "SELECT c.table_name FROM information_schema.columns c"
+        " WHERE c.table_schema = 'public' AND c.column_name = 'run_id'"
+        " AND c.table_name <> 'test_runs' ORDER BY 1"
+    ).fetchall()
+    for (table,) in tables:
+        con.execute(f'CREATE INDEX "bench_{table}_run_id" ON "{table}" (run_id)')
+    return [t for (t,) in tables]
+
+
+def load(data: Path, url: str, *, run_id_indexes: bool = False) -> dict[str, Any]:
+    """Copy the DuckDB data set into PostgreSQL (`python -m app copy`'s code), then ANALYZE.
+
+    With `run_id_indexes` (`--pg-run-id-indexes`, an experiment: the app's schema has no
+    secondary index, a rule of its DuckDB migrations) the child tables get one on `run_id`.
+    """
     t0 = time.perf_counter()
     copied = copy_database(f"duckdb:///{data}", url, components.COMPONENTS)
     t1 = time.perf_counter()
+    indexed: list[str] = []
     with psycopg.connect(_dsn(url), autocommit=True) as con:
+        if run_id_indexes:
+            indexed = _run_id_indexes(con)
         con.execute("VACUUM ANALYZE")
         size = con.execute("SELECT pg_database_size(current_database())").fetchone()
     t2 = time.perf_counter()
@@ -105,6 +124,7 @@ def load(data: Path, url: str) -> dict[str, Any]:
         "copy_s": round(t1 - t0, 1),
         "copy_rows_per_s": round(rows / (t1 - t0)),
         "vacuum_analyze_s": round(t2 - t1, 1),
+        "bench_run_id_indexes": indexed,
         "database_mb": round(int(size[0]) / 1e6, 1) if size else None,
     }
 
@@ -158,9 +178,19 @@ def _served(
 
 
 def run(
-    scale: Scale, work: Path, data: Path, anchor: Any, only: Sequence[str] = SECTIONS
+    scale: Scale,
+    work: Path,
+    data: Path,
+    anchor: Any,
+    only: Sequence[str] = SECTIONS,
+    pg_workers: Sequence[int] = PG_WORKERS,
+    *,
+    run_id_indexes: bool = False,
 ) -> dict[str, Any]:
-    """Measure DuckDB (one process) and PostgreSQL (1, 2, 4 workers) on the data set `data`."""
+    """Measure DuckDB (one process) and PostgreSQL (1, 2, 4 workers) on the data set `data`.
+
+    The reads (queries, pages) run on the first of `pg_workers`, the ingest on each.
+    """
     points = queries.endpoints(scale)
     results: dict[str, Any] = {"backend": "postgres"}
 
@@ -183,15 +213,15 @@ def run(
 
     with database() as url:
         log("PostgreSQL: loading the data set (python -m app copy from the DuckDB file)")
-        loaded, loads = timed_load(lambda: load(data, url))
+        loaded, loads = timed_load(lambda: load(data, url, run_id_indexes=run_id_indexes))
         results["postgres_load"] = {**loaded, "load": loads}
         log(f"  {results['postgres_load']}")
         captured = queries.capture_sql(work, None, points, url) if "queries" in only else {}
         pg = raw_connection(url)
         try:
             results["postgres"] = []
-            for workers in PG_WORKERS:
-                asked = only if workers == 1 else [s for s in only if s == "ingest"]
+            for k, workers in enumerate(pg_workers):
+                asked = only if k == 0 else [s for s in only if s == "ingest"]
                 if not asked:
                     continue
                 folder = work / f"postgres-w{workers}"
@@ -264,7 +294,7 @@ PAGES_HEADER = "| Page | DuckDB p50 / p95 ms | PostgreSQL p50 / p95 ms | PG / Du
 def markdown(results: dict[str, Any], results_file: str) -> str:
     """Return the comparison as Markdown tables (ingest, queries, pages) with their loads."""
     duck = results.get("duckdb") or {}
-    pg = next((p for p in results.get("postgres", []) if p["workers"] == 1), {})
+    pg = next(iter(results.get("postgres", [])), {})
     scale = results["scale"]
     out = [
         f"### `{scale['name']}` scale, PostgreSQL next to DuckDB — {results['date']}",
