@@ -47,7 +47,7 @@ class Server:
         self.log = folder / "server.log"
         self.env = {
             **os.environ,
-            "APP_TEST_DB_PATH": str(test_db),
+            "APP_TEST_DB_PATH": str(test_db or folder / "test_runs.duckdb"),
             "APP_GENERATOR_DB_PATH": str(folder / "generator_tasks.duckdb"),
             "APP_EXPORT_DIR": str(folder / "exports"),
             "APP_OUTPUT_DIR": str(folder / "generated"),
