@@ -47,7 +47,10 @@ test-models: $(MODELS)  ## generate the six families' suites and run them on tin
 
 # The same API, migration and end-to-end tests on PostgreSQL: a throwaway cluster (initdb + pg_ctl
 # from Debian's postgresql package, in a temp dir on a free port), or the server in APP_TEST_PG_URL.
-PG_SUITES ?= tests/components tests/unified tests/migrations tests/e2e tests/core/test_sql_query.py
+# The bench's postgres smoke test only: the rest of tests/bench runs the DuckDB bench whatever
+# the backend (it would run twice for nothing).
+PG_SUITES ?= tests/components tests/unified tests/migrations tests/e2e tests/core/test_sql_query.py \
+	tests/bench/test_bench_postgres.py
 
 test-postgres: $(STAMP)  ## the API, migration and e2e suites on a real PostgreSQL (see README)
 	@if [ -z "$$APP_TEST_PG_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
@@ -80,6 +83,8 @@ $(FUZZ): pyproject.toml | $(STAMP)
 test-api-fuzz: $(FUZZ)  ## schemathesis over every operation of /openapi.json, open and keyed
 	$(BIN)/python -m pytest -q -s -m fuzz tests/fuzz
 
+# BENCH_BACKEND=postgres: reads and concurrent ingest on PostgreSQL (1, 2, 4 workers) next to
+# DuckDB, on BENCH_PG_URL or a throwaway cluster (tests/pg_cluster.py); see BENCHMARKS.md.
 bench: $(STAMP)  ## benchmarks against raw DuckDB (BENCH_SCALE=full for the full data set)
 	$(BIN)/python -m bench
 

@@ -1,4 +1,4 @@
-"""`python -m bench [--scale tiny|quick|full] [--out DIR] [--no-md]`."""
+"""`python -m bench [--scale tiny|quick|full] [--backend duckdb|postgres] [--out DIR] [--no-md]`."""
 
 from bench.main import main
 

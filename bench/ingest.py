@@ -204,6 +204,7 @@ def http_concurrent(
         "rows": rows,
         "clients": clients,
         "wall_s": round(wall, 3),
+        "runs_per_s": round(len(docs) / wall, 1),
         "rows_per_s": round(rows / wall),
         "request": summary_ms(latencies),
         "errors": errors,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, export, ingest, pages, plugin, queries, report, writes
+from bench import dataset, export, ingest, pages, plugin, postgres, queries, report, writes
 from bench.report import log
 from bench.scales import SCALES, Scale
 from bench.server import ROOT, RssSampler, Server
@@ -32,6 +32,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="data set and run lengths (default: $BENCH_SCALE or quick)",
     )
     parser.add_argument(
+        "--backend",
+        choices=("duckdb", "postgres"),
+        default=os.environ.get("BENCH_BACKEND", "duckdb"),
+        help="duckdb (default: $BENCH_BACKEND or duckdb) or postgres: the queries, pages and"
+        " concurrent ingest on PostgreSQL (BENCH_PG_URL or a throwaway cluster) next to DuckDB",
+    )
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results", help="folder of the JSON files"
     )
     parser.add_argument(
@@ -48,16 +55,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=lambda text: [s.strip() for s in text.split(",") if s.strip()],
-        default=list(SECTIONS),
-        help=f"comma-separated sections to measure (default all: {','.join(SECTIONS)})",
+        help=f"comma-separated sections to measure (default all: {','.join(SECTIONS)};"
+        f" on postgres: {','.join(postgres.SECTIONS)})",
     )
     parser.add_argument(
         "--reps", type=int, help="timed repetitions per query and page (default: the scale's)"
     )
+    parser.add_argument(
+        "--ingest-runs",
+        type=int,
+        help="runs posted by the concurrent ingest (default: the scale's small_runs)",
+    )
+    parser.add_argument(
+        "--pg-workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=list(postgres.PG_WORKERS),
+        help="on postgres: uvicorn --workers counts the ingest is measured with (default 1,2,4;"
+        " the reads run on the first)",
+    )
+    parser.add_argument(
+        "--pg-run-id-indexes",
+        action="store_true",
+        help="on postgres, an experiment: index run_id in the child tables after the load"
+        " (the app's schema has no secondary index)",
+    )
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.only) - set(SECTIONS))
+    known = postgres.SECTIONS if args.backend == "postgres" else SECTIONS
+    if args.only is None:
+        args.only = list(known)
+    unknown = sorted(set(args.only) - set(known))
     if unknown:
-        parser.error(f"--only: unknown sections {unknown} (known: {', '.join(SECTIONS)})")
+        parser.error(
+            f"--only: unknown sections {unknown} (known on {args.backend}: {', '.join(known)})"
+        )
     return args
 
 
@@ -174,37 +204,68 @@ def _ingest(
     return {"http_large": http_large, "http_large_full_answer": http_echo, "http_small": http_small}
 
 
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench, write bench/results/<timestamp>.json and the BENCHMARKS.md section."""
     args = parse_args(argv)
     scale = SCALES[args.scale]
     if args.reps:
         scale = dataclasses.replace(scale, query_reps=args.reps)
+    if args.ingest_runs:
+        scale = dataclasses.replace(scale, small_runs=args.ingest_runs)
     began = time.perf_counter()
     now = datetime.now(UTC).replace(microsecond=0)
     work = args.work or Path(tempfile.mkdtemp(prefix=f"bench-{scale.name}-"))
     work.mkdir(parents=True, exist_ok=True)
     load_before = round(os.getloadavg()[0], 2)
-    log(f"scale {scale.name}; scratch folder {work}")
+    log(f"scale {scale.name}, backend {args.backend}; scratch folder {work}")
     try:
-        measured = run(scale, work, args.data_cache, args.only)
+        if args.backend == "postgres":
+            data, anchor, built = _dataset(scale, work, args.data_cache)
+            measured = {
+                "dataset": built,
+                **postgres.run(
+                    scale,
+                    work,
+                    data,
+                    anchor,
+                    args.only,
+                    args.pg_workers,
+                    run_id_indexes=args.pg_run_id_indexes,
+                ),
+            }
+        else:
+            measured = run(scale, work, args.data_cache, args.only)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     results: dict[str, Any] = {
         "date": now.isoformat(),
         "scale": scale.as_dict(),
-        "machine": {**report.machine(), "load_average_1m_at_start": load_before},
+        "machine": {
+            **report.machine(),
+            "load_average_1m_at_start": load_before,
+            "load_average_at_end": postgres.loadavg(),
+        },
         "versions": report.versions(),
         **measured,
         "wall_s": round(time.perf_counter() - began, 1),
     }
+    if args.backend == "postgres":
+        stamp = now.strftime("%Y%m%dT%H%M%SZ") + "-postgres"
+        path = report.write_json(results, args.out, stamp)
+        print(postgres.markdown(results, _shown(path)))
+        log(f"wrote {path} (BENCHMARKS.md is not updated on postgres: paste the tables)")
+        return 0
     results["targets"] = report.verdicts(results)
     path = report.write_json(results, args.out, now.strftime("%Y%m%dT%H%M%SZ"))
-    try:
-        shown = str(path.relative_to(ROOT))
-    except ValueError:
-        shown = str(path)
+    shown = _shown(path)
     section = report.markdown(results, shown)
     print(section)
     if not args.no_md:

@@ -1,4 +1,9 @@
-"""3. Query latency through HTTP next to the same SQL replayed directly on DuckDB."""
+"""3. Query latency through HTTP next to the same SQL replayed directly on the database.
+
+DuckDB: a read-only raw `duckdb` connection; PostgreSQL (`BENCH_BACKEND=postgres`): a raw
+psycopg connection (`bench/postgres.py`). The statements are captured with the driver's own
+parameters, so they replay unchanged on either.
+"""
 
 from __future__ import annotations
 
@@ -68,10 +73,13 @@ def endpoints(scale: Scale) -> list[Endpoint]:
 Statement = tuple[str, Any]
 
 
-def capture_sql(work: Path, db_file: Path, points: list[Endpoint]) -> dict[str, list[Statement]]:
-    """Serve the app in this process on `db_file` and record the SQL each endpoint runs."""
+def capture_sql(
+    work: Path, db_file: Path | None, points: list[Endpoint], database_url: str | None = None
+) -> dict[str, list[Statement]]:
+    """Serve the app in this process on `db_file` (or `database_url`); record each read's SQL."""
+    urls = {"test_database_url": database_url, "generator_database_url": database_url}
     settings = Settings(
-        test_db_path=db_file,
+        **(urls if database_url else {"test_db_path": db_file}),
         generator_db_path=work / "capture_generator.duckdb",
         export_dir=work / "capture_exports",
         output_dir=work / "capture_generated",
@@ -100,17 +108,18 @@ def capture_sql(work: Path, db_file: Path, points: list[Endpoint]) -> dict[str, 
     return captured
 
 
-def _replay(
-    con: duckdb.DuckDBPyConnection,
-    statements: list[Statement],
-    times: list[list[float]] | None = None,
-) -> int:
-    """Run the statements and fetch every row; return the row count (and time each one)."""
+def _replay(con: Any, statements: list[Statement], times: list[list[float]] | None = None) -> int:
+    """Run the statements and fetch every row; return the row count (and time each one).
+
+    `con` is a DuckDB connection or a psycopg one: both have `execute(sql, params)` returning
+    something with `description` (None when the statement returns no rows) and `fetchall()`.
+    """
     rows = 0
     for i, (statement, params) in enumerate(statements):
         t0 = time.perf_counter()
         result = con.execute(statement, params) if params else con.execute(statement)
-        rows += len(result.fetchall())
+        if result.description is not None:
+            rows += len(result.fetchall())
         if times is not None:
             times[i].append(time.perf_counter() - t0)
     return rows
@@ -133,12 +142,12 @@ def raw_connection(db_file: Path) -> duckdb.DuckDBPyConnection:
 
 def measure(
     url: str,
-    con: duckdb.DuckDBPyConnection,
+    con: Any,
     points: list[Endpoint],
     captured: dict[str, list[Statement]],
     reps: int,
 ) -> dict[str, Any]:
-    """Time each endpoint over HTTP and its SQL on raw DuckDB, interleaved, `reps` times."""
+    """Time each endpoint over HTTP and its SQL on the raw connection, interleaved, `reps` times."""
     http: dict[str, list[float]] = {p.name: [] for p in points}
     raw: dict[str, list[float]] = {p.name: [] for p in points}
     per_statement: dict[str, list[list[float]]] = {

@@ -1,4 +1,4 @@
-"""A real uvicorn process (one worker) on a free port, and a sampler of its resident memory."""
+"""A real uvicorn process (`--workers N`, one by default) on a free port, and an RSS sampler."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKER_GRACE_S = 3.0
 
 
 def free_port() -> int:
@@ -25,16 +26,28 @@ def free_port() -> int:
 
 
 class Server:
-    """`uvicorn app.main:app` serving the given Test Suite database, configured by APP_* vars."""
+    """`uvicorn app.main:app` serving the given Test Suite database, configured by APP_* vars.
 
-    def __init__(self, folder: Path, test_db: Path) -> None:
+    With `database_url` (PostgreSQL) both components use that database instead of DuckDB files;
+    `workers` is uvicorn's `--workers` (more than one needs PostgreSQL).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        test_db: Path | None = None,
+        *,
+        workers: int = 1,
+        database_url: str | None = None,
+    ) -> None:
         self.folder = folder
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / "server.log"
         self.env = {
             **os.environ,
-            "APP_TEST_DB_PATH": str(test_db),
+            "APP_TEST_DB_PATH": str(test_db or folder / "test_runs.duckdb"),
             "APP_GENERATOR_DB_PATH": str(folder / "generator_tasks.duckdb"),
             "APP_EXPORT_DIR": str(folder / "exports"),
             "APP_OUTPUT_DIR": str(folder / "generated"),
@@ -43,6 +56,9 @@ class Server:
             "APP_LOG_LEVEL": "warning",
         }
         self.env.pop("APP_API_KEYS", None)
+        if database_url is not None:
+            self.env["APP_TEST_DATABASE_URL"] = database_url
+            self.env["APP_GENERATOR_DATABASE_URL"] = database_url
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,7 +84,7 @@ class Server:
             "--port",
             str(self.port),
             "--workers",
-            "1",
+            str(self.workers),
             # Warning level: no access log line per request (as a production deployment would).
             "--log-level",
             "warning",
@@ -82,13 +98,25 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200 and self._ready():
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def _ready(self) -> bool:
+        """Return whether all `workers` processes exist and have had time to start."""
+        if self.workers == 1:
+            return True
+        if len(psutil.Process(self.pid).children()) < self.workers:
+            return False
+        # /health answers from the first worker up; the others share the socket and start
+        # (app start-up: migration check, sweep) at the same time. At warning level uvicorn
+        # logs no "startup complete" line to wait for, so give them a grace period.
+        time.sleep(WORKER_GRACE_S)
+        return True
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL)."""
@@ -124,11 +152,18 @@ class RssSampler:
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
     def _rss(self) -> int:
-        # The server process only: one uvicorn worker, and no workload here spawns children.
+        # The server process and its children (uvicorn's workers when there are several).
         try:
-            return int(self._proc.memory_info().rss)
+            procs = [self._proc, *self._proc.children(recursive=True)]
         except psutil.Error:
             return 0
+        total = 0
+        for proc in procs:
+            try:
+                total += int(proc.memory_info().rss)
+            except psutil.Error:
+                continue
+        return total
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

@@ -1,4 +1,8 @@
-"""A throwaway PostgreSQL cluster for the tests: initdb + pg_ctl in a temp dir on a free port."""
+"""A throwaway PostgreSQL cluster: initdb + pg_ctl in a temp dir on a free port.
+
+Used by the tests (tests/conftest.py) and by the bench (`bench/postgres.py` imports it from here:
+both run from the repository root, neither is in the wheel, so one module serves both).
+"""
 
 from __future__ import annotations
 
@@ -53,10 +57,25 @@ def _run_as() -> str | None:
     raise RuntimeError("running as root and neither user 'postgres' nor 'nobody' exists")
 
 
-class Cluster:
-    """One PostgreSQL server (trust auth, fsync off) in its own temp dir; `url` is its admin URL."""
+# Server settings for tests: durability off (a throwaway cluster), room for many pools.
+TEST_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "max_connections": "300",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "timezone": "UTC",
+}
 
-    def __init__(self) -> None:
+
+class Cluster:
+    """One PostgreSQL server (trust auth, fsync off) in its own temp dir; `url` is its admin URL.
+
+    `settings` override or add to TEST_SETTINGS (`-c name=value` each).
+    """
+
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        self.settings = {**TEST_SETTINGS, **(settings or {})}
         bindir = server_bin()
         if bindir is None:
             raise RuntimeError(MISSING)
@@ -89,12 +108,7 @@ class Cluster:
             [
                 f"-p {self.port}",
                 f"-k {self.folder}",  # the unix socket lives in the temp dir, not /var/run
-                "-c listen_addresses=127.0.0.1",
-                "-c max_connections=300",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c timezone=UTC",
+                *(f"-c {name}={value}" for name, value in self.settings.items()),
             ]
         )
         log = self.folder / "server.log"
