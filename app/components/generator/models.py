@@ -17,6 +17,7 @@ from app.core.models import (
     StepColumns,
     TagColumns,
     UTCDateTime,
+    pg_index,
     sequence_id,
     status_column,
 )
@@ -31,6 +32,7 @@ class Task(Base):
     """One generation task: render, check and write a model's test file."""
 
     __tablename__ = "generator_tasks"
+    __table_args__ = (pg_index("generator_tasks", "batch_id"),)
 
     task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     model_name: Mapped[str] = mapped_column(String(256))
@@ -69,6 +71,7 @@ class TaskMetric(MetricColumns, Base):
     """One point of a metric series of a task (append-only)."""
 
     __tablename__ = "generator_task_metrics"
+    __table_args__ = (pg_index("generator_task_metrics", "task_id"),)
 
     id: Mapped[int] = sequence_id("generator_task_metrics_id_seq")
     task_id: Mapped[str] = mapped_column(String(64))

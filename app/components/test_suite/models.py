@@ -17,6 +17,7 @@ from app.core.models import (
     StepColumns,
     TagColumns,
     UTCDateTime,
+    pg_index,
     sequence_id,
     status_column,
 )
@@ -67,6 +68,7 @@ class RunCase(Base):
     """One test's outcome in a run, queryable per test across runs."""
 
     __tablename__ = "test_run_cases"
+    __table_args__ = (pg_index("test_run_cases", "run_id"),)
 
     id: Mapped[int] = sequence_id("test_run_cases_id_seq")
     run_id: Mapped[str] = mapped_column(String(64))
@@ -92,6 +94,7 @@ class RunMetric(MetricColumns, Base):
     """One point of a metric series of a run (append-only)."""
 
     __tablename__ = "test_run_metrics"
+    __table_args__ = (pg_index("test_run_metrics", "run_id"),)
 
     id: Mapped[int] = sequence_id("test_run_metrics_id_seq")
     run_id: Mapped[str] = mapped_column(String(64))
@@ -119,7 +122,10 @@ class RunBatchLink(Base):
     """Membership of a run in a batch (unique pair)."""
 
     __tablename__ = "test_run_batch"
-    __table_args__ = (UniqueConstraint("run_id", "batch_id", name="uq_test_run_batch_pair"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "batch_id", name="uq_test_run_batch_pair"),
+        pg_index("test_run_batch", "batch_id"),
+    )
 
     id: Mapped[int] = sequence_id("test_run_batch_id_seq")
     run_id: Mapped[str] = mapped_column(String(64))
