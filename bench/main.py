@@ -171,6 +171,11 @@ def run(
                     server.url, scale.write_clients, scale.write_seconds, sampler
                 )
                 log(f"  {results['writes']}")
+                log("small writes, PATCH with Prefer: return=minimal (as the pytest plugin sends)")
+                results["writes_minimal"] = writes.measure(
+                    server.url, scale.write_clients, scale.write_seconds, sampler, minimal=True
+                )
+                log(f"  {results['writes_minimal']}")
             if "plugin" in only:
                 log(f"pytest plugin: {plugin.RESULTS[scale.name]:,} results, recording vs inert")
                 results["plugin"] = plugin.measure(server.url, work, scale.name)

@@ -103,8 +103,9 @@ def _run_id_indexes(con: psycopg.Connection[Any]) -> list[str]:
 def load(data: Path, url: str, *, run_id_indexes: bool = False) -> dict[str, Any]:
     """Copy the DuckDB data set into PostgreSQL (`python -m app copy`'s code), then ANALYZE.
 
-    With `run_id_indexes` (`--pg-run-id-indexes`, an experiment: the app's schema has no
-    secondary index, a rule of its DuckDB migrations) the child tables get one on `run_id`.
+    With `run_id_indexes` (`--pg-run-id-indexes`, the experiment that led to revision ts_0003,
+    which indexes cases and metrics by `run_id` on PostgreSQL; the unique keys of steps, tags,
+    artifacts, results and batch links lead with it) every child table gets one more on `run_id`.
     """
     t0 = time.perf_counter()
     copied = copy_database(f"duckdb:///{data}", url, components.COMPONENTS)

@@ -16,10 +16,13 @@ PREFIX = "/api/test/db"
 STEPS = ("setup", "load_model", "run_tests", "collect", "teardown")
 
 
-async def _hammer(url: str, clients: int, seconds: float) -> dict[str, Any]:
+async def _hammer(url: str, clients: int, seconds: float, minimal: bool) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # With `minimal`, the PATCH asks for the run's summary, as the pytest plugin does; without,
+    # it gets the whole run back (every case, step and metric read again).
+    prefer = {"Prefer": "return=minimal"} if minimal else {}
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        run_ids = [f"writes-{k:03d}" for k in range(clients)]
+        run_ids = [f"writes-{'min-' if minimal else ''}{k:03d}" for k in range(clients)]
         for rid in run_ids:
             body = {"run_id": rid, "model_name": "bench-writes", "status": "running"}
             (await client.post(f"{PREFIX}/runs", json=body)).raise_for_status()
@@ -44,6 +47,7 @@ async def _hammer(url: str, clients: int, seconds: float) -> dict[str, Any]:
                     request = client.patch(
                         f"{PREFIX}/run/{rid}",
                         json={"progress": progress, "current_step": STEPS[n % len(STEPS)]},
+                        headers=prefer,
                     )
                 t0 = time.perf_counter()
                 try:
@@ -63,6 +67,7 @@ async def _hammer(url: str, clients: int, seconds: float) -> dict[str, Any]:
     errors = sum(n for code, n in statuses.items() if not code.startswith("2"))
     return {
         "clients": clients,
+        "prefer_minimal": minimal,
         "seconds": round(wall, 3),
         "requests": total,
         "requests_per_s": round(total / wall, 1),
@@ -73,9 +78,11 @@ async def _hammer(url: str, clients: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def measure(url: str, clients: int, seconds: float, sampler: RssSampler) -> dict[str, Any]:
+def measure(
+    url: str, clients: int, seconds: float, sampler: RssSampler, minimal: bool = False
+) -> dict[str, Any]:
     """Run the small-writes load and return requests/s, errors, latency and peak RSS."""
     sampler.reset()
-    result = asyncio.run(_hammer(url, clients, seconds))
+    result = asyncio.run(_hammer(url, clients, seconds, minimal))
     result["peak_rss_mb"] = round(sampler.peak(), 1)
     return result

@@ -221,12 +221,10 @@ def add_step_route(router: APIRouter, spec: DbRoutes) -> None:
     ) -> StepRead:
         """Create or update one step of an owner row."""
 
-        def work(session: Session) -> StepRead:  # answered from the transaction that wrote it
-            spec.service.put_step(session, key, step_name, step)
+        db.write(lambda session: spec.service.put_step(session, key, step_name, step))
+        with db.reading() as session:  # reads run side by side, not in the single writer
             row = spec.store.CHILDREN.get_step(session, key, step_name)
             return StepRead.model_validate(row, from_attributes=True)
-
-        return db.write(work)
 
 
 def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
@@ -269,11 +267,9 @@ def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
     ) -> dict[str, str]:
         """Set an owner row's tags."""
 
-        def work(session: Session) -> dict[str, str]:  # answered from the transaction
-            spec.service.put_tags(session, key, tags, merge)
+        db.write(lambda session: spec.service.put_tags(session, key, tags, merge))
+        with db.reading() as session:  # reads run side by side, not in the single writer
             return spec.store.CHILDREN.tags_of(session, key)
-
-        return db.write(work)
 
 
 def add_read_routes(router: APIRouter, spec: DbRoutes) -> None:

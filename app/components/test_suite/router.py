@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
-from sqlalchemy.orm import Session
 
 from app.components.test_suite import schemas, service, store
 from app.components.test_suite.schemas import (
@@ -88,11 +87,17 @@ def wants_minimal(prefer: str | None, response: Response) -> bool:
     return False
 
 
-def run_answer(session: Session, run_id: str, minimal: bool) -> RunRead | RunSummary:
-    """Return the run as this (writing) session sees it: its summary, or all of it."""
-    if minimal:
-        return RunSummary.model_validate(store.run_summary(session, run_id))
-    return RunRead.model_validate(service.run_detail(session, run_id))
+def run_answer(db: Database, run_id: str, minimal: bool) -> RunRead | RunSummary:
+    """Return the run as committed: its summary, or all of it.
+
+    Read in a session of the caller's, not in the group commit's transaction: the writer
+    applies every write of the database one after another, and a whole run's read (eight
+    statements) there was most of its time (py-spy, BENCHMARKS.md); reads run side by side.
+    """
+    with db.reading() as session:
+        if minimal:
+            return RunSummary.model_validate(store.run_summary(session, run_id))
+        return RunRead.model_validate(service.run_detail(session, run_id))
 
 
 # --- recording -------------------------------------------------------------------------------
@@ -119,7 +124,7 @@ def record_run(
 ) -> RunRead | RunSummary:
     """Record a whole run (results, steps, metrics, tags, artifacts) atomically."""
     minimal = wants_minimal(prefer, response)
-    return db.write(lambda session: run_answer(session, service.record_run(session, doc), minimal))
+    return run_answer(db, db.write(lambda session: service.record_run(session, doc)), minimal)
 
 
 @router.patch(
@@ -133,12 +138,8 @@ def update_run(
 ) -> RunRead | RunSummary:
     """Change only the fields sent (status, progress, current_step, error, ...)."""
     minimal = wants_minimal(prefer, response)
-
-    def work(session: Session) -> RunRead | RunSummary:
-        service.update_run(session, run_id, upd)
-        return run_answer(session, run_id, minimal)
-
-    return db.write(work)
+    db.write(lambda session: service.update_run(session, run_id, upd))
+    return run_answer(db, run_id, minimal)
 
 
 add_child_routes(router, ROUTES)
@@ -185,12 +186,8 @@ def complete_run(
 ) -> RunRead | RunSummary:
     """End a run with a terminal status (default completed)."""
     minimal = wants_minimal(prefer, response)
-
-    def work(session: Session) -> RunRead | RunSummary:
-        service.complete_run(session, run_id, body or RunComplete())
-        return run_answer(session, run_id, minimal)
-
-    return db.write(work)
+    db.write(lambda session: service.complete_run(session, run_id, body or RunComplete()))
+    return run_answer(db, run_id, minimal)
 
 
 add_batch_writes(router, ROUTES)

@@ -274,7 +274,6 @@ def test_reposting_a_run_is_idempotent_in_every_table(client: TestClient) -> Non
         "test_run_artifacts": 2,
         "test_run_batch": 1,
         "test_run_cases": 6,
-        "test_run_leases": 0,
         "test_run_metrics": 6,
         "test_run_results": 1,
         "test_run_steps": 3,
