@@ -110,7 +110,8 @@ def test_copy_moves_both_components_without_loss_and_the_target_serves_them(
     for src, dst in ((test_src, test_dst), (gen_src, gen_dst)):
         before, after = rows_of(src), rows_of(dst)
         assert before == after
-    assert all(rows_of(test_src).values())  # every Test Suite table had rows to copy
+    # Every Test Suite table had rows to copy, but the leases: a stopped server leaves none.
+    assert all(rows for name, rows in rows_of(test_src).items() if name != "test_run_leases")
     assert rows_of(gen_src)["generator_tasks"]
     # The target serves the same answers, and new rows get ids past the copied ones.
     folder = tmp_path / "served"
