@@ -194,6 +194,8 @@ def test_websocket_for_an_unknown_task_says_so_and_closes(client: TestClient) ->
 # --- start-up and shutdown ----------------------------------------------------------------------
 
 
+# One process owns a DuckDB file; on PostgreSQL only aged or gone-owner rows end (test_leases).
+@pytest.mark.duckdb_only
 def test_restart_marks_tasks_a_crashed_server_left_unfinished_as_error(
     settings: Settings,
 ) -> None:
@@ -217,6 +219,8 @@ def test_restart_marks_tasks_a_crashed_server_left_unfinished_as_error(
     assert statuses["foreign"]["status"] == "running"
 
 
+# One process owns a DuckDB file; on PostgreSQL only aged or gone-owner rows end (test_leases).
+@pytest.mark.duckdb_only
 def test_shutdown_ends_unfinished_tasks_as_errors(
     settings: Settings, gate: Gate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
