@@ -21,7 +21,6 @@ with groups as before. A grouped write from inside a `writing()` block is a prog
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -32,7 +31,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_GROUP = 128
 """Writes per transaction at most (a bound on the work redone when one of them fails)."""
@@ -50,7 +48,7 @@ class Pending:
 
 @dataclass
 class GroupStats:
-    """What the writer did (tests and the bench read it)."""
+    """What the writer did (the tests read it)."""
 
     groups: int = 0
     writes: int = 0
@@ -141,24 +139,31 @@ class GroupWriter:
         """Commit the group; a write that fails is answered alone and the rest applied again."""
         while group:
             with self._lock:
-                failed, results = self._attempt(group)
-            if failed is None:
-                for pending, result in zip(group, results, strict=True):
+                index, outcome = self._attempt(group)
+            if index is None:
+                for pending, result in zip(group, outcome, strict=True):
                     pending.future.set_result(result)
                 self.stats.groups += 1
                 self.stats.writes += len(group)
                 self.stats.largest = max(self.stats.largest, len(group))
                 return
-            index, exc = failed
-            group[index].future.set_exception(self._translate(exc))
-            del group[index]
+            if index == ALONE:  # no one write's failure: each in a transaction of its own
+                for pending in group:
+                    self._apply([pending])
+                return
+            group.pop(index).future.set_exception(self._translate(outcome))
             self.stats.retried += 1
 
-    def _attempt(self, group: list[Pending]) -> tuple[tuple[int, BaseException] | None, list[Any]]:
-        """Run the group in one transaction: (None, results) committed, or the failing one."""
+    def _attempt(self, group: list[Pending]) -> tuple[int | None, Any]:
+        """Run the group in one transaction.
+
+        Returns (None, results) once committed, (i, error) when write i failed, or (ALONE,
+        error) when the group failed as a whole (a failed commit, a deadlock) and each write
+        must be applied alone; a group of one fails as its write.
+        """
         session = self._sessions()
-        results: list[Any] = []
         try:
+            results: list[Any] = []
             for index, pending in enumerate(group):
                 try:
                     results.append(pending.work(session))
@@ -166,32 +171,20 @@ class GroupWriter:
                     session.expunge_all()  # the next write loads what it reads afresh
                 except Exception as exc:
                     session.rollback()
-                    if _transient(exc) and len(group) > 1:  # the group's doing, not this write's
-                        return self._one_by_one(group)
-                    return (index, exc), []
+                    whole = _transient(exc) and len(group) > 1  # the group's doing
+                    return (ALONE if whole else index), exc
             try:
                 session.commit()
-            except Exception as exc:  # not any one write's: each is applied alone
+            except Exception as exc:  # not any one write's
                 session.rollback()
-                if len(group) == 1:
-                    return (0, exc), []
-                return self._one_by_one(group)
+                return (ALONE if len(group) > 1 else 0), exc
             return None, results
         finally:
             session.close()
 
-    def _one_by_one(
-        self, group: list[Pending]
-    ) -> tuple[tuple[int, BaseException] | None, list[Any]]:
-        """After a failed group commit: commit the first write alone, then the rest as a group."""
-        failed, results = self._attempt(group[:1])
-        if failed is not None:
-            return failed, []
-        group[0].future.set_result(results[0])
-        del group[0]
-        return self._attempt(group) if group else (None, [])
 
-
+ALONE = -1
+"""What `_attempt` answers for a failure of the whole group rather than of one write."""
 TRANSIENT = frozenset({"40P01", "40001"})
 """PostgreSQL's deadlock and serialization failures: several writes in one transaction can lock
 rows in an order another process's group crosses; each write alone would not."""

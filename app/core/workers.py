@@ -230,9 +230,9 @@ class WorkerPool(ABC, Generic[J]):
             kept += len(rows) - len(chosen)
 
     def _gone(self, session: Session, rows: Rows) -> list[str]:
-        """Pick the rows whose server is gone (on DuckDB: every one not this pool's job)."""
+        """Pick the rows whose server is gone (on DuckDB, at start-up: every one)."""
         if not self.shared:
-            return [row[self.key_field] for row in rows if row[self.key_field] not in self.jobs]
+            return [row[self.key_field] for row in rows]
         return self.leases.gone(session, rows, self.key_field)
 
     def _mine(self, session: Session, rows: Rows) -> list[str]:

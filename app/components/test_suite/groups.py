@@ -45,15 +45,9 @@ def _process_start(pid: int) -> float | None:
     return None
 
 
-SERVER = (os.getpid(), _process_start(os.getpid()) or 0.0)
-
-
 def _server() -> tuple[int, float]:
-    """Return this process's id and start time (after a fork, the child's)."""
-    global SERVER
-    if SERVER[0] != os.getpid():
-        SERVER = (os.getpid(), _process_start(os.getpid()) or 0.0)
-    return SERVER
+    """Return this server process's id and start time."""
+    return os.getpid(), _process_start(os.getpid()) or 0.0
 
 
 def _read(path: Path) -> dict[int, Entry]:

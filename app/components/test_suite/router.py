@@ -94,10 +94,9 @@ def run_answer(db: Database, run_id: str, minimal: bool) -> RunRead | RunSummary
     applies every write of the database one after another, and a whole run's read (eight
     statements) there was most of its time (py-spy, BENCHMARKS.md); reads run side by side.
     """
-    with db.reading() as session:
-        if minimal:
-            return RunSummary.model_validate(store.run_summary(session, run_id))
-        return RunRead.model_validate(service.run_detail(session, run_id))
+    if minimal:
+        return read_as(RunSummary, service.run_summary, db, run_id)
+    return read_as(RunRead, service.run_detail, db, run_id)
 
 
 # --- recording -------------------------------------------------------------------------------

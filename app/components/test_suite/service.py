@@ -389,6 +389,11 @@ def delete_batch(session: Session, batch_id: str, delete_runs: bool) -> dict[str
 # --- reads -----------------------------------------------------------------------------------
 
 
+def run_summary(session: Session, run_id: str) -> dict[str, Any]:
+    """Return a run's own fields, batch ids and counts (no child rows), or raise 404."""
+    return lifecycle.require(store.run_summary(session, run_id), f"run {run_id}")
+
+
 def run_detail(session: Session, run_id: str) -> dict[str, Any]:
     """Return a run with every child row, or raise 404."""
     return lifecycle.require(store.run_detail(session, run_id), f"run {run_id}")
