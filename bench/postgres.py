@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from app import components
 from app.core.copy import copy_database
+from app.core.models import utcnow
 from bench import dataset, ingest, pages, queries
 from bench.report import log
 from bench.scales import Scale
@@ -204,7 +205,8 @@ def run(
     shutil.copy(data, served)
     raw_copy = work / "raw.duckdb"
     shutil.copy(data, raw_copy)
-    captured = queries.capture_sql(work, raw_copy, points) if "queries" in only else {}
+    now = utcnow()  # both backends' reports read the same windows (queries.REPORT_CLOCKS)
+    captured = queries.capture_sql(work, raw_copy, points, now=now) if "queries" in only else {}
     con = queries.raw_connection(raw_copy)
     try:
         with Server(served.parent, served) as server:
@@ -222,7 +224,7 @@ def run(
         loaded, loads = timed_load(lambda: load(source, url, run_id_indexes=run_id_indexes))
         results["postgres_load"] = {**loaded, "load": loads}
         log(f"  {results['postgres_load']}")
-        captured = queries.capture_sql(work, None, points, url) if "queries" in only else {}
+        captured = queries.capture_sql(work, None, points, url, now) if "queries" in only else {}
         pg = raw_connection(url)
         try:
             results["postgres"] = []

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import duckdb
 import httpx
@@ -73,10 +76,31 @@ def endpoints(scale: Scale) -> list[Endpoint]:
 Statement = tuple[str, Any]
 
 
+# Where the reports read the clock for their windows ("the last N days"): frozen while SQL is
+# captured, so two captures (DuckDB's and PostgreSQL's, minutes apart) ask for the same rows.
+REPORT_CLOCKS = ("app.core.stats.utcnow", "app.components.test_suite.service.utcnow")
+
+
 def capture_sql(
-    work: Path, db_file: Path | None, points: list[Endpoint], database_url: str | None = None
+    work: Path,
+    db_file: Path | None,
+    points: list[Endpoint],
+    database_url: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, list[Statement]]:
-    """Serve the app in this process on `db_file` (or `database_url`); record each read's SQL."""
+    """Serve the app in this process on `db_file` (or `database_url`); record each read's SQL.
+
+    With `now`, the reports' windows end at `now` (REPORT_CLOCKS), not at the capture's time.
+    """
+    with ExitStack() as stack:
+        for clock in REPORT_CLOCKS if now is not None else ():
+            stack.enter_context(mock.patch(clock, return_value=now))
+        return _capture(work, db_file, points, database_url)
+
+
+def _capture(
+    work: Path, db_file: Path | None, points: list[Endpoint], database_url: str | None
+) -> dict[str, list[Statement]]:
     urls = {"test_database_url": database_url, "generator_database_url": database_url}
     settings = Settings(
         **(urls if database_url else {"test_db_path": db_file}),
