@@ -192,7 +192,10 @@ def _migrate(settings: Settings, revision: str | None = None) -> None:
 def bind(host: str, port: int) -> socket.socket:
     """Bind the listening socket, or raise StartupError naming the address taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP by name: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto
+    # says TCP, and accepted sockets inherit it. With proto 0 every keep-alive answer waited
+    # for the client's delayed ACK: ~40 ms a request (measured: /health 56 ms against 13 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

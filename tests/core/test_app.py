@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.__main__ import bind
 from app.core.config import Settings
 from app.main import create_app
 from tests.support import make_settings
@@ -93,3 +96,30 @@ def test_disabled_component_has_no_routes(tmp_path: Path, template_dbs: dict[str
         health = test_client.get("/health").json()
     assert not any(p.startswith("/api/test/") for p in paths)
     assert set(health["components"]) == {"generator"}
+
+
+def test_the_served_socket_answers_without_nagle() -> None:
+    """`python -m app serve` binds its own socket; its connections must have TCP_NODELAY.
+
+    With Nagle on, every keep-alive answer waited for the client's delayed ACK (~40 ms).
+    """
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    seen: list[int] = []
+
+    async def handle(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(
+            writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        )
+        writer.close()
+
+    async def connect_once() -> None:
+        server = await asyncio.start_server(handle, sock=sock)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.read()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(connect_once())
+    assert len(seen) == 1 and seen[0] != 0

@@ -605,13 +605,22 @@ def _window(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in WINDOW_FIELDS}
 
 
-def resolve_side(session: Session, ident: str) -> tuple[str, list[str]]:
-    """Return ("run"|"batch", run ids) for a run id or a batch id, or raise 404."""
-    if store.get_run(session, ident) is not None:
-        return "run", [ident]
-    if store.get_batch(session, ident) is not None:
-        return "batch", store.run_ids_of_batch(session, ident)
-    raise NotFound(f"no run or batch {ident}", code="not_found")
+def resolve_sides(session: Session, idents: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Return ("run"|"batch", run ids) for each run id or batch id, or raise 404.
+
+    The run ids are looked up in one statement (a compare names two sides; a statement costs
+    more than its rows here); only an id that is no run is looked up as a batch.
+    """
+    runs = store.run_exists(session, idents)
+    sides: list[tuple[str, list[str]]] = []
+    for ident in idents:
+        if ident in runs:
+            sides.append(("run", [ident]))
+        elif store.get_batch(session, ident) is not None:
+            sides.append(("batch", store.run_ids_of_batch(session, ident)))
+        else:
+            raise NotFound(f"no run or batch {ident}", code="not_found")
+    return sides
 
 
 def compare_report(
@@ -619,8 +628,7 @@ def compare_report(
 ) -> dict[str, Any]:
     """Compare two runs or batches test by test and metric by metric; gate with `fail_on`."""
     rules = verdicts.parse_fail_on(fail_on) if fail_on else None
-    base_kind, base_ids = resolve_side(session, base)
-    head_kind, head_ids = resolve_side(session, head)
+    (base_kind, base_ids), (head_kind, head_ids) = resolve_sides(session, [base, head])
     counts = {name: 0 for name in COMPARE_CATEGORIES}
     tests: list[dict[str, Any]] = []
     metrics: list[dict[str, Any]] = []
