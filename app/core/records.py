@@ -84,9 +84,11 @@ def delete_owned(
     return counts
 
 
-def rows_of(session: Session, query: Any) -> list[dict[str, Any]]:
+def rows_of(
+    session: Session, query: Any, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Return a query's rows as dicts (plain columns, no ORM entities: far cheaper to build)."""
-    result = session.execute(query)
+    result = session.execute(query, params)
     keys = list(result.keys())
     return [dict(zip(keys, row, strict=True)) for row in result]
 
