@@ -179,6 +179,7 @@ def test_generator_task_page_highlights_the_file_and_runs_it(ui_server: Server, 
             time.sleep(0.1)
     seen = watch(page)
     _open(page, ui_server.url + "/generator")
+    screenshot(page, "generator-tasks")  # the "generator" shot is taken before any task exists
     page.locator("#tasks a.task-link", has_text=task_id).click()
     page.wait_for_url(f"**/generator/tasks/{task_id}")
     _settled(page)
@@ -186,6 +187,8 @@ def test_generator_task_page_highlights_the_file_and_runs_it(ui_server: Server, 
     assert "def test_load_model" in code.inner_text()
     assert code.locator("span.k").count() > 10  # keywords coloured by Pygments
     screenshot(page, "task", full_page=False)
+    # Status polls refused: only the run's event stream (SSE) can bring the page to the end.
+    page.route("**/api/test/status/**", lambda route: route.abort("aborted"))
     page.click("#run-suite")
     page.wait_for_url("**/runs/**")
     # The server's own runner executes it: its SSE stream drives the page to the end.
