@@ -62,7 +62,7 @@ class DbService(Protocol):
     def EXCHANGE(self) -> Exchange:
         """The component's export and import."""
 
-    def put_step(self, session: Session, key: str, name: str, step: Any, /) -> None:
+    def put_step(self, session: Session, key: str, name: str, step: Any, /) -> dict[str, Any]:
         """Create or update one step of an owner row."""
 
     def add_metrics(self, session: Session, key: str, metrics: list[MetricIn], /) -> int:
@@ -221,10 +221,9 @@ def add_step_route(router: APIRouter, spec: DbRoutes) -> None:
     ) -> StepRead:
         """Create or update one step of an owner row."""
 
-        db.write(lambda session: spec.service.put_step(session, key, step_name, step))
-        with db.reading() as session:  # reads run side by side, not in the single writer
-            row = spec.store.CHILDREN.get_step(session, key, step_name)
-            return StepRead.model_validate(row, from_attributes=True)
+        # The answer is what the write stored (a PUT sends every field): no read-back.
+        row = db.write(lambda session: spec.service.put_step(session, key, step_name, step))
+        return StepRead.model_validate(row)
 
 
 def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:

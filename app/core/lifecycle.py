@@ -37,6 +37,12 @@ def require(found: T | None, what: str) -> T:
     return found
 
 
+def stored_step(step_name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a step as a read would show it, from the values a PUT wrote (every field)."""
+    status = values["status"]
+    return {**values, "step_name": step_name, "status": str(getattr(status, "value", status))}
+
+
 def check_transition(entity: str, entity_id: str, current: str, new_status: str | None) -> None:
     """Raise 409 unless a run or task may move from its current status to the new one."""
     if new_status is None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import Result, Select, Table, delete, func, select, update
+from sqlalchemy import Result, Select, Table, delete, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -60,10 +60,17 @@ def replace_owned(
     owner: str,
     owner_id: str,
     rows: Sequence[dict[str, Any]],
+    *,
+    fresh: bool = False,
 ) -> int:
-    """Replace every row an owner has in a child table with `rows`."""
+    """Replace every row an owner has in a child table with `rows`.
+
+    `fresh`: the owner was created in this transaction and has no rows yet, so there is
+    nothing to delete (on DuckDB the DELETE scans the whole child column: ~1-2 ms a table).
+    """
     table = table_of(model)
-    session.execute(delete(table).where(table.c[owner] == owner_id))
+    if not fresh:
+        session.execute(delete(table).where(table.c[owner] == owner_id))
     return insert_rows(session, table, rows, constants={owner: owner_id})
 
 
@@ -123,15 +130,15 @@ def set_owned_tags(
     tags: dict[str, str],
     *,
     replace: bool,
+    fresh: bool = False,
 ) -> None:
-    """Set an owner's tags (name → value), replacing all of them or merging."""
-    table = table_of(model)
-    rows = [{owner: owner_id, "tag_name": k, "tag_value": v} for k, v in tags.items()]
-    if replace:  # nothing is left to conflict with: one plain multi-row insert, no upsert
-        session.execute(delete(table).where(table.c[owner] == owner_id))
-        insert_rows(session, table, rows)
+    """Set an owner's tags (name → value), replacing all of them or merging (`fresh`: see
+    `replace_owned`)."""
+    rows = [{"tag_name": k, "tag_value": v} for k, v in tags.items()]
+    if replace or fresh:  # nothing is left to conflict with: one plain multi-row insert
+        replace_owned(session, model, owner, owner_id, rows, fresh=fresh)
     else:
-        upsert(session, model, [owner, "tag_name"], rows)
+        upsert(session, model, [owner, "tag_name"], [{owner: owner_id, **r} for r in rows])
 
 
 def page_of(session: Session, query: Select[M], page: Page, *order_by: Any) -> tuple[list[M], int]:
@@ -200,22 +207,54 @@ class Children(Generic[S]):
     """The rows one owner (a run, a task) has in its step, metric and tag tables, by `key`."""
 
     key: str
+    owner: type[DeclarativeBase]
     steps: type[S]
     metrics: type[DeclarativeBase]
     tags: type[DeclarativeBase]
 
     def replace_steps(
-        self, session: Session, owner_id: str, steps: Sequence[dict[str, Any]]
+        self,
+        session: Session,
+        owner_id: str,
+        steps: Sequence[dict[str, Any]],
+        *,
+        fresh: bool = False,
     ) -> int:
-        """Replace an owner's steps."""
-        return replace_owned(session, self.steps, self.key, owner_id, steps)
+        """Replace an owner's steps (`fresh`: see `replace_owned`)."""
+        return replace_owned(session, self.steps, self.key, owner_id, steps, fresh=fresh)
 
     def put_step(
         self, session: Session, owner_id: str, step_name: str, values: dict[str, Any]
-    ) -> None:
-        """Create or update one named step of an owner."""
-        row = {self.key: owner_id, "step_name": step_name, **values}
-        upsert(session, self.steps, [self.key, "step_name"], [row])
+    ) -> bool:
+        """Create or update one named step of an owner; return False when there is no owner.
+
+        A known step is one UPDATE; a new one an INSERT … SELECT from the owner's row, so a
+        missing owner inserts nothing (no separate existence check). DuckDB's ON CONFLICT
+        costs ~5 ms a statement against ~2.5 for the UPDATE (raw, full bench data set), and
+        its single writer leaves no race; PostgreSQL's processes race, so it upserts.
+        """
+        steps, owners = table_of(self.steps), table_of(self.owner)
+        names = list(values)
+        source = select(
+            owners.c[self.key],
+            literal(step_name, steps.c.step_name.type),
+            *(literal(values[n], steps.c[n].type) for n in names),
+        ).where(owners.c[self.key] == owner_id)
+        columns = [self.key, "step_name", *names]
+        # The inserted ids are returned and counted: a driver's rowcount of an INSERT … SELECT
+        # is not portable (psycopg answered 0 for a row it inserted).
+        if is_postgres(session):
+            stmt = pg_insert(steps).from_select(columns, source)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[self.key, "step_name"],
+                set_={n: stmt.excluded[n] for n in names},
+            )
+            return bool(session.execute(stmt.returning(steps.c.id)).all())
+        known = (steps.c[self.key] == owner_id, steps.c.step_name == step_name)
+        if affected(session.execute(update(steps).where(*known).values(**values))):
+            return True
+        new_step = insert(steps).from_select(columns, source).returning(steps.c.id)
+        return bool(session.execute(new_step).all())
 
     def get_step(self, session: Session, owner_id: str, step_name: str) -> S | None:
         """Return one named step of an owner, or None."""
@@ -224,10 +263,15 @@ class Children(Generic[S]):
         return session.scalar(select(self.steps).where(*where))
 
     def replace_metrics(
-        self, session: Session, owner_id: str, metrics: Sequence[dict[str, Any]]
+        self,
+        session: Session,
+        owner_id: str,
+        metrics: Sequence[dict[str, Any]],
+        *,
+        fresh: bool = False,
     ) -> int:
-        """Replace an owner's metric points."""
-        return replace_owned(session, self.metrics, self.key, owner_id, metrics)
+        """Replace an owner's metric points (`fresh`: see `replace_owned`)."""
+        return replace_owned(session, self.metrics, self.key, owner_id, metrics, fresh=fresh)
 
     def append_metrics(
         self, session: Session, owner_id: str, metrics: Sequence[dict[str, Any]]
@@ -237,10 +281,16 @@ class Children(Generic[S]):
         return insert_rows(session, table, metrics, constants={self.key: owner_id})
 
     def set_tags(
-        self, session: Session, owner_id: str, tags: dict[str, str], *, replace: bool
+        self,
+        session: Session,
+        owner_id: str,
+        tags: dict[str, str],
+        *,
+        replace: bool,
+        fresh: bool = False,
     ) -> None:
-        """Set an owner's tags (replacing all of them, or merging)."""
-        set_owned_tags(session, self.tags, self.key, owner_id, tags, replace=replace)
+        """Set an owner's tags (replacing all of them, or merging; `fresh`: see `replace_owned`)."""
+        set_owned_tags(session, self.tags, self.key, owner_id, tags, replace=replace, fresh=fresh)
 
     def tags_of(self, session: Session, owner_id: str) -> dict[str, str]:
         """Return an owner's tags (name → value), by name."""

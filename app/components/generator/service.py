@@ -150,10 +150,12 @@ def _step_values(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def put_step(session: Session, task_id: str, step_name: str, step: StepIn) -> None:
-    """Create or update one step; a finished step gets its duration from its timestamps."""
-    require_task(session, task_id)
-    store.put_step(session, task_id, step_name, _step_values(step.model_dump()))
+def put_step(session: Session, task_id: str, step_name: str, step: StepIn) -> dict[str, Any]:
+    """Create or update one step; return it as stored (a PUT sends every field)."""
+    values = _step_values(step.model_dump())
+    if not store.put_step(session, task_id, step_name, values):
+        raise NotFound(f"task {task_id} not found")
+    return lifecycle.stored_step(step_name, values)
 
 
 def add_metrics(session: Session, task_id: str, metrics: list[MetricIn]) -> int:

@@ -93,7 +93,7 @@ def existing_tasks(session: Session, task_ids: Sequence[str]) -> set[str]:
     return existing_keys(session, Task.task_id, task_ids)
 
 
-CHILDREN = Children("task_id", TaskStep, TaskMetric, TaskTag)
+CHILDREN = Children("task_id", Task, TaskStep, TaskMetric, TaskTag)
 """A task's steps, metric points and tags."""
 replace_steps = CHILDREN.replace_steps
 put_step = CHILDREN.put_step

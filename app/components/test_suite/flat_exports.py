@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from app.components.test_suite.models import Run, RunBatchLink, RunCase, RunMetric, RunResult
-from app.components.test_suite.store import outcome_of
+from app.components.test_suite.models import Run, RunBatchLink, RunCase, RunMetric
+from app.components.test_suite.store import summary_select
 
 
 def _columns(model: Any) -> list[Any]:
@@ -27,18 +27,7 @@ def runs() -> Any:
         .where(RunBatchLink.run_id == Run.run_id)
         .scalar_subquery()
     )
-    return (
-        select(
-            *_columns(Run),
-            RunResult.tests_passed,
-            RunResult.tests_failed,
-            RunResult.tests_skipped,
-            outcome_of().label("outcome"),
-            batch_ids.label("batch_ids"),
-        )
-        .outerjoin(RunResult, RunResult.run_id == Run.run_id)
-        .order_by(Run.run_id)
-    )
+    return summary_select(batch_ids).order_by(Run.run_id)
 
 
 def cases() -> Any:

@@ -146,9 +146,12 @@ def _count(details: list[CaseIn]) -> dict[str, int]:
 _CASES = TypeAdapter(list[CaseIn])
 
 
-def _store_results(session: Session, run_id: str, results: ResultsIn) -> None:
+def _store_results(
+    session: Session, run_id: str, results: ResultsIn, *, fresh: bool = False
+) -> None:
     if results.test_details is not None:
-        store.replace_cases(session, run_id, _CASES.dump_python(results.test_details))
+        cases = _CASES.dump_python(results.test_details)
+        store.replace_cases(session, run_id, cases, fresh=fresh)
         counts = _count(results.test_details)
     else:
         counts = {
@@ -159,7 +162,7 @@ def _store_results(session: Session, run_id: str, results: ResultsIn) -> None:
     data: dict[str, Any] = dict(results.model_extra or {})
     if results.performance_metrics is not None:
         data["performance_metrics"] = results.performance_metrics
-    store.set_results(session, run_id, counts, data)
+    store.set_results(session, run_id, counts, data, fresh=fresh)
 
 
 def refresh_batches(session: Session, batch_ids: list[str]) -> None:
@@ -214,31 +217,48 @@ def record_run(session: Session, doc: RunCreate) -> str:
         lifecycle.finish_fields(fields, started_at)
         _timing_fields(fields, existing)
     steps = [_step_values(s) | {"step_name": s.step_name} for s in doc.steps or []]
+    # A new run has no child rows: each table gets one plain insert, no DELETE, no upsert.
+    fresh = existing is None
     if existing is None:
         run = store.add_run(session, {"run_id": run_id, **fields})
     else:
         store.set_run_fields(session, existing, fields)
         run = existing
-    if doc.results is not None:
-        _store_results(session, run_id, doc.results)
-    if doc.steps is not None:
-        store.replace_steps(session, run_id, steps)
-    at = _run_time(run)
-    perf_rows = _performance_rows(doc.results, at) if doc.results else []
-    if doc.metrics is not None:
-        store.replace_metrics(session, run_id, lifecycle.metric_rows(doc.metrics, at) + perf_rows)
-    elif perf_rows:
-        store.replace_metric_points(session, run_id, perf_rows)
-    if doc.tags is not None:
-        store.set_tags(session, run_id, doc.tags, replace=True)
-    if doc.artifacts is not None:
-        store.put_artifacts(session, run_id, [a.model_dump() for a in doc.artifacts], replace=True)
+    _store_children(session, run, doc, steps, fresh)
     if doc.batch_id is not None:
         if store.get_batch(session, doc.batch_id) is None:
             store.add_batch(session, {"batch_id": doc.batch_id, "status": "initializing"})
-        store.link(session, [run_id], doc.batch_id)
-    _after_status_change(session, run_id)
+        store.link(session, [run_id], doc.batch_id, fresh=fresh)
+    if fresh:  # its only batch is the one it names (links need an existing run)
+        refresh_batches(session, [doc.batch_id] if doc.batch_id else [])
+    else:
+        _after_status_change(session, run_id)
     return run_id
+
+
+def _store_children(
+    session: Session, run: Run, doc: RunCreate, steps: list[dict[str, Any]], fresh: bool
+) -> None:
+    run_id = run.run_id
+    if doc.results is not None:
+        _store_results(session, run_id, doc.results, fresh=fresh)
+    if doc.steps is not None:
+        store.replace_steps(session, run_id, steps, fresh=fresh)
+    at = _run_time(run)
+    perf_rows = _performance_rows(doc.results, at) if doc.results else []
+    if doc.metrics is not None:
+        points = lifecycle.metric_rows(doc.metrics, at) + perf_rows
+        store.replace_metrics(session, run_id, points, fresh=fresh)
+    elif perf_rows:
+        if fresh:
+            store.append_metrics(session, run_id, perf_rows)
+        else:
+            store.replace_metric_points(session, run_id, perf_rows)
+    if doc.tags is not None:
+        store.set_tags(session, run_id, doc.tags, replace=True, fresh=fresh)
+    if doc.artifacts is not None:
+        artifacts = [a.model_dump() for a in doc.artifacts]
+        store.put_artifacts(session, run_id, artifacts, replace=True, fresh=fresh)
 
 
 def update_run(session: Session, run_id: str, upd: RunUpdate) -> None:
@@ -255,12 +275,17 @@ def update_run(session: Session, run_id: str, upd: RunUpdate) -> None:
         _after_status_change(session, run_id)
 
 
-def put_step(session: Session, run_id: str, step_name: str, step: StepIn) -> None:
-    """Create or update one step; a finished step gets its duration from its timestamps."""
-    require_run(session, run_id)
+def put_step(session: Session, run_id: str, step_name: str, step: StepIn) -> dict[str, Any]:
+    """Create or update one step; a finished step gets its duration from its timestamps.
+
+    Returns the step as stored: a PUT sends every field, so the row is what was written.
+    """
     if not step_name or len(step_name) > 1024:
         raise Unprocessable("a step name has 1 to 1024 characters", code="invalid_step")
-    store.put_step(session, run_id, step_name, _step_values(step))
+    values = _step_values(step)
+    if not store.put_step(session, run_id, step_name, values):
+        raise NotFound(f"run {run_id} not found")
+    return lifecycle.stored_step(step_name, values)
 
 
 def add_metrics(session: Session, run_id: str, metrics: list[MetricIn]) -> int:

@@ -220,6 +220,24 @@ def test_put_step_updates_in_place_and_derives_duration(client: TestClient) -> N
     assert app_table_counts(client)["test_run_steps"] == 2
 
 
+def test_put_step_answers_the_step_as_it_reads_back(client: TestClient) -> None:
+    """The answer is built from what was written (no read-back): it must equal a later read."""
+    make_run(client)
+    client.put(f"{B}/run/r1/steps/a", json={"status": "running", "progress": 0.25})
+    sent = {
+        "status": "error",
+        "progress": 0.5,
+        "started_at": "2026-03-02T11:30:00.5+02:00",  # another offset: answered in UTC
+        "completed_at": "2026-03-02T09:30:02",  # naive: taken as UTC
+        "error": "AssertionError: ünïcödé",
+    }
+    answers = [client.put(f"{B}/run/r1/steps/a", json=sent).json()]
+    answers.append(client.put(f"{B}/run/r1/steps/b", json={}).json())  # every default
+    assert answers == get_run(client)["steps"]
+    assert answers[0]["started_at"] == "2026-03-02T09:30:00.500000Z"
+    assert answers[0]["duration"] == 1.5
+
+
 def test_put_step_with_an_empty_name_is_refused(client: TestClient) -> None:
     make_run(client)
     for path in (f"{B}/run/r1/steps/", f"{B}/run/r1/steps"):
@@ -231,6 +249,7 @@ def test_put_step_with_an_empty_name_is_refused(client: TestClient) -> None:
 def test_put_step_of_a_missing_run_is_404(client: TestClient) -> None:
     response = client.put(f"{B}/run/nope/steps/a", json={})
     assert response.status_code == 404 and response.json()["code"] == "not_found"
+    assert app_table_counts(client)["test_run_steps"] == 0
 
 
 # --- metrics, tags, artifacts ----------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from app.components.test_suite.models import RunResult
 from app.core.config import Settings
@@ -190,6 +190,33 @@ def test_record_run_reads_back_every_part_unchanged(client: TestClient) -> None:
     assert got["tags"] == doc["tags"]
     assert_matches(doc["artifacts"], got["artifacts"])
     assert all(instant(a["created_at"]) for a in got["artifacts"])
+
+
+def test_a_new_run_is_written_with_plain_inserts_and_a_repost_replaces_it(
+    client: TestClient,
+) -> None:
+    """A fresh run pays for no DELETE and no upsert; posting it again still replaces it."""
+    engine = client.app.ctx.database("test_suite").engine  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()).upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        first = post(client, full_document("fresh"))
+        # The run's rows are inserts; its batch's derived status is the one UPDATE.
+        writes = [s for s in seen if s.startswith(("INSERT", "UPDATE", "DELETE"))]
+        rows = [s for s in writes if not s.startswith("UPDATE BATCH_TEST_RUNS")]
+        assert len(rows) == 9 and all(s.startswith("INSERT") for s in rows), writes
+        assert not [s for s in writes if "ON CONFLICT" in s]
+        seen.clear()
+        again = post(client, full_document("fresh"))
+        assert any(s.startswith("DELETE") for s in seen)  # a known run's children are replaced
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert first == again == client.get(f"{B}/run/fresh").json()
+    assert first["batch_ids"] == ["nightly-2026-03-02"]
 
 
 def test_record_run_derives_counts_from_test_details(client: TestClient) -> None:
