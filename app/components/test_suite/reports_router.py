@@ -149,7 +149,12 @@ class TrendFilter(ReportFilter):
     bucket: Literal["hour", "day", "week"] = "day"
     days: int | None = Field(30, ge=1, le=3650, description="the last N days (default 30)")
     metric: Short | None = None
-    points: int = Field(1000, ge=2, le=10_000, description="at most this many points (2-10000)")
+    points: int = Field(
+        1000, ge=2, le=10_000, description="at most this many points per series (2-10000)"
+    )
+    by: Literal["hardware"] | None = Field(
+        None, description="hardware: one series per device (each point has `hardware`)"
+    )
 
 
 class CaseSummaryRow(BaseModel):
@@ -278,5 +283,7 @@ def compare(db: TestDb, f: Annotated[CompareFilter, Query()]) -> Response:
 def trends(db: TestDb, f: Annotated[TrendFilter, Query()]) -> Response:
     """Return per time bucket pass rate, runs by outcome, run duration and metric p50/p95."""
     with db.reading() as session:
-        rows = service.trends_report(session, f.scope(), f.bucket, f.metric, f.points)
+        rows = service.trends_report(
+            session, f.scope(), f.bucket, f.metric, f.points, by_device=f.by == "hardware"
+        )
     return rows_response({"bucket": f.bucket, "metric": f.metric, "points": rows})

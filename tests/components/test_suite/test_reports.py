@@ -604,3 +604,182 @@ def test_flaky_last_runs_window(client: TestClient, planted: list[dict[str, Any]
     assert client.get(f"{B}/flaky", params={"max_failed_fraction": 1.5}).status_code == 422
     cuda = client.get(f"{B}/flaky", params={"hardware": "cuda", "verdict": "flaky"}).json()
     assert [r["test_id"] for r in cuda] == ["tests/test_r.py::test_retry"]
+
+
+# --- trends per device -----------------------------------------------------------------------
+
+TREND_FIELDS = (
+    "runs",
+    "outcome_passed",
+    "outcome_failed",
+    "outcome_no_tests",
+    "tests_passed",
+    "tests_failed",
+)
+
+
+def device_history() -> list[dict[str, Any]]:
+    """Return model hw's runs over six days: cuda fails more and is faster than cpu."""
+    base = (NOW - timedelta(days=6)).replace(hour=12, minute=0, second=0)
+    docs: list[dict[str, Any]] = []
+
+    def run(at: datetime, hardware: list[str], fails: int, seconds: float, metrics: list[Any]):
+        cases = [
+            {"name": f"tests/test_hw.py::test_{i}", "status": "failed" if i < fails else "passed"}
+            for i in range(10)
+        ]
+        docs.append(
+            {
+                "run_id": f"hw{len(docs):02d}",
+                "model_name": "hw",
+                "hardware": hardware,
+                "status": "completed",
+                "started_at": iso(at),
+                "completed_at": iso(at + timedelta(seconds=seconds)),
+                "results": {"test_details": cases},
+                "metrics": metrics,
+            }
+        )
+
+    def lat(value: float, device: str | None) -> dict[str, Any]:
+        return {"name": "latency_ms", "value": value, "unit": "ms", "hardware": device}
+
+    for k in range(6):
+        day = base + timedelta(days=k)
+        run(day, ["cpu"], k % 2, 30 + k, [lat(20.0 + k, "cpu")])
+        run(day + timedelta(minutes=5), ["cuda"], 3, 10 + k, [lat(5.0 + k / 2, "cuda")])
+        if k % 2 == 0:  # a second cuda run, an hour later
+            run(day + timedelta(hours=1), ["cuda"], 10 if k == 4 else 2, 14 + k, [lat(9.0, "cuda")])
+        if k in (2, 4):  # on both devices: a point without a device, and one on cuda only
+            run(
+                day + timedelta(hours=2),
+                ["cuda", "cpu"],
+                0,
+                50,
+                [lat(50.0, None), lat(7.0, "cuda")],
+            )
+        if k == 3:  # a point on a device no run of this model ran on
+            run(day + timedelta(hours=3), ["cpu"], 0, 40, [lat(70.0, "npu")])
+    return docs
+
+
+def bucket_of(t: datetime, bucket: str) -> datetime:
+    t = t.astimezone(UTC).replace(tzinfo=None)
+    if bucket == "hour":
+        return t.replace(minute=0, second=0, microsecond=0)
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if bucket == "day" else day - timedelta(days=day.weekday())
+
+
+def answer_time(text: str) -> datetime:
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def percentile_cont(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    pos = fraction * (len(v) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def expected_trend(
+    docs: list[dict[str, Any]], bucket: str, *, device: str | None, split: bool
+) -> dict[tuple[str | None, datetime], dict[str, Any]]:
+    """Compute /trends' points from the documents: per (device or None, bucket)."""
+    acc: dict[tuple[str | None, datetime], dict[str, Any]] = {}
+
+    def keys(devices: list[str]) -> list[str | None]:
+        if split:
+            return [d for d in devices if device in (None, d)]
+        return [None] if device is None or device in devices else []
+
+    def point(key: tuple[str | None, datetime]) -> dict[str, Any]:
+        empty: dict[str, Any] = {name: 0 for name in TREND_FIELDS}
+        return acc.setdefault(key, {**empty, "durations": [], "values": []})
+
+    for doc in docs:
+        started_at = datetime.fromisoformat(doc["started_at"])
+        t = bucket_of(started_at, bucket)
+        st = [c["status"] for c in doc["results"]["test_details"]]
+        seconds = (datetime.fromisoformat(doc["completed_at"]) - started_at).total_seconds()
+        outcome = "failed" if "failed" in st else "passed" if "passed" in st else "no_tests"
+        for d in keys(doc["hardware"]):
+            p = point((d, t))
+            p["runs"] += 1
+            p[f"outcome_{outcome}"] += 1
+            p["tests_passed"] += st.count("passed")
+            p["tests_failed"] += st.count("failed")
+            p["durations"].append(seconds)
+        for m in doc["metrics"]:
+            for d in keys([m["hardware"]] if m["hardware"] else doc["hardware"]):
+                point((d, t))["values"].append(m["value"])
+    for p in acc.values():
+        decided = p["tests_passed"] + p["tests_failed"]
+        p["pass_rate"] = p["tests_passed"] / decided if decided else None
+        durations, values = p.pop("durations"), p.pop("values")
+        p["p50_duration"], p["p95_duration"] = (percentile_cont(durations, f) for f in (0.5, 0.95))
+        p["metric_n"] = len(values) or None  # null in a bucket without points
+        p["metric_p50"], p["metric_p95"] = (percentile_cont(values, f) for f in (0.5, 0.95))
+    return acc
+
+
+def check_points(
+    points: list[dict[str, Any]], want: dict[Any, dict[str, Any]], split: bool
+) -> None:
+    got_keys = [(p.get("hardware"), answer_time(p["bucket"])) for p in points]
+    assert got_keys == sorted(want, key=lambda k: (k[0] or "", k[1]))
+    for p, key in zip(points, got_keys, strict=True):
+        assert ("hardware" in p) == split
+        for name, value in want[key].items():
+            assert p[name] == (value if value is None else pytest.approx(value)), (key, name)
+
+
+@pytest.mark.parametrize("bucket", ["hour", "day", "week"])
+def test_trends_one_series_per_device(client: TestClient, bucket: str) -> None:
+    docs = device_history()
+    for doc in docs:
+        assert client.post(f"{B}/runs", json=doc).status_code == 201, doc
+    params = {"model_name": "hw", "metric": "latency_ms", "bucket": bucket}
+    split = client.get(f"{B}/trends", params={**params, "by": "hardware"})
+    assert split.status_code == 200, split.text
+    want = expected_trend(docs, bucket, device=None, split=True)
+    assert {k[0] for k in want} == {"cpu", "cuda", "npu"}
+    check_points(split.json()["points"], want, split=True)
+    # The two devices differ: cuda's pass rate and latency are lower every day.
+    if bucket == "day":
+        by = {(p["hardware"], p["bucket"]): p for p in split.json()["points"]}
+        for (device, at), p in by.items():
+            if device == "cuda" and ("cpu", at) in by:
+                assert p["pass_rate"] < by[("cpu", at)]["pass_rate"]
+    # Without `by`: one series, as before (a run and a point count once).
+    merged = client.get(f"{B}/trends", params=params).json()
+    assert set(merged) == {"bucket", "metric", "points"}
+    check_points(merged["points"], expected_trend(docs, bucket, device=None, split=False), False)
+    # The hardware filter, alone and with the split: the split's series of that device.
+    for device in ("cuda", "cpu"):
+        one = client.get(f"{B}/trends", params={**params, "hardware": device}).json()
+        check_points(one["points"], expected_trend(docs, bucket, device=device, split=False), False)
+        both = client.get(f"{B}/trends", params={**params, "hardware": device, "by": "hardware"})
+        series = [p for p in split.json()["points"] if p["hardware"] == device]
+        assert both.json()["points"] == series
+
+
+def test_trends_points_cap_each_device_series(client: TestClient) -> None:
+    docs = device_history()
+    for doc in docs:
+        assert client.post(f"{B}/runs", json=doc).status_code == 201
+    params = {"model_name": "hw", "bucket": "hour", "by": "hardware"}
+    whole = client.get(f"{B}/trends", params=params).json()["points"]
+    capped = client.get(f"{B}/trends", params={**params, "points": 2}).json()["points"]
+    for device in ("cpu", "cuda"):
+        series = [p for p in whole if p["hardware"] == device]
+        kept = [p for p in capped if p["hardware"] == device]
+        assert len(series) > 2 and len(kept) == 2  # one chunk: its min and max pass rate
+        rates = [p["pass_rate"] for p in series]
+        assert sorted(p["pass_rate"] for p in kept) == [min(rates), max(rates)]
+        assert kept == sorted(kept, key=lambda p: p["bucket"])
+    assert client.get(f"{B}/trends", params={"by": "model"}).status_code == 422
