@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from scipy.stats import mannwhitneyu
 
 from app.__main__ import main as cli_main
-from app.components.test_suite.verdicts import mann_whitney_ps
+from app.components.test_suite.verdicts import change_verdict, direction, mann_whitney_ps
 from app.core.stats import downsample
 
 B = "/api/test/db"
@@ -783,3 +783,59 @@ def test_trends_points_cap_each_device_series(client: TestClient) -> None:
         assert sorted(p["pass_rate"] for p in kept) == [min(rates), max(rates)]
         assert kept == sorted(kept, key=lambda p: p["bucket"])
     assert client.get(f"{B}/trends", params={"by": "model"}).status_code == 422
+
+
+# --- direction from units --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metric", "unit", "better"),
+    [
+        # Anything per second, and the named rates: higher.
+        *(
+            (name, u, "higher")
+            for name, u in [
+                ("tokens_per_sec", "tokens/s"),
+                ("x", "samples/s"),
+                ("x", "it/s"),
+                ("x", "items/s"),
+                ("x", "req/sec"),
+                ("x", "img/second"),
+                ("render", "fps"),
+                ("serve", "QPS"),
+                ("latency_ms", "tokens/s"),
+            ]
+        ),
+        # Decimal and binary sizes: lower.
+        *(("peak", u, "lower") for u in ["B", "bytes", "KB", "kB", "MB", "GB", "TB"]),
+        *(("peak", u, "lower") for u in ["KiB", "MiB", "GiB", "TiB"]),
+        # Times: lower.
+        *(("step", u, "lower") for u in ["ns", "us", "µs", "ms", "s", "sec", "seconds", "min"]),
+        # A share: the name decides, lower words first.
+        ("gpu_memory_pct", "%", "lower"),
+        ("error_rate", "%", "lower"),
+        ("loss", "ratio", "lower"),
+        ("time_in_gc_pct", "%", "lower"),
+        ("gpu_memory_util_pct", "%", "lower"),
+        ("accuracy", "%", "higher"),
+        ("pass_rate", "%", "higher"),
+        ("gpu_util_pct", "%", "higher"),
+        ("gpu_utilization", "%", "higher"),
+        ("throughput_share", "ratio", "higher"),
+        # A share the name says nothing of: a ratio is a pass rate, a % is unknown.
+        ("pass_rate", "ratio", "higher"),
+        ("cache_ratio", "ratio", "higher"),
+        ("fan_pct", "%", None),
+        ("occupancy", "%", None),
+        # A unit that says nothing: the name, else unknown.
+        ("latency", "", "lower"),
+        ("accuracy", "", "higher"),
+        ("widgets", "", None),
+        ("widgets", "widgets", None),
+    ],
+)
+def test_direction_by_unit_family(metric: str, unit: str, better: str | None) -> None:
+    assert direction(metric, unit) == better
+    moved = change_verdict(0.5, direction(metric, unit), 0.1)
+    want = {"lower": "regression", "higher": "improvement", None: "changed"}[better]
+    assert moved == want
