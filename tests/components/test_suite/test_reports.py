@@ -839,3 +839,208 @@ def test_direction_by_unit_family(metric: str, unit: str, better: str | None) ->
     moved = change_verdict(0.5, direction(metric, unit), 0.1)
     want = {"lower": "regression", "higher": "improvement", None: "changed"}[better]
     assert moved == want
+
+
+# --- regressions: noise, unknown direction, pass rate ----------------------------------------
+
+# Model n, one run a day as model m: a noisy metric whose median moves past 10 % by chance, a
+# metric in a unit without a direction that shifts for real, and a pass rate that drops.
+NOISY = [100, 60, 140, 80, 120, 70, 130, 90, 110, 65, 135, 150, 60, 115]
+WIDGETS = [10.0 + (i % 3) / 10 if i < RUNS - 3 else 20.0 + (i % 3) / 10 for i in range(RUNS)]
+PASSING = [10 if i < RUNS - 3 else 5 for i in range(RUNS)]  # of 10 tests
+
+
+def noisy_history() -> list[dict[str, Any]]:
+    docs = []
+    for i in range(RUNS):
+        t = started(i)
+        cases = [
+            {
+                "name": f"tests/test_n.py::test_{k}",
+                "status": "passed" if k < PASSING[i] else "failed",
+            }
+            for k in range(10)
+        ]
+        docs.append(
+            {
+                "run_id": f"n{i:02d}",
+                "model_name": "n",
+                "hardware": ["cpu"],
+                "status": "completed",
+                "started_at": iso(t),
+                "completed_at": iso(t + timedelta(seconds=60)),
+                "results": {"test_details": cases},
+                "metrics": [
+                    {"name": "noisy_ms", "value": NOISY[i], "unit": "ms", "hardware": "cpu"},
+                    {"name": "widgets", "value": WIDGETS[i], "unit": "widgets", "hardware": "cpu"},
+                ],
+            }
+        )
+    return docs
+
+
+def expected_regression(
+    before: list[float], after: list[float], better: str | None, threshold: float, floor: int
+) -> tuple[str, float | None]:
+    """Return the verdict and p-value /regressions should give a series, computed here."""
+    if len(before) < floor or len(after) < floor:
+        return "insufficient_data", None
+    rel = (statistics.median(after) - statistics.median(before)) / abs(statistics.median(before))
+    if abs(rel) < threshold:
+        return "unchanged", None
+    p = float(mannwhitneyu(before, after, alternative="two-sided").pvalue)
+    if p >= 0.05:
+        return "unchanged", p
+    if better is None:
+        return "changed", p
+    worse = rel > 0 if better == "lower" else rel < 0
+    return ("regression" if worse else "improvement"), p
+
+
+def test_regressions_noise_unknown_direction_and_pass_rate(client: TestClient) -> None:
+    docs = noisy_history()
+    for doc in docs:
+        assert client.post(f"{B}/runs", json=doc).status_code == 201
+    every = ["regression", "improvement", "changed", "unchanged", "insufficient_data"]
+    params = {"model_name": "n", "days": 3, "baseline_days": 28, "min_samples": 3}
+    answer = client.get(f"{B}/regressions", params={**params, "verdict": every}).json()
+    series = {r["metric"]: r for r in answer["series"]}
+    split = NOW - timedelta(days=3)
+    recent = [datetime.fromisoformat(d["started_at"]) >= split for d in docs]
+    values = {
+        "noisy_ms": ([float(v) for v in NOISY], "lower"),
+        "widgets": (WIDGETS, None),
+        "pass_rate": ([p / 10 for p in PASSING], "higher"),
+    }
+    planned = {"noisy_ms": "unchanged", "widgets": "changed", "pass_rate": "regression"}
+    for name, (vals, better) in values.items():
+        before = [v for v, r in zip(vals, recent, strict=True) if not r]
+        after = [v for v, r in zip(vals, recent, strict=True) if r]
+        verdict, p = expected_regression(before, after, better, 0.1, 3)
+        assert verdict == planned[name], name  # the plant does what it is meant to
+        row = series[name]
+        assert row["better"] == better, name
+        assert row["verdict"] == verdict, name
+        assert row["p_value"] == pytest.approx(p), name
+        rel = (statistics.median(after) - statistics.median(before)) / statistics.median(before)
+        assert row["relative_change"] == pytest.approx(rel), name
+    # The noise crossed the threshold and was tested, but is not significant.
+    noisy = series["noisy_ms"]
+    assert abs(noisy["relative_change"]) >= 0.1 and noisy["p_value"] >= 0.05
+    # Six tests fail from the drop on: each passed throughout the baseline.
+    dropped = sorted(f"tests/test_n.py::test_{k}" for k in range(10) if k >= min(PASSING))
+    assert sorted(f["test_id"] for f in answer["newly_failing"]) == dropped
+
+
+# --- compare: newly passing and added --------------------------------------------------------
+
+
+def test_compare_lists_newly_passing_added_and_missing(
+    client: TestClient, planted: list[dict[str, Any]]
+) -> None:
+    base, head = planted[2], planted[3]  # test_fixed passes from run 3; rare and five alternate
+    answer = client.get(f"{B}/compare", params={"base": "r02", "head": "r03"}).json()
+    b = {c["name"]: c["status"] for c in base["results"]["test_details"]}
+    h = {c["name"]: c["status"] for c in head["results"]["test_details"]}
+    newly_passing = sorted(n for n in h if b.get(n) == "failed" and h[n] == "passed")
+    added, missing = sorted(set(h) - set(b)), sorted(set(b) - set(h))
+    assert newly_passing and added and missing
+    assert [t["test_id"] for t in answer["newly_passing"]] == newly_passing
+    assert [t["test_id"] for t in answer["added"]] == added
+    assert [t["test_id"] for t in answer["missing"]] == missing
+    assert all(t["base_status"] is None for t in answer["added"])
+    assert [t["head_status"] for t in answer["added"]] == [h[n] for n in added]
+    assert [(t["base_status"], t["head_status"]) for t in answer["newly_passing"]] == [
+        ("failed", "passed")
+    ] * len(newly_passing)
+    counts = answer["counts"]
+    assert (counts["newly_passing"], counts["added"], counts["missing"]) == (
+        len(newly_passing),
+        len(added),
+        len(missing),
+    )
+
+
+# --- /tests filters and /tests/history -------------------------------------------------------
+
+
+def expected_counts(docs: list[dict[str, Any]]) -> dict[str, tuple[int, int, int]]:
+    """Return per test id (results, passed, failed) over the documents."""
+    out: dict[str, list[int]] = {}
+    for doc in docs:
+        for c in doc["results"]["test_details"]:
+            row = out.setdefault(c["name"], [0, 0, 0])
+            row[0] += 1
+            row[1] += c["status"] == "passed"
+            row[2] += c["status"] == "failed"
+    return {name: (r[0], r[1], r[2]) for name, r in out.items()}
+
+
+def test_tests_filters_match_the_documents(
+    client: TestClient, planted: list[dict[str, Any]]
+) -> None:
+    def at(doc: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(doc["started_at"])
+
+    since, until = started(4), started(8)
+    cases: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
+        ({"batch_id": "retry-batch"}, [d for d in planted if d.get("batch_id") == "retry-batch"]),
+        ({"tag": "commit:c5"}, [d for d in planted if d["tags"]["commit"] == "c5"]),
+        ({"tag": "commit"}, planted),
+        ({"tag": "nope"}, []),
+        (
+            {"since": iso(since), "until": iso(until)},
+            [d for d in planted if since <= at(d) <= until],
+        ),
+        ({"hardware": "cuda"}, [d for d in planted if "cuda" in d["hardware"]]),
+        ({"days": 2}, [d for d in planted if at(d) >= NOW - timedelta(days=2)]),
+        (
+            {"days": 2, "hardware": "cpu"},
+            [d for d in planted if at(d) >= NOW - timedelta(days=2) and d["hardware"] == ["cpu"]],
+        ),
+    ]
+    for params, docs in cases:
+        response = client.get(f"{B}/tests", params={**params, "limit": 1000})
+        assert response.status_code == 200, (params, response.text)
+        got = {r["test_id"]: (r["runs"], r["passed"], r["failed"]) for r in response.json()}
+        assert got == expected_counts(docs), params
+        assert response.headers["x-total-count"] == str(len(got))
+
+
+def test_history_filters_and_fields(client: TestClient, planted: list[dict[str, Any]]) -> None:
+    fill = FILLERS[0]  # run by model m on cpu and model r on cuda
+    for params in (
+        {},
+        {"model_name": "r"},
+        {"hardware": "cuda"},
+        {"model_name": "m", "hardware": "cpu"},
+        {"model_name": "r", "hardware": "cpu"},
+    ):
+        rows = client.get(f"{B}/tests/history", params={"test_id": fill, **params}).json()
+        docs = [
+            d
+            for d in planted
+            if params.get("model_name") in (None, d["model_name"])
+            and params.get("hardware") in (None, *d["hardware"])
+        ]
+        docs.sort(key=lambda d: (d["started_at"], d["run_id"]), reverse=True)
+        assert [r["run_id"] for r in rows] == [d["run_id"] for d in docs], params
+        for row, doc in zip(rows, docs, strict=True):
+            case = next(c for c in doc["results"]["test_details"] if c["name"] == fill)
+            assert row["batch_id"] == doc.get("batch_id")
+            assert row["model_name"] == doc["model_name"]
+            assert row["hardware"] == ",".join(doc["hardware"])
+            assert row["status"] == case["status"]
+            assert row["duration_ms"] == case.get("duration_ms")
+            assert row["error"] == case.get("error")
+    flaky = client.get(f"{B}/tests/history", params={"test_id": "tests/test_m.py::test_flaky"})
+    rows = {r["run_id"]: r for r in flaky.json()}
+    for doc in planted[:RUNS]:
+        case = next(c for c in doc["results"]["test_details"] if c["name"].endswith("test_flaky"))
+        row = rows[doc["run_id"]]
+        assert (row["status"], row["duration_ms"], row["error"]) == (
+            case["status"],
+            case["duration_ms"],
+            case.get("error"),
+        )
+    assert any(r["error"] for r in rows.values())
