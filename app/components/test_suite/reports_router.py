@@ -24,6 +24,7 @@ TestDb = Annotated[Database, Depends(database_of(service.COMPONENT))]
 Short = Annotated[str, Field(min_length=1, max_length=256)]
 TestId = Annotated[str, Field(min_length=1, max_length=1024)]
 Verdict = Literal["flaky", "broken", "healthy", "insufficient_data"]
+FLAKY_DAYS = 30  # /flaky's window unless `days` or `last_runs` is sent
 
 
 class Paged(BaseModel):
@@ -95,10 +96,25 @@ class FlakyFilter(Paged):
 
     model_name: Short | None = None
     hardware: Short | None = None
-    days: int = Field(30, ge=1, le=3650, description="the last N days (1-3650, default 30)")
-    last_runs: int | None = Field(
-        None, ge=2, le=10_000, description="only each test's last N decided results (2-10000)"
+    days: int | None = Field(
+        None,
+        ge=1,
+        le=3650,
+        description="the last N days (1-3650; default 30, or all time with last_runs)",
     )
+    last_runs: int | None = Field(
+        None,
+        ge=2,
+        le=10_000,
+        description="only each test's last N decided results (2-10000), within days if sent",
+    )
+
+    def window_days(self) -> int | None:
+        """Return the days looked at: as sent, else 30, else all time with `last_runs`."""
+        if self.days is None and self.last_runs is None:
+            return FLAKY_DAYS
+        return self.days
+
     min_runs: int = Field(
         5, ge=1, le=10_000, description="below this many results: insufficient_data (1-10000)"
     )
@@ -233,7 +249,7 @@ def test_history(db: TestDb, f: Annotated[HistoryFilter, Query()]) -> Response:
 def flaky(db: TestDb, f: Annotated[FlakyFilter, Query()]) -> Response:
     """List flaky and broken tests per (model, test, device), most hurtful first."""
     scope = reports.ReportScope(
-        model_name=f.model_name, hardware=f.hardware, since=window_start(f.days)
+        model_name=f.model_name, hardware=f.hardware, since=window_start(f.window_days())
     )
     with db.reading() as session:
         rows, total = service.flaky_report(

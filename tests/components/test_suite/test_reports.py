@@ -1044,3 +1044,64 @@ def test_history_filters_and_fields(client: TestClient, planted: list[dict[str, 
             case.get("error"),
         )
     assert any(r["error"] for r in rows.values())
+
+
+# --- /flaky?last_runs over the whole history -------------------------------------------------
+
+OLD_FAILS = {1, 3, 4}  # of eight runs 45.5 to 38.5 days ago; then one passing run a day ago
+
+
+def old_history() -> list[dict[str, Any]]:
+    times = [NOW - timedelta(days=45 - k, hours=12) for k in range(8)] + [NOW - timedelta(days=1)]
+    return [
+        {
+            "run_id": f"old{k}",
+            "model_name": "old",
+            "hardware": ["cpu"],
+            "status": "completed",
+            "started_at": iso(t),
+            "completed_at": iso(t + timedelta(seconds=5)),
+            "results": {
+                "test_details": [
+                    {
+                        "name": "tests/test_old.py::test_x",
+                        "status": "failed" if k in OLD_FAILS else "passed",
+                    },
+                    *({"name": n, "status": "passed"} for n in FILLERS[:2]),
+                ]
+            },
+            "tags": {"commit": f"o{k}"},
+        }
+        for k, t in enumerate(times)
+    ]
+
+
+def test_flaky_last_runs_without_days_looks_at_the_whole_history(client: TestClient) -> None:
+    docs = old_history()
+    for doc in docs:
+        assert client.post(f"{B}/runs", json=doc).status_code == 201
+    test = "tests/test_old.py::test_x"
+    everything = ["flaky", "broken", "healthy", "insufficient_data"]
+    series = decided_series(docs, "old", test, 0.5)
+
+    def row(**params: Any) -> dict[str, Any]:
+        answer = client.get(f"{B}/flaky", params={"verdict": everything, "min_runs": 5, **params})
+        assert answer.status_code == 200, answer.text
+        return next(r for r in answer.json() if r["test_id"] == test)
+
+    def check(got: dict[str, Any], used: list[tuple[datetime, str]]) -> None:
+        assert got["runs"] == len(used)
+        assert got["failures"] == sum(s == "failed" for _, s in used)
+        assert got["verdict"] == expected_verdict(used, 5, False)
+
+    # last_runs alone: each group's last 6 results, however old.
+    check(row(last_runs=6), series[-6:])
+    assert row(last_runs=6)["runs"] == 6
+    # days alone, or by default (30): only the recent run.
+    in_30 = [s for s in series if s[0] >= NOW - timedelta(days=30)]
+    check(row(), in_30)
+    check(row(days=30), in_30)
+    # days and last_runs together: both.
+    check(row(days=30, last_runs=6), in_30[-6:])
+    in_42 = [s for s in series if s[0] >= NOW - timedelta(days=42)]
+    check(row(days=42, last_runs=6), in_42[-6:])  # five results, one failure
