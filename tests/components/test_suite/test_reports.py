@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from scipy.stats import mannwhitneyu
 
 from app.__main__ import main as cli_main
+from app.components.test_suite.reports_router import CompareAnswer, RegressionsAnswer, TrendsAnswer
 from app.components.test_suite.verdicts import change_verdict, direction, mann_whitney_ps
 from app.core.stats import downsample
 
@@ -428,6 +430,7 @@ def test_compare_and_gate(client: TestClient, planted: list[dict[str, Any]]) -> 
     )
     assert response.status_code == 200, response.text
     answer = response.json()
+    assert_typed(CompareAnswer, answer)
     b = {c["name"]: c["status"] for c in planted[RUNS - 3]["results"]["test_details"]}
     h = {c["name"]: c["status"] for c in planted[RUNS - 1]["results"]["test_details"]}
     newly = sorted(n for n in h if h[n] == "failed" and b.get(n) not in (None, "failed"))
@@ -727,6 +730,11 @@ def expected_trend(
     return acc
 
 
+def assert_typed(model: type[BaseModel], body: dict[str, Any]) -> None:
+    """Assert an answer round-trips through its declared model: nothing missing or extra."""
+    assert model.model_validate(body).model_dump(mode="json") == body
+
+
 def check_points(
     points: list[dict[str, Any]], want: dict[Any, dict[str, Any]], split: bool
 ) -> None:
@@ -746,6 +754,7 @@ def test_trends_one_series_per_device(client: TestClient, bucket: str) -> None:
     params = {"model_name": "hw", "metric": "latency_ms", "bucket": bucket}
     split = client.get(f"{B}/trends", params={**params, "by": "hardware"})
     assert split.status_code == 200, split.text
+    assert_typed(TrendsAnswer, split.json())
     want = expected_trend(docs, bucket, device=None, split=True)
     assert {k[0] for k in want} == {"cpu", "cuda", "npu"}
     check_points(split.json()["points"], want, split=True)
@@ -757,6 +766,7 @@ def test_trends_one_series_per_device(client: TestClient, bucket: str) -> None:
                 assert p["pass_rate"] < by[("cpu", at)]["pass_rate"]
     # Without `by`: one series, as before (a run and a point count once).
     merged = client.get(f"{B}/trends", params=params).json()
+    assert_typed(TrendsAnswer, merged)
     assert set(merged) == {"bucket", "metric", "points"}
     check_points(merged["points"], expected_trend(docs, bucket, device=None, split=False), False)
     # The hardware filter, alone and with the split: the split's series of that device.
@@ -904,6 +914,7 @@ def test_regressions_noise_unknown_direction_and_pass_rate(client: TestClient) -
     every = ["regression", "improvement", "changed", "unchanged", "insufficient_data"]
     params = {"model_name": "n", "days": 3, "baseline_days": 28, "min_samples": 3}
     answer = client.get(f"{B}/regressions", params={**params, "verdict": every}).json()
+    assert_typed(RegressionsAnswer, answer)
     series = {r["metric"]: r for r in answer["series"]}
     split = NOW - timedelta(days=3)
     recent = [datetime.fromisoformat(d["started_at"]) >= split for d in docs]
@@ -940,6 +951,7 @@ def test_compare_lists_newly_passing_added_and_missing(
 ) -> None:
     base, head = planted[2], planted[3]  # test_fixed passes from run 3; rare and five alternate
     answer = client.get(f"{B}/compare", params={"base": "r02", "head": "r03"}).json()
+    assert_typed(CompareAnswer, answer)
     b = {c["name"]: c["status"] for c in base["results"]["test_details"]}
     h = {c["name"]: c["status"] for c in head["results"]["test_details"]}
     newly_passing = sorted(n for n in h if b.get(n) == "failed" and h[n] == "passed")
