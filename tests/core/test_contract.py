@@ -29,6 +29,16 @@ QUERIES = {
     "/api/test/db/regressions": "?verdict=insufficient_data",
     "/api/test/db/compare": "?base=run-1&head=run-1",
     "/api/test/db/tests/history": "?test_id=test_0",
+    "/api/test/db/trends": "?metric=latency_ms&by=hardware",
+}
+# Further forms of the reports' answers (without `by`, with a gate verdict, every verdict).
+MORE_QUERIES = {
+    "/api/test/db/trends": ["", "?metric=latency_ms", "?by=hardware&hardware=cuda"],
+    "/api/test/db/compare": ["?base=run-1&head=batch-1&fail_on=new_failures,regression:5%"],
+    "/api/test/db/regressions": [
+        "?verdict=regression&verdict=improvement&verdict=changed&verdict=unchanged"
+        "&verdict=insufficient_data&min_samples=2&days=1"
+    ],
 }
 
 
@@ -98,6 +108,9 @@ def test_rows_response_routes_answer_what_their_response_model_declares(
         assert set(params) <= set(IDS), f"{path}: no seeded id for {params}"
         url = path.format(**IDS) + QUERIES.get(path, "")
         assert_declared(route, client.get(url), url)
+        for query in MORE_QUERIES.get(path, []):
+            assert_declared(route, client.get(path + query), path + query)
+    assert set(MORE_QUERIES) <= paths
 
 
 def test_rows_response_searches_answer_what_their_response_model_declares(

@@ -837,16 +837,45 @@ def compare_metrics(
 # --- trends ----------------------------------------------------------------------------------
 
 
-def run_trend(session: Session, scope: ReportScope, bucket: str) -> list[dict[str, Any]]:
-    """Return per time bucket: runs by outcome, tests passed/failed, run duration p50/p95."""
+def _devices_of_runs(conds: list[Any]) -> Subquery:
+    """Return (run_id, device) for each device of each run meeting `conds`.
+
+    The runs are filtered first, then their devices unnested: DuckDB does not push a filter
+    below a lateral unnest join (see store.hardware_stats).
+    """
+    return (
+        select(Run.run_id.label("run_id"), func.unnest(Run.hardware).label("device"))
+        .where(*conds)
+        .subquery("run_devices")
+    )
+
+
+def run_trend(
+    session: Session, scope: ReportScope, bucket: str, by_device: bool = False
+) -> list[dict[str, Any]]:
+    """Return per time bucket (and device): runs by outcome, tests passed/failed, duration p50/p95.
+
+    With `by_device` a run counts once for each of its devices (as /hardware/stats), and each
+    row has its `hardware`.
+    """
     start = func.date_trunc(literal_column(f"'{_unit(bucket)}'"), AT)
     conds = _run_conditions(scope)
     if scope.hardware:
         conds.append(literal(scope.hardware) == any_(Run.hardware))
+    keys: list[Any] = [start]
+    query = select().select_from(Run)
+    device: list[Any] = []
+    if by_device:
+        devices = _devices_of_runs(conds)
+        keys = [devices.c.device, start]
+        device = [devices.c.device.label("hardware")]
+        conds = [devices.c.device == scope.hardware] if scope.hardware else []
+        query = select().select_from(devices).join(Run, Run.run_id == devices.c.run_id)
     outcome = outcome_of()
     completed = Run.status == "completed"
     query = (
-        select(
+        query.add_columns(
+            *device,
             start.label("bucket"),
             func.count().label("runs"),
             count_where(outcome == "passed", "outcome_passed"),
@@ -859,21 +888,68 @@ def run_trend(session: Session, scope: ReportScope, bucket: str) -> list[dict[st
         )
         .outerjoin(RunResult, RunResult.run_id == Run.run_id)
         .where(*conds)
-        .group_by(start)
-        .order_by(start)
+        .group_by(*keys)
+        .order_by(*keys)
     )
     return rows_of(session, query)
 
 
+def _metric_points(scope: ReportScope, metric: str) -> Subquery:
+    """Return (device, at, value) per point of one metric: a point's device is its own
+    hardware, else each of its run's devices (a point counts once for each)."""
+    conds = [*_run_conditions(scope), RunMetric.metric_name == metric]
+    own_conds: list[Any] = [RunMetric.hardware.is_not(None)]
+    run_conds: list[Any] = [RunMetric.hardware.is_(None)]
+    if scope.hardware:  # below the unnest too (see `_devices_of_runs`)
+        own_conds.append(RunMetric.hardware == scope.hardware)
+        run_conds.append(literal(scope.hardware) == any_(Run.hardware))
+    own = (
+        select(RunMetric.hardware.label("device"), AT.label("at"), RunMetric.metric_value)
+        .join(Run, Run.run_id == RunMetric.run_id)
+        .where(*conds, *own_conds)
+    )
+    runs = (
+        select(func.unnest(Run.hardware).label("device"), AT, RunMetric.metric_value)
+        .join(Run, Run.run_id == RunMetric.run_id)
+        .where(*conds, *run_conds)
+    )
+    return union_all(own, runs).subquery("metric_points")
+
+
 def metric_trend(
+    session: Session, scope: ReportScope, bucket: str, metric: str, by_device: bool = False
+) -> list[dict[str, Any]]:
+    """Return per time bucket (and device, with `by_device`) the p50/p95 of one metric's points.
+
+    A point's device is its own hardware, else each of its run's devices.
+    """
+    if not by_device and not scope.hardware:
+        # Without a device, a point counts once (not once per device of its run).
+        return _metric_trend_all(session, scope, bucket, metric)
+    points = _metric_points(scope, metric)
+    start = func.date_trunc(literal_column(f"'{_unit(bucket)}'"), points.c.at)
+    keys: list[Any] = [points.c.device, start] if by_device else [start]
+    conds = [points.c.device == scope.hardware] if scope.hardware else []
+    query = (
+        select(
+            *([points.c.device.label("hardware")] if by_device else []),
+            start.label("bucket"),
+            func.count().label("metric_n"),
+            percentile(points.c.metric_value, "0.5").label("metric_p50"),
+            percentile(points.c.metric_value, "0.95").label("metric_p95"),
+        )
+        .where(*conds)
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    return rows_of(session, query)
+
+
+def _metric_trend_all(
     session: Session, scope: ReportScope, bucket: str, metric: str
 ) -> list[dict[str, Any]]:
-    """Return per time bucket the p50/p95 of one metric's points."""
+    """Return per time bucket the p50/p95 of one metric's points, on every device."""
     start = func.date_trunc(literal_column(f"'{_unit(bucket)}'"), AT)
-    conds = [*_run_conditions(scope), RunMetric.metric_name == metric]
-    if scope.hardware:
-        device = func.coalesce(RunMetric.hardware, func.array_to_string(Run.hardware, ","))
-        conds.append(device == scope.hardware)
     query = (
         select(
             start.label("bucket"),
@@ -882,7 +958,7 @@ def metric_trend(
             percentile(RunMetric.metric_value, "0.95").label("metric_p95"),
         )
         .join(Run, Run.run_id == RunMetric.run_id)
-        .where(*conds)
+        .where(*_run_conditions(scope), RunMetric.metric_name == metric)
         .group_by(start)
         .order_by(start)
     )

@@ -24,6 +24,11 @@ TestDb = Annotated[Database, Depends(database_of(service.COMPONENT))]
 Short = Annotated[str, Field(min_length=1, max_length=256)]
 TestId = Annotated[str, Field(min_length=1, max_length=1024)]
 Verdict = Literal["flaky", "broken", "healthy", "insufficient_data"]
+RegressionVerdict = Literal[
+    "regression", "improvement", "changed", "unchanged", "insufficient_data"
+]
+Better = Literal["lower", "higher"]
+FLAKY_DAYS = 30  # /flaky's window unless `days` or `last_runs` is sent
 
 
 class Paged(BaseModel):
@@ -95,10 +100,25 @@ class FlakyFilter(Paged):
 
     model_name: Short | None = None
     hardware: Short | None = None
-    days: int = Field(30, ge=1, le=3650, description="the last N days (1-3650, default 30)")
-    last_runs: int | None = Field(
-        None, ge=2, le=10_000, description="only each test's last N decided results (2-10000)"
+    days: int | None = Field(
+        None,
+        ge=1,
+        le=3650,
+        description="the last N days (1-3650; default 30, or all time with last_runs)",
     )
+    last_runs: int | None = Field(
+        None,
+        ge=2,
+        le=10_000,
+        description="only each test's last N decided results (2-10000), within days if sent",
+    )
+
+    def window_days(self) -> int | None:
+        """Return the days looked at: as sent, else 30, else all time with `last_runs`."""
+        if self.days is None and self.last_runs is None:
+            return FLAKY_DAYS
+        return self.days
+
     min_runs: int = Field(
         5, ge=1, le=10_000, description="below this many results: insufficient_data (1-10000)"
     )
@@ -123,9 +143,9 @@ class RegressionFilter(Paged):
     metric: Short | None = Field(None, description="a metric name, run_duration or pass_rate")
     min_samples: int = Field(5, ge=2, le=10_000, description="runs per window (2-10000)")
     threshold: float = Field(0.1, gt=0.0, le=100.0, description="relative change (0.1 = 10%)")
-    verdict: list[
-        Literal["regression", "improvement", "changed", "unchanged", "insufficient_data"]
-    ] = Field(default_factory=list, max_length=5, description="default: all but unchanged")
+    verdict: list[RegressionVerdict] = Field(
+        default_factory=list, max_length=5, description="default: all but unchanged"
+    )
 
 
 class CompareFilter(BaseModel):
@@ -149,7 +169,12 @@ class TrendFilter(ReportFilter):
     bucket: Literal["hour", "day", "week"] = "day"
     days: int | None = Field(30, ge=1, le=3650, description="the last N days (default 30)")
     metric: Short | None = None
-    points: int = Field(1000, ge=2, le=10_000, description="at most this many points (2-10000)")
+    points: int = Field(
+        1000, ge=2, le=10_000, description="at most this many points per series (2-10000)"
+    )
+    by: Literal["hardware"] | None = Field(
+        None, description="hardware: one series per device (each point has `hardware`)"
+    )
 
 
 class CaseSummaryRow(BaseModel):
@@ -205,6 +230,141 @@ class FlakyRow(BaseModel):
     verdict: Verdict
 
 
+class RegressionSeries(BaseModel):
+    """One (model, device, metric, unit) series: baseline against recent, with its verdict."""
+
+    model_name: str
+    hardware: str | None
+    metric: str
+    unit: str
+    baseline_n: int
+    recent_n: int
+    baseline_median: float | None
+    recent_median: float | None
+    relative_change: float | None
+    better: Better | None = Field(description="which way is better, from the unit (or name)")
+    p_value: float | None = Field(description="two-sided Mann–Whitney U, for moved series")
+    change_run_id: str | None
+    change_at: datetime | None
+    verdict: RegressionVerdict
+
+
+class NewlyFailing(BaseModel):
+    """A test that passed throughout the baseline and whose latest recent result failed."""
+
+    model_name: str
+    test_id: str
+    hardware: str | None
+    baseline_passed: int
+    recent_failed: int
+    first_failure_at: datetime | None
+    last_failure_message: str | None
+
+
+class RegressionsAnswer(BaseModel):
+    """GET /regressions: a page of series, the counts per verdict, newly failing tests."""
+
+    baseline_start: datetime
+    recent_start: datetime
+    generated_at: datetime
+    series_total: int
+    verdict_counts: dict[RegressionVerdict, int]
+    series: list[RegressionSeries]
+    newly_failing: list[NewlyFailing]
+
+
+class CompareSide(BaseModel):
+    """One side of a comparison: the id asked, run or batch, and its number of runs."""
+
+    id: str
+    kind: Literal["run", "batch"]
+    runs: int
+
+
+class ComparedTest(BaseModel):
+    """A (model, test id) and its state on each side (null where absent)."""
+
+    model_name: str
+    test_id: str
+    base_status: Literal["failed", "passed", "skipped"] | None
+    head_status: Literal["failed", "passed", "skipped"] | None
+
+
+class MetricDelta(BaseModel):
+    """Per (model, device, metric, unit) each side's median and the change."""
+
+    model_name: str
+    hardware: str | None
+    metric: str
+    unit: str
+    base_n: int
+    head_n: int
+    base_median: float | None
+    head_median: float | None
+    delta: float | None
+    relative_change: float | None
+    better: Better | None
+    verdict: Literal["regression", "improvement", "changed", "unchanged"]
+
+
+class GateVerdict(BaseModel):
+    """The `fail_on` verdict."""
+
+    status: Literal["pass", "fail"]
+    reasons: list[str]
+
+
+class CompareAnswer(BaseModel):
+    """GET /compare: tests per category, metric deltas and the gate's verdict."""
+
+    base: CompareSide
+    head: CompareSide
+    counts: dict[str, int]
+    newly_failing: list[ComparedTest]
+    newly_passing: list[ComparedTest]
+    still_failing: list[ComparedTest]
+    added: list[ComparedTest]
+    missing: list[ComparedTest]
+    truncated: bool
+    metrics: list[MetricDelta]
+    fail_on: str | None
+    verdict: GateVerdict | None
+
+
+class TrendPoint(BaseModel):
+    """One time bucket of the runs (and metric points) in scope."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: datetime
+    runs: int
+    outcome_passed: int
+    outcome_failed: int
+    outcome_no_tests: int
+    tests_passed: int
+    tests_failed: int
+    pass_rate: float | None
+    p50_duration: float | None
+    p95_duration: float | None
+    metric_n: int | None
+    metric_p50: float | None
+    metric_p95: float | None
+
+
+class DeviceTrendPoint(TrendPoint):
+    """One time bucket of one device's series (`by=hardware`)."""
+
+    hardware: str
+
+
+class TrendsAnswer(BaseModel):
+    """GET /trends: the bucket, the metric and the points (with `hardware` under `by`)."""
+
+    bucket: Literal["hour", "day", "week"]
+    metric: str | None
+    points: list[DeviceTrendPoint | TrendPoint]
+
+
 @router.get("/tests", response_model=list[CaseSummaryRow])
 def list_tests(db: TestDb, f: Annotated[CasesFilter, Query()]) -> Response:
     """List test ids with counts, pass rate, durations, last failure and flips."""
@@ -228,7 +388,7 @@ def test_history(db: TestDb, f: Annotated[HistoryFilter, Query()]) -> Response:
 def flaky(db: TestDb, f: Annotated[FlakyFilter, Query()]) -> Response:
     """List flaky and broken tests per (model, test, device), most hurtful first."""
     scope = reports.ReportScope(
-        model_name=f.model_name, hardware=f.hardware, since=window_start(f.days)
+        model_name=f.model_name, hardware=f.hardware, since=window_start(f.window_days())
     )
     with db.reading() as session:
         rows, total = service.flaky_report(
@@ -243,7 +403,7 @@ def flaky(db: TestDb, f: Annotated[FlakyFilter, Query()]) -> Response:
     return rows_response(rows, total=total)
 
 
-@router.get("/regressions")
+@router.get("/regressions", response_model=RegressionsAnswer)
 def regressions(db: TestDb, f: Annotated[RegressionFilter, Query()]) -> Response:
     """Compare recent runs with the baseline per series (a page of them; X-Total-Count and
     `series_total` count the series of the verdicts asked, `verdict_counts` every verdict);
@@ -264,7 +424,7 @@ def regressions(db: TestDb, f: Annotated[RegressionFilter, Query()]) -> Response
     return rows_response(answer, total=answer["series_total"])
 
 
-@router.get("/compare", responses=NOT_FOUND)
+@router.get("/compare", response_model=CompareAnswer, responses=NOT_FOUND)
 def compare(db: TestDb, f: Annotated[CompareFilter, Query()]) -> Response:
     """Compare two runs or batches test by test and per metric; `fail_on` adds a verdict."""
     with db.reading() as session:
@@ -274,9 +434,11 @@ def compare(db: TestDb, f: Annotated[CompareFilter, Query()]) -> Response:
     return rows_response(answer)
 
 
-@router.get("/trends")
+@router.get("/trends", response_model=TrendsAnswer)
 def trends(db: TestDb, f: Annotated[TrendFilter, Query()]) -> Response:
     """Return per time bucket pass rate, runs by outcome, run duration and metric p50/p95."""
     with db.reading() as session:
-        rows = service.trends_report(session, f.scope(), f.bucket, f.metric, f.points)
+        rows = service.trends_report(
+            session, f.scope(), f.bucket, f.metric, f.points, by_device=f.by == "hardware"
+        )
     return rows_response({"bucket": f.bucket, "metric": f.metric, "points": rows})

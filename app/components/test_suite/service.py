@@ -689,24 +689,52 @@ COMPARE_CATEGORIES = (
 )
 
 
+RUN_TREND_ZERO = {
+    "runs": 0,
+    "outcome_passed": 0,
+    "outcome_failed": 0,
+    "outcome_no_tests": 0,
+    "tests_passed": 0,
+    "tests_failed": 0,
+    "p50_duration": None,
+    "p95_duration": None,
+}
+
+
 def trends_report(
-    session: Session, scope: reports.ReportScope, bucket: str, metric: str | None, points: int
+    session: Session,
+    scope: reports.ReportScope,
+    bucket: str,
+    metric: str | None,
+    points: int,
+    by_device: bool = False,
 ) -> list[dict[str, Any]]:
-    """Return per time bucket: pass rate, runs by outcome, durations and a metric's p50/p95."""
-    rows = reports.run_trend(session, scope, bucket)
-    by_bucket = {r["bucket"]: r for r in rows}
+    """Return per time bucket: pass rate, runs by outcome, durations and a metric's p50/p95.
+
+    With `by_device`, one series per device (each point has `hardware`; a run or a metric
+    point without its own device counts for each of its run's devices), ordered by device
+    then time, each downsampled to `points` on its own.
+    """
+    rows = reports.run_trend(session, scope, bucket, by_device)
+    by_key = {(r.get("hardware"), r["bucket"]): r for r in rows}
     if metric:
-        for m in reports.metric_trend(session, scope, bucket, metric):
-            target = by_bucket.get(m["bucket"])
-            if target is None:  # metric points in a bucket without runs cannot happen: same AT
-                continue
-            target.update(m)
+        for m in reports.metric_trend(session, scope, bucket, metric, by_device):
+            key = (m.get("hardware"), m["bucket"])
+            if key not in by_key:  # points on a device (or in a bucket) without runs
+                device = {"hardware": key[0]} if by_device else {}
+                by_key[key] = {**device, "bucket": key[1], **RUN_TREND_ZERO}
+            by_key[key].update(m)
+    rows = [by_key[k] for k in sorted(by_key, key=lambda k: (k[0] or "", k[1]))]
     for r in rows:
         decided = r["tests_passed"] + r["tests_failed"]
         r["pass_rate"] = r["tests_passed"] / decided if decided else None
         for name in ("metric_n", "metric_p50", "metric_p95"):
             r.setdefault(name, None)
-    return downsample(rows, points, "metric_p50" if metric else "pass_rate")
+    extreme = "metric_p50" if metric else "pass_rate"
+    series: dict[str | None, list[dict[str, Any]]] = {}
+    for r in rows:
+        series.setdefault(r.get("hardware"), []).append(r)
+    return [p for s in series.values() for p in downsample(s, points, extreme)]
 
 
 # --- JUnit XML import ------------------------------------------------------------------------

@@ -52,23 +52,51 @@ def flaky_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --- regressions -----------------------------------------------------------------------------
 
-LOWER_IS_BETTER = {"ms", "s", "us", "ns", "MB", "GB", "KB", "B"}
-HIGHER_IS_BETTER = {"items/s", "ratio", "%"}
 ALPHA = 0.05
+
+# Units, compared case-insensitively: sizes (decimal and binary bytes) and times are better
+# lower; rates (anything per second, fps, qps) are better higher.
+SIZE_UNITS = frozenset(
+    {"b", "byte", "bytes", "kb", "mb", "gb", "tb", "pb", "kib", "mib", "gib", "tib", "pib"}
+)
+TIME_UNITS = frozenset(
+    {"ns", "us", "µs", "μs", "ms", "s", "sec", "secs", "second", "seconds", "min", "h", "hr"}
+)
+RATE_UNITS = frozenset({"fps", "qps", "rps", "tps", "hz"})
+RATE_SUFFIXES = ("/s", "/sec", "/second")
+SHARE_UNITS = frozenset({"%", "ratio"})  # direction from the metric's name
+# Words of a metric's name (prefixes of its `_`/`-`/`.`-separated words) saying which way is
+# better; the lower words are looked for first (`gpu_memory_util_pct` is memory).
+LOWER_WORDS = ("memory", "mem", "latency", "time", "duration", "error", "loss")
+HIGHER_WORDS = ("accuracy", "acc", "pass", "throughput", "util", "success", "hit")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _direction_by_name(metric: str) -> str | None:
+    words = _WORD.findall(metric.lower())
+    for better, stems in (("lower", LOWER_WORDS), ("higher", HIGHER_WORDS)):
+        if any(w == s or (len(s) > 3 and w.startswith(s)) for w in words for s in stems):
+            return better
+    return None
 
 
 def direction(metric: str, unit: str) -> str | None:
-    """Return `lower` or `higher` (which way is better) from the unit, or None if unknown."""
-    if unit in LOWER_IS_BETTER:
-        return "lower"
-    if unit in HIGHER_IS_BETTER:
+    """Return `lower` or `higher` (which way is better) from the unit, or None if unknown.
+
+    Rates are better higher; sizes and times lower; for `%` and `ratio` the metric's name
+    decides (memory, latency, time, duration, error, loss: lower; accuracy, pass, throughput,
+    util, success, hit: higher), else a `ratio` is a pass rate (higher) and a `%` is unknown.
+    A unit that says nothing lets the name decide the same way.
+    """
+    u = unit.strip().lower()
+    if u in RATE_UNITS or u.endswith(RATE_SUFFIXES):
         return "higher"
-    name = metric.lower()
-    if "throughput" in name or "accuracy" in name:
-        return "higher"
-    if "latency" in name or "memory" in name:
+    if u in SIZE_UNITS or u in TIME_UNITS:
         return "lower"
-    return None
+    by_name = _direction_by_name(metric)
+    if u in SHARE_UNITS:
+        return by_name or ("higher" if u == "ratio" else None)
+    return by_name
 
 
 def relative_change(before: float | None, after: float | None) -> float | None:

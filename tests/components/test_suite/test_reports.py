@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from scipy.stats import mannwhitneyu
 
 from app.__main__ import main as cli_main
-from app.components.test_suite.verdicts import mann_whitney_ps
+from app.components.test_suite.reports_router import CompareAnswer, RegressionsAnswer, TrendsAnswer
+from app.components.test_suite.verdicts import change_verdict, direction, mann_whitney_ps
 from app.core.stats import downsample
 
 B = "/api/test/db"
@@ -428,6 +430,7 @@ def test_compare_and_gate(client: TestClient, planted: list[dict[str, Any]]) -> 
     )
     assert response.status_code == 200, response.text
     answer = response.json()
+    assert_typed(CompareAnswer, answer)
     b = {c["name"]: c["status"] for c in planted[RUNS - 3]["results"]["test_details"]}
     h = {c["name"]: c["status"] for c in planted[RUNS - 1]["results"]["test_details"]}
     newly = sorted(n for n in h if h[n] == "failed" and b.get(n) not in (None, "failed"))
@@ -604,3 +607,513 @@ def test_flaky_last_runs_window(client: TestClient, planted: list[dict[str, Any]
     assert client.get(f"{B}/flaky", params={"max_failed_fraction": 1.5}).status_code == 422
     cuda = client.get(f"{B}/flaky", params={"hardware": "cuda", "verdict": "flaky"}).json()
     assert [r["test_id"] for r in cuda] == ["tests/test_r.py::test_retry"]
+
+
+# --- trends per device -----------------------------------------------------------------------
+
+TREND_FIELDS = (
+    "runs",
+    "outcome_passed",
+    "outcome_failed",
+    "outcome_no_tests",
+    "tests_passed",
+    "tests_failed",
+)
+
+
+def device_history() -> list[dict[str, Any]]:
+    """Return model hw's runs over six days: cuda fails more and is faster than cpu."""
+    base = (NOW - timedelta(days=6)).replace(hour=12, minute=0, second=0)
+    docs: list[dict[str, Any]] = []
+
+    def run(at: datetime, hardware: list[str], fails: int, seconds: float, metrics: list[Any]):
+        cases = [
+            {"name": f"tests/test_hw.py::test_{i}", "status": "failed" if i < fails else "passed"}
+            for i in range(10)
+        ]
+        docs.append(
+            {
+                "run_id": f"hw{len(docs):02d}",
+                "model_name": "hw",
+                "hardware": hardware,
+                "status": "completed",
+                "started_at": iso(at),
+                "completed_at": iso(at + timedelta(seconds=seconds)),
+                "results": {"test_details": cases},
+                "metrics": metrics,
+            }
+        )
+
+    def lat(value: float, device: str | None) -> dict[str, Any]:
+        return {"name": "latency_ms", "value": value, "unit": "ms", "hardware": device}
+
+    for k in range(6):
+        day = base + timedelta(days=k)
+        run(day, ["cpu"], k % 2, 30 + k, [lat(20.0 + k, "cpu")])
+        run(day + timedelta(minutes=5), ["cuda"], 3, 10 + k, [lat(5.0 + k / 2, "cuda")])
+        if k % 2 == 0:  # a second cuda run, an hour later
+            run(day + timedelta(hours=1), ["cuda"], 10 if k == 4 else 2, 14 + k, [lat(9.0, "cuda")])
+        if k in (2, 4):  # on both devices: a point without a device, and one on cuda only
+            run(
+                day + timedelta(hours=2),
+                ["cuda", "cpu"],
+                0,
+                50,
+                [lat(50.0, None), lat(7.0, "cuda")],
+            )
+        if k == 3:  # a point on a device no run of this model ran on
+            run(day + timedelta(hours=3), ["cpu"], 0, 40, [lat(70.0, "npu")])
+    return docs
+
+
+def bucket_of(t: datetime, bucket: str) -> datetime:
+    t = t.astimezone(UTC).replace(tzinfo=None)
+    if bucket == "hour":
+        return t.replace(minute=0, second=0, microsecond=0)
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if bucket == "day" else day - timedelta(days=day.weekday())
+
+
+def answer_time(text: str) -> datetime:
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def percentile_cont(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    pos = fraction * (len(v) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def expected_trend(
+    docs: list[dict[str, Any]], bucket: str, *, device: str | None, split: bool
+) -> dict[tuple[str | None, datetime], dict[str, Any]]:
+    """Compute /trends' points from the documents: per (device or None, bucket)."""
+    acc: dict[tuple[str | None, datetime], dict[str, Any]] = {}
+
+    def keys(devices: list[str]) -> list[str | None]:
+        if split:
+            return [d for d in devices if device in (None, d)]
+        return [None] if device is None or device in devices else []
+
+    def point(key: tuple[str | None, datetime]) -> dict[str, Any]:
+        empty: dict[str, Any] = {name: 0 for name in TREND_FIELDS}
+        return acc.setdefault(key, {**empty, "durations": [], "values": []})
+
+    for doc in docs:
+        started_at = datetime.fromisoformat(doc["started_at"])
+        t = bucket_of(started_at, bucket)
+        st = [c["status"] for c in doc["results"]["test_details"]]
+        seconds = (datetime.fromisoformat(doc["completed_at"]) - started_at).total_seconds()
+        outcome = "failed" if "failed" in st else "passed" if "passed" in st else "no_tests"
+        for d in keys(doc["hardware"]):
+            p = point((d, t))
+            p["runs"] += 1
+            p[f"outcome_{outcome}"] += 1
+            p["tests_passed"] += st.count("passed")
+            p["tests_failed"] += st.count("failed")
+            p["durations"].append(seconds)
+        for m in doc["metrics"]:
+            for d in keys([m["hardware"]] if m["hardware"] else doc["hardware"]):
+                point((d, t))["values"].append(m["value"])
+    for p in acc.values():
+        decided = p["tests_passed"] + p["tests_failed"]
+        p["pass_rate"] = p["tests_passed"] / decided if decided else None
+        durations, values = p.pop("durations"), p.pop("values")
+        p["p50_duration"], p["p95_duration"] = (percentile_cont(durations, f) for f in (0.5, 0.95))
+        p["metric_n"] = len(values) or None  # null in a bucket without points
+        p["metric_p50"], p["metric_p95"] = (percentile_cont(values, f) for f in (0.5, 0.95))
+    return acc
+
+
+def assert_typed(model: type[BaseModel], body: dict[str, Any]) -> None:
+    """Assert an answer round-trips through its declared model: nothing missing or extra."""
+    assert model.model_validate(body).model_dump(mode="json") == body
+
+
+def check_points(
+    points: list[dict[str, Any]], want: dict[Any, dict[str, Any]], split: bool
+) -> None:
+    got_keys = [(p.get("hardware"), answer_time(p["bucket"])) for p in points]
+    assert got_keys == sorted(want, key=lambda k: (k[0] or "", k[1]))
+    for p, key in zip(points, got_keys, strict=True):
+        assert ("hardware" in p) == split
+        for name, value in want[key].items():
+            assert p[name] == (value if value is None else pytest.approx(value)), (key, name)
+
+
+@pytest.mark.parametrize("bucket", ["hour", "day", "week"])
+def test_trends_one_series_per_device(client: TestClient, bucket: str) -> None:
+    docs = device_history()
+    for doc in docs:
+        assert client.post(f"{B}/runs", json=doc).status_code == 201, doc
+    params = {"model_name": "hw", "metric": "latency_ms", "bucket": bucket}
+    split = client.get(f"{B}/trends", params={**params, "by": "hardware"})
+    assert split.status_code == 200, split.text
+    assert_typed(TrendsAnswer, split.json())
+    want = expected_trend(docs, bucket, device=None, split=True)
+    assert {k[0] for k in want} == {"cpu", "cuda", "npu"}
+    check_points(split.json()["points"], want, split=True)
+    # The two devices differ: cuda's pass rate and latency are lower every day.
+    if bucket == "day":
+        by = {(p["hardware"], p["bucket"]): p for p in split.json()["points"]}
+        for (device, at), p in by.items():
+            if device == "cuda" and ("cpu", at) in by:
+                assert p["pass_rate"] < by[("cpu", at)]["pass_rate"]
+    # Without `by`: one series, as before (a run and a point count once).
+    merged = client.get(f"{B}/trends", params=params).json()
+    assert_typed(TrendsAnswer, merged)
+    assert set(merged) == {"bucket", "metric", "points"}
+    check_points(merged["points"], expected_trend(docs, bucket, device=None, split=False), False)
+    # The hardware filter, alone and with the split: the split's series of that device.
+    for device in ("cuda", "cpu"):
+        one = client.get(f"{B}/trends", params={**params, "hardware": device}).json()
+        check_points(one["points"], expected_trend(docs, bucket, device=device, split=False), False)
+        both = client.get(f"{B}/trends", params={**params, "hardware": device, "by": "hardware"})
+        series = [p for p in split.json()["points"] if p["hardware"] == device]
+        assert both.json()["points"] == series
+
+
+def test_trends_points_cap_each_device_series(client: TestClient) -> None:
+    docs = device_history()
+    for doc in docs:
+        assert client.post(f"{B}/runs", json=doc).status_code == 201
+    params = {"model_name": "hw", "bucket": "hour", "by": "hardware"}
+    whole = client.get(f"{B}/trends", params=params).json()["points"]
+    capped = client.get(f"{B}/trends", params={**params, "points": 2}).json()["points"]
+    for device in ("cpu", "cuda"):
+        series = [p for p in whole if p["hardware"] == device]
+        kept = [p for p in capped if p["hardware"] == device]
+        assert len(series) > 2 and len(kept) == 2  # one chunk: its min and max pass rate
+        rates = [p["pass_rate"] for p in series]
+        assert sorted(p["pass_rate"] for p in kept) == [min(rates), max(rates)]
+        assert kept == sorted(kept, key=lambda p: p["bucket"])
+    assert client.get(f"{B}/trends", params={"by": "model"}).status_code == 422
+
+
+# --- direction from units --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metric", "unit", "better"),
+    [
+        # Anything per second, and the named rates: higher.
+        *(
+            (name, u, "higher")
+            for name, u in [
+                ("tokens_per_sec", "tokens/s"),
+                ("x", "samples/s"),
+                ("x", "it/s"),
+                ("x", "items/s"),
+                ("x", "req/sec"),
+                ("x", "img/second"),
+                ("render", "fps"),
+                ("serve", "QPS"),
+                ("latency_ms", "tokens/s"),
+            ]
+        ),
+        # Decimal and binary sizes: lower.
+        *(("peak", u, "lower") for u in ["B", "bytes", "KB", "kB", "MB", "GB", "TB"]),
+        *(("peak", u, "lower") for u in ["KiB", "MiB", "GiB", "TiB"]),
+        # Times: lower.
+        *(("step", u, "lower") for u in ["ns", "us", "µs", "ms", "s", "sec", "seconds", "min"]),
+        # A share: the name decides, lower words first.
+        ("gpu_memory_pct", "%", "lower"),
+        ("error_rate", "%", "lower"),
+        ("loss", "ratio", "lower"),
+        ("time_in_gc_pct", "%", "lower"),
+        ("gpu_memory_util_pct", "%", "lower"),
+        ("accuracy", "%", "higher"),
+        ("pass_rate", "%", "higher"),
+        ("gpu_util_pct", "%", "higher"),
+        ("gpu_utilization", "%", "higher"),
+        ("throughput_share", "ratio", "higher"),
+        # A share the name says nothing of: a ratio is a pass rate, a % is unknown.
+        ("pass_rate", "ratio", "higher"),
+        ("cache_ratio", "ratio", "higher"),
+        ("fan_pct", "%", None),
+        ("occupancy", "%", None),
+        # A unit that says nothing: the name, else unknown.
+        ("latency", "", "lower"),
+        ("accuracy", "", "higher"),
+        ("widgets", "", None),
+        ("widgets", "widgets", None),
+    ],
+)
+def test_direction_by_unit_family(metric: str, unit: str, better: str | None) -> None:
+    assert direction(metric, unit) == better
+    moved = change_verdict(0.5, direction(metric, unit), 0.1)
+    want = {"lower": "regression", "higher": "improvement", None: "changed"}[better]
+    assert moved == want
+
+
+# --- regressions: noise, unknown direction, pass rate ----------------------------------------
+
+# Model n, one run a day as model m: a noisy metric whose median moves past 10 % by chance, a
+# metric in a unit without a direction that shifts for real, and a pass rate that drops.
+NOISY = [100, 60, 140, 80, 120, 70, 130, 90, 110, 65, 135, 150, 60, 115]
+WIDGETS = [10.0 + (i % 3) / 10 if i < RUNS - 3 else 20.0 + (i % 3) / 10 for i in range(RUNS)]
+PASSING = [10 if i < RUNS - 3 else 5 for i in range(RUNS)]  # of 10 tests
+
+
+def noisy_history() -> list[dict[str, Any]]:
+    docs = []
+    for i in range(RUNS):
+        t = started(i)
+        cases = [
+            {
+                "name": f"tests/test_n.py::test_{k}",
+                "status": "passed" if k < PASSING[i] else "failed",
+            }
+            for k in range(10)
+        ]
+        docs.append(
+            {
+                "run_id": f"n{i:02d}",
+                "model_name": "n",
+                "hardware": ["cpu"],
+                "status": "completed",
+                "started_at": iso(t),
+                "completed_at": iso(t + timedelta(seconds=60)),
+                "results": {"test_details": cases},
+                "metrics": [
+                    {"name": "noisy_ms", "value": NOISY[i], "unit": "ms", "hardware": "cpu"},
+                    {"name": "widgets", "value": WIDGETS[i], "unit": "widgets", "hardware": "cpu"},
+                ],
+            }
+        )
+    return docs
+
+
+def expected_regression(
+    before: list[float], after: list[float], better: str | None, threshold: float, floor: int
+) -> tuple[str, float | None]:
+    """Return the verdict and p-value /regressions should give a series, computed here."""
+    if len(before) < floor or len(after) < floor:
+        return "insufficient_data", None
+    rel = (statistics.median(after) - statistics.median(before)) / abs(statistics.median(before))
+    if abs(rel) < threshold:
+        return "unchanged", None
+    p = float(mannwhitneyu(before, after, alternative="two-sided").pvalue)
+    if p >= 0.05:
+        return "unchanged", p
+    if better is None:
+        return "changed", p
+    worse = rel > 0 if better == "lower" else rel < 0
+    return ("regression" if worse else "improvement"), p
+
+
+def test_regressions_noise_unknown_direction_and_pass_rate(client: TestClient) -> None:
+    docs = noisy_history()
+    for doc in docs:
+        assert client.post(f"{B}/runs", json=doc).status_code == 201
+    every = ["regression", "improvement", "changed", "unchanged", "insufficient_data"]
+    params = {"model_name": "n", "days": 3, "baseline_days": 28, "min_samples": 3}
+    answer = client.get(f"{B}/regressions", params={**params, "verdict": every}).json()
+    assert_typed(RegressionsAnswer, answer)
+    series = {r["metric"]: r for r in answer["series"]}
+    split = NOW - timedelta(days=3)
+    recent = [datetime.fromisoformat(d["started_at"]) >= split for d in docs]
+    values = {
+        "noisy_ms": ([float(v) for v in NOISY], "lower"),
+        "widgets": (WIDGETS, None),
+        "pass_rate": ([p / 10 for p in PASSING], "higher"),
+    }
+    planned = {"noisy_ms": "unchanged", "widgets": "changed", "pass_rate": "regression"}
+    for name, (vals, better) in values.items():
+        before = [v for v, r in zip(vals, recent, strict=True) if not r]
+        after = [v for v, r in zip(vals, recent, strict=True) if r]
+        verdict, p = expected_regression(before, after, better, 0.1, 3)
+        assert verdict == planned[name], name  # the plant does what it is meant to
+        row = series[name]
+        assert row["better"] == better, name
+        assert row["verdict"] == verdict, name
+        assert row["p_value"] == pytest.approx(p), name
+        rel = (statistics.median(after) - statistics.median(before)) / statistics.median(before)
+        assert row["relative_change"] == pytest.approx(rel), name
+    # The noise crossed the threshold and was tested, but is not significant.
+    noisy = series["noisy_ms"]
+    assert abs(noisy["relative_change"]) >= 0.1 and noisy["p_value"] >= 0.05
+    # Six tests fail from the drop on: each passed throughout the baseline.
+    dropped = sorted(f"tests/test_n.py::test_{k}" for k in range(10) if k >= min(PASSING))
+    assert sorted(f["test_id"] for f in answer["newly_failing"]) == dropped
+
+
+# --- compare: newly passing and added --------------------------------------------------------
+
+
+def test_compare_lists_newly_passing_added_and_missing(
+    client: TestClient, planted: list[dict[str, Any]]
+) -> None:
+    base, head = planted[2], planted[3]  # test_fixed passes from run 3; rare and five alternate
+    answer = client.get(f"{B}/compare", params={"base": "r02", "head": "r03"}).json()
+    assert_typed(CompareAnswer, answer)
+    b = {c["name"]: c["status"] for c in base["results"]["test_details"]}
+    h = {c["name"]: c["status"] for c in head["results"]["test_details"]}
+    newly_passing = sorted(n for n in h if b.get(n) == "failed" and h[n] == "passed")
+    added, missing = sorted(set(h) - set(b)), sorted(set(b) - set(h))
+    assert newly_passing and added and missing
+    assert [t["test_id"] for t in answer["newly_passing"]] == newly_passing
+    assert [t["test_id"] for t in answer["added"]] == added
+    assert [t["test_id"] for t in answer["missing"]] == missing
+    assert all(t["base_status"] is None for t in answer["added"])
+    assert [t["head_status"] for t in answer["added"]] == [h[n] for n in added]
+    assert [(t["base_status"], t["head_status"]) for t in answer["newly_passing"]] == [
+        ("failed", "passed")
+    ] * len(newly_passing)
+    counts = answer["counts"]
+    assert (counts["newly_passing"], counts["added"], counts["missing"]) == (
+        len(newly_passing),
+        len(added),
+        len(missing),
+    )
+
+
+# --- /tests filters and /tests/history -------------------------------------------------------
+
+
+def expected_counts(docs: list[dict[str, Any]]) -> dict[str, tuple[int, int, int]]:
+    """Return per test id (results, passed, failed) over the documents."""
+    out: dict[str, list[int]] = {}
+    for doc in docs:
+        for c in doc["results"]["test_details"]:
+            row = out.setdefault(c["name"], [0, 0, 0])
+            row[0] += 1
+            row[1] += c["status"] == "passed"
+            row[2] += c["status"] == "failed"
+    return {name: (r[0], r[1], r[2]) for name, r in out.items()}
+
+
+def test_tests_filters_match_the_documents(
+    client: TestClient, planted: list[dict[str, Any]]
+) -> None:
+    def at(doc: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(doc["started_at"])
+
+    since, until = started(4), started(8)
+    cases: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
+        ({"batch_id": "retry-batch"}, [d for d in planted if d.get("batch_id") == "retry-batch"]),
+        ({"tag": "commit:c5"}, [d for d in planted if d["tags"]["commit"] == "c5"]),
+        ({"tag": "commit"}, planted),
+        ({"tag": "nope"}, []),
+        (
+            {"since": iso(since), "until": iso(until)},
+            [d for d in planted if since <= at(d) <= until],
+        ),
+        ({"hardware": "cuda"}, [d for d in planted if "cuda" in d["hardware"]]),
+        ({"days": 2}, [d for d in planted if at(d) >= NOW - timedelta(days=2)]),
+        (
+            {"days": 2, "hardware": "cpu"},
+            [d for d in planted if at(d) >= NOW - timedelta(days=2) and d["hardware"] == ["cpu"]],
+        ),
+    ]
+    for params, docs in cases:
+        response = client.get(f"{B}/tests", params={**params, "limit": 1000})
+        assert response.status_code == 200, (params, response.text)
+        got = {r["test_id"]: (r["runs"], r["passed"], r["failed"]) for r in response.json()}
+        assert got == expected_counts(docs), params
+        assert response.headers["x-total-count"] == str(len(got))
+
+
+def test_history_filters_and_fields(client: TestClient, planted: list[dict[str, Any]]) -> None:
+    fill = FILLERS[0]  # run by model m on cpu and model r on cuda
+    for params in (
+        {},
+        {"model_name": "r"},
+        {"hardware": "cuda"},
+        {"model_name": "m", "hardware": "cpu"},
+        {"model_name": "r", "hardware": "cpu"},
+    ):
+        rows = client.get(f"{B}/tests/history", params={"test_id": fill, **params}).json()
+        docs = [
+            d
+            for d in planted
+            if params.get("model_name") in (None, d["model_name"])
+            and params.get("hardware") in (None, *d["hardware"])
+        ]
+        docs.sort(key=lambda d: (d["started_at"], d["run_id"]), reverse=True)
+        assert [r["run_id"] for r in rows] == [d["run_id"] for d in docs], params
+        for row, doc in zip(rows, docs, strict=True):
+            case = next(c for c in doc["results"]["test_details"] if c["name"] == fill)
+            assert row["batch_id"] == doc.get("batch_id")
+            assert row["model_name"] == doc["model_name"]
+            assert row["hardware"] == ",".join(doc["hardware"])
+            assert row["status"] == case["status"]
+            assert row["duration_ms"] == case.get("duration_ms")
+            assert row["error"] == case.get("error")
+    flaky = client.get(f"{B}/tests/history", params={"test_id": "tests/test_m.py::test_flaky"})
+    rows = {r["run_id"]: r for r in flaky.json()}
+    for doc in planted[:RUNS]:
+        case = next(c for c in doc["results"]["test_details"] if c["name"].endswith("test_flaky"))
+        row = rows[doc["run_id"]]
+        assert (row["status"], row["duration_ms"], row["error"]) == (
+            case["status"],
+            case["duration_ms"],
+            case.get("error"),
+        )
+    assert any(r["error"] for r in rows.values())
+
+
+# --- /flaky?last_runs over the whole history -------------------------------------------------
+
+OLD_FAILS = {1, 3, 4}  # of eight runs 45.5 to 38.5 days ago; then one passing run a day ago
+
+
+def old_history() -> list[dict[str, Any]]:
+    times = [NOW - timedelta(days=45 - k, hours=12) for k in range(8)] + [NOW - timedelta(days=1)]
+    return [
+        {
+            "run_id": f"old{k}",
+            "model_name": "old",
+            "hardware": ["cpu"],
+            "status": "completed",
+            "started_at": iso(t),
+            "completed_at": iso(t + timedelta(seconds=5)),
+            "results": {
+                "test_details": [
+                    {
+                        "name": "tests/test_old.py::test_x",
+                        "status": "failed" if k in OLD_FAILS else "passed",
+                    },
+                    *({"name": n, "status": "passed"} for n in FILLERS[:2]),
+                ]
+            },
+            "tags": {"commit": f"o{k}"},
+        }
+        for k, t in enumerate(times)
+    ]
+
+
+def test_flaky_last_runs_without_days_looks_at_the_whole_history(client: TestClient) -> None:
+    docs = old_history()
+    for doc in docs:
+        assert client.post(f"{B}/runs", json=doc).status_code == 201
+    test = "tests/test_old.py::test_x"
+    everything = ["flaky", "broken", "healthy", "insufficient_data"]
+    series = decided_series(docs, "old", test, 0.5)
+
+    def row(**params: Any) -> dict[str, Any]:
+        answer = client.get(f"{B}/flaky", params={"verdict": everything, "min_runs": 5, **params})
+        assert answer.status_code == 200, answer.text
+        return next(r for r in answer.json() if r["test_id"] == test)
+
+    def check(got: dict[str, Any], used: list[tuple[datetime, str]]) -> None:
+        assert got["runs"] == len(used)
+        assert got["failures"] == sum(s == "failed" for _, s in used)
+        assert got["verdict"] == expected_verdict(used, 5, False)
+
+    # last_runs alone: each group's last 6 results, however old.
+    check(row(last_runs=6), series[-6:])
+    assert row(last_runs=6)["runs"] == 6
+    # days alone, or by default (30): only the recent run.
+    in_30 = [s for s in series if s[0] >= NOW - timedelta(days=30)]
+    check(row(), in_30)
+    check(row(days=30), in_30)
+    # days and last_runs together: both.
+    check(row(days=30, last_runs=6), in_30[-6:])
+    in_42 = [s for s in series if s[0] >= NOW - timedelta(days=42)]
+    check(row(days=42, last_runs=6), in_42[-6:])  # five results, one failure
