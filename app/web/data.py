@@ -398,7 +398,10 @@ def run(ts: Session, gen: Session | None, f: RunFilters, run_id: str) -> dict[st
         "steps_total": steps_total,
         "timeline": _timeline(steps),
         "metrics": queries.run_metric_summary(ts, run_id),
-        "artifacts": queries.run_artifacts(ts, run_id, ARTIFACT_LIMIT),
+        "artifacts": [
+            {**a, "file_name": Path(a["artifact_path"]).name}
+            for a in queries.run_artifacts(ts, run_id, ARTIFACT_LIMIT)
+        ],
         "previous_run": previous,
         "json": {
             "run": f"/api/test/db/run/{quote(run_id, safe='')}",
