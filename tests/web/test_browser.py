@@ -197,6 +197,18 @@ def test_generator_task_page_highlights_the_file_and_runs_it(ui_server: Server, 
         timeout=60_000
     )
     screenshot(page, "run-from-generator")
+    # The run wrote its log, JUnit XML and results file: each is linked and downloads as written.
+    links = page.locator("a.artifact-link")
+    links.first.wait_for()
+    assert links.count() >= 2 and page.locator(".artifacts .note").count() == 0
+    with page.expect_download() as got:
+        links.first.click()
+    run_id = page.url.rsplit("/", 1)[-1]
+    listed = httpx.get(f"{ui_server.url}/api/test/run/{run_id}/artifacts", timeout=10).json()
+    stored = Path(listed[0]["artifact_path"])
+    on_disk = stored if stored.is_absolute() else ui_server.folder / "results" / stored
+    assert got.value.suggested_filename == on_disk.name
+    assert Path(got.value.path()).read_bytes() == on_disk.read_bytes() != b""
     seen.check()
 
 
