@@ -366,6 +366,11 @@ def test_compare_page_sorts_tests_into_categories_with_metric_deltas(seeded: Tes
     mixed = seeded.get(f"/ui/data/compare?base={BATCH}&head={head}").json()["compare"]
     assert mixed["base"]["kind"] == "batch" and mixed["counts"]["missing"] == 12
     assert mixed["counts"]["added"] == 4
+    # Other models' metrics: each on one side only, never "unchanged".
+    assert {m["verdict"] for m in mixed["metrics"]} == {"one_side"}
+    mixed_html = seeded.get(f"/compare?base={BATCH}&head={head}").text
+    assert "only in base" in mixed_html and "only in head" in mixed_html
+    assert "vd-unchanged" not in mixed_html
     metric = data["metrics"][0]
     assert metric["metric"] == "latency_ms" and metric["delta"] == pytest.approx(-0.2)
     html = seeded.get(f"/compare?base={base}&head={head}").text
