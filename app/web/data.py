@@ -23,6 +23,8 @@ from app.components.test_suite import models as ts_models
 from app.components.test_suite import reports as ts_reports
 from app.components.test_suite import service as ts_service
 from app.components.test_suite import store as ts_store
+from app.components.test_suite.suites_router import inside_results
+from app.core.config import Settings
 from app.core.errors import NotFound
 from app.core.pagination import Page
 from app.core.stats import window_start
@@ -365,7 +367,9 @@ def _change_points(
     return marks
 
 
-def run(ts: Session, gen: Session | None, f: RunFilters, run_id: str) -> dict[str, Any]:
+def run(
+    ts: Session, gen: Session | None, f: RunFilters, run_id: str, settings: Settings
+) -> dict[str, Any]:
     """Return a run's summary, a page of its per-test table, steps, metrics and artifacts."""
     summary = ts_store.run_summary(ts, run_id)
     if summary is None:
@@ -383,6 +387,7 @@ def run(ts: Session, gen: Session | None, f: RunFilters, run_id: str) -> dict[st
     )
     steps, steps_total = queries.run_steps(ts, run_id, STEP_LIMIT)
     previous = _previous_run(ts, summary)
+    artifacts = queries.run_artifacts(ts, run_id, ARTIFACT_LIMIT)
     status = str(summary["status"])
     summary["status"] = status
     params = f.model_dump()
@@ -398,13 +403,31 @@ def run(ts: Session, gen: Session | None, f: RunFilters, run_id: str) -> dict[st
         "steps_total": steps_total,
         "timeline": _timeline(steps),
         "metrics": queries.run_metric_summary(ts, run_id),
-        "artifacts": queries.run_artifacts(ts, run_id, ARTIFACT_LIMIT),
+        "artifacts": [_artifact(a, run_id, settings) for a in artifacts],
         "previous_run": previous,
         "json": {
             "run": f"/api/test/db/run/{quote(run_id, safe='')}",
             "status": f"/api/test/status/{quote(run_id, safe='')}",
             "events": f"/api/test/events/{quote(run_id, safe='')}",
         },
+    }
+
+
+def _artifact(row: dict[str, Any], run_id: str, settings: Settings) -> dict[str, Any]:
+    """Return an artifact with its download URL, or why it cannot be downloaded."""
+    # The download route's own check: only files inside the results folder are served.
+    path = inside_results(settings, row["artifact_path"])
+    unavailable = None
+    if path is None:
+        unavailable = "outside the results folder"
+    elif not path.is_file():
+        unavailable = "missing"
+    url = f"/api/test/run/{quote(run_id, safe='')}/artifacts/{row['id']}"
+    return {
+        **row,
+        "file_name": Path(row["artifact_path"]).name,
+        "download_url": None if unavailable else url,
+        "unavailable": unavailable,
     }
 
 

@@ -103,6 +103,8 @@ def _build(spec: PageSpec, request: Request, ctx: AppContext) -> dict[str, Any]:
         extra: dict[str, Any] = dict(request.path_params)
         if spec.name == "task":
             extra["output_root"] = ctx.settings.folder("output")
+        elif spec.name == "run":
+            extra["settings"] = ctx.settings
         return spec.build(ts, gen, filters, **extra)
 
 

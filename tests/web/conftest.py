@@ -27,6 +27,7 @@ CHROMIUM_ARGS = [
 ]
 SHOTS = ROOT / "data" / "ui-screenshots"
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
+PROTECTED_LOG = b"collected 6 items\n\xe2\x9c\x93 6 passed\n"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,7 +51,11 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def protected_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real uvicorn whose reads need an API key, seeded with that key."""
     env = {"APP_API_KEYS": "k1", "APP_PROTECT_READS": "true"}
-    srv = Server(tmp_path_factory.mktemp("ui-protected"), env=env).start()
+    folder = tmp_path_factory.mktemp("ui-protected")
+    # Every seeded run records the artifact pytest.log: here it exists, so it can be downloaded.
+    (folder / "results").mkdir()
+    (folder / "results" / "pytest.log").write_bytes(PROTECTED_LOG)
+    srv = Server(folder, env=env).start()
     try:
         with httpx.Client(base_url=srv.url, timeout=30) as http:
             seed(http, headers={"X-API-Key": "k1"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support import Server
-from tests.web.conftest import screenshot, watch
+from tests.web.conftest import PROTECTED_LOG, screenshot, watch
 from tests.web.support import BATCH, FLAKY_TEST, HISTORY_MODEL, LIVE_RUN, MODELS, NEW_FAILURE
 
 pytestmark = [pytest.mark.ui, pytest.mark.e2e]
@@ -196,10 +197,24 @@ def test_generator_task_page_highlights_the_file_and_runs_it(ui_server: Server, 
         timeout=60_000
     )
     screenshot(page, "run-from-generator")
+    # The run wrote its log, JUnit XML and results file: each is linked and downloads as written.
+    links = page.locator("a.artifact-link")
+    links.first.wait_for()
+    assert links.count() >= 2 and page.locator(".artifacts .note").count() == 0
+    with page.expect_download() as got:
+        links.first.click()
+    run_id = page.url.rsplit("/", 1)[-1]
+    listed = httpx.get(f"{ui_server.url}/api/test/run/{run_id}/artifacts", timeout=10).json()
+    stored = Path(listed[0]["artifact_path"])
+    on_disk = stored if stored.is_absolute() else ui_server.folder / "results" / stored
+    assert got.value.suggested_filename == on_disk.name
+    assert Path(got.value.path()).read_bytes() == on_disk.read_bytes() != b""
     seen.check()
 
 
-def test_protected_reads_ask_for_the_key_once(protected_server: Server, page: Any) -> None:
+def test_protected_reads_ask_for_the_key_once(
+    protected_server: Server, page: Any, browser: Any
+) -> None:
     seen = watch(page)
     page.goto(protected_server.url + "/", wait_until="load")
     form = page.locator("#key-form")
@@ -214,6 +229,64 @@ def test_protected_reads_ask_for_the_key_once(protected_server: Server, page: An
     _settled(page)
     _drawn_series(page, "pass-rate")
     assert not form.is_visible()
+    # The key is kept for the browser (localStorage): a new tab does not ask again.
+    other = browser.new_page()
+    other_seen = watch(other)
+    _open(other, protected_server.url + PAGES["run"])
+    assert not other.locator("#key-form").is_visible()
+    other.close()
+    seen.check()
+    other_seen.check()
+
+
+def test_protected_links_send_the_key_and_ask_for_it_without(
+    protected_server: Server, page: Any, browser: Any
+) -> None:
+    # Forget a key an earlier test kept, once the page has done loading (with it or asking).
+    page.goto(protected_server.url + PAGES["run"], wait_until="load")
+    page.wait_for_function(
+        "document.getElementById('content').dataset.loaded === 'true'"
+        " || !document.getElementById('key-form').hidden"
+    )
+    page.evaluate("localStorage.clear()")
+    seen = watch(page)
+    page.reload(wait_until="load")
+    page.fill("#key-form input", "k1")
+    page.click("#key-form button")
+    _settled(page)
+
+    def opened_json(link: str) -> Any:
+        with browser.expect_page() as new:
+            page.click(link)
+        tab = new.value
+        tab.wait_for_url(re.compile(r"^blob:"))
+        body = json.loads(tab.evaluate("document.querySelector('pre').textContent"))
+        tab.close()
+        return body
+
+    assert opened_json("#page-json")["run"]["run_id"] == FAILING_RUN
+    built_from = page.locator(".sources a.src", has_text="run")
+    assert built_from.get_attribute("href") == f"/api/test/db/run/{FAILING_RUN}"
+    assert opened_json(".sources a.src >> text=run")["run_id"] == FAILING_RUN
+    artifact = page.locator("a.artifact-link").first
+    with page.expect_download() as got:
+        artifact.click()
+    assert got.value.suggested_filename == "pytest.log"
+    assert Path(got.value.path()).read_bytes() == PROTECTED_LOG
+    seen.check()  # no 401 or 403 among the page's requests
+    # A plain request of the same link is refused: the page's key made the difference.
+    href = protected_server.url + str(artifact.get_attribute("href"))
+    assert httpx.get(href, timeout=10).status_code == 401
+    screenshot(page, "run-protected-links")
+    # Forgotten: the page asks for the key again, and a link says it needs one; nothing opens.
+    page.click("#forget-key")
+    page.locator("#key-form").wait_for(state="visible")
+    assert page.evaluate("localStorage.length") == 0
+    tabs = len(browser.pages)
+    page.click("#page-json")
+    page.locator("#key-error", has_text="This link needs the API key.").wait_for()
+    assert len(browser.pages) == tabs and page.url == protected_server.url + PAGES["run"]
+    screenshot(page, "run-protected-key-forgotten", full_page=False)
     seen.check()
 
 

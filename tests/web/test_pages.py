@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from app.core.config import Settings
 from app.main import create_app
 from tests.support import make_settings
 from tests.web.support import (
@@ -113,6 +114,47 @@ def test_run_page_puts_failures_first_and_filters_sorts_and_pages(seeded: TestCl
     html = seeded.get(f"/runs/{run_id}").text
     assert "AssertionError: outputs differ" in html and 'href="/api/test/db/run/' in html
     assert seeded.get(f"/ui/data/runs/{LIVE_RUN}").json()["live"] is True
+
+
+def test_run_page_links_only_artifacts_that_can_be_downloaded(
+    seeded: TestClient, settings: Settings
+) -> None:
+    (settings.folder("results") / "kept.log").write_text("kept\n", encoding="utf-8")
+    doc = {
+        "run_id": "with-files",
+        "model_name": MODELS[0],
+        "hardware": ["cpu"],
+        "status": "completed",
+        "artifacts": [
+            {"artifact_type": "log", "artifact_path": "kept.log"},
+            {"artifact_type": "log", "artifact_path": "gone.log"},
+            {"artifact_type": "junit", "artifact_path": "/etc/hostname"},
+        ],
+    }
+    assert seeded.post("/api/test/db/runs", json=doc).status_code in (200, 201)
+    data = seeded.get("/ui/data/runs/with-files").json()
+    found = {a["artifact_path"]: a for a in data["artifacts"]}
+    kept = found["kept.log"]
+    assert kept["unavailable"] is None and kept["file_name"] == "kept.log"
+    assert seeded.get(kept["download_url"]).text == "kept\n"
+    assert found["gone.log"]["download_url"] is None
+    assert found["gone.log"]["unavailable"] == "missing"
+    assert found["/etc/hostname"]["unavailable"] == "outside the results folder"
+    # The route agrees: what the page does not link answers 404 and 403.
+    for path, code in (("gone.log", 404), ("/etc/hostname", 403)):
+        url = f"/api/test/run/with-files/artifacts/{found[path]['id']}"
+        assert seeded.get(url).status_code == code, path
+    html = seeded.get("/runs/with-files").text
+    assert html.count('class="artifact-link"') == 1
+    assert f'href="{kept["download_url"]}" download="kept.log" data-keyed' in html
+    assert (
+        '<code class="artifact-off">gone.log</code> <small class="note">(not downloadable: missing)'
+        in html
+    )
+    assert "(not downloadable: outside the results folder)" in html
+    # The seeded runs record a pytest.log that was never written.
+    seeded_run = seeded.get(f"/runs/{MODELS[0]}-d0").text
+    assert "artifact-link" not in seeded_run and "(not downloadable: missing)" in seeded_run
 
 
 def test_batch_and_generator_pages_list_their_members(seeded: TestClient) -> None:
@@ -324,6 +366,11 @@ def test_compare_page_sorts_tests_into_categories_with_metric_deltas(seeded: Tes
     mixed = seeded.get(f"/ui/data/compare?base={BATCH}&head={head}").json()["compare"]
     assert mixed["base"]["kind"] == "batch" and mixed["counts"]["missing"] == 12
     assert mixed["counts"]["added"] == 4
+    # Other models' metrics: each on one side only, never "unchanged".
+    assert {m["verdict"] for m in mixed["metrics"]} == {"one_side"}
+    mixed_html = seeded.get(f"/compare?base={BATCH}&head={head}").text
+    assert "only in base" in mixed_html and "only in head" in mixed_html
+    assert "vd-unchanged" not in mixed_html
     metric = data["metrics"][0]
     assert metric["metric"] == "latency_ms" and metric["delta"] == pytest.approx(-0.2)
     html = seeded.get(f"/compare?base={base}&head={head}").text

@@ -289,16 +289,20 @@ def parse_fail_on(text: str) -> list[GateRule]:
 
 
 def metric_delta(row: dict[str, Any], threshold: float) -> dict[str, Any]:
-    """Return a compare metric row with its delta, relative change and verdict."""
+    """Return a compare metric row with its delta, relative change and verdict.
+
+    A metric only one side has is `one_side` (its other median is null), not `unchanged`.
+    """
     base, head = row["base_median"], row["head_median"]
     rel = relative_change(base, head)
     better = direction(row["metric"], row["unit"])
+    one_side = base is None or head is None
     return {
         **row,
-        "delta": None if base is None or head is None else head - base,
+        "delta": None if one_side else head - base,
         "relative_change": rel,
         "better": better,
-        "verdict": change_verdict(rel, better, threshold),
+        "verdict": "one_side" if one_side else change_verdict(rel, better, threshold),
     }
 
 

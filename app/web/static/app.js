@@ -1,13 +1,23 @@
 // Accelerate Tracking dashboard: load the page content (with the API key when reads are
-// protected), draw its charts with Plotly, follow a live run, run a generated suite.
+// protected), open keyed links, draw its charts with Plotly, follow a live run, run a suite.
 (function () {
   "use strict";
+  // The key is kept in localStorage, not sessionStorage: a link opened in a new tab (the usual
+  // way to read a dashboard) asked for it again. It never leaves this origin and this browser
+  // profile, the server only compares it, and the header's "forget key" deletes it; a shared
+  // browser profile should be given a read-only key (APP_API_KEYS) or forget it when done.
   var KEY = "accelerate-tracking.api-key";
   var TERMINAL = ["completed", "error", "timeout", "cancelled"];
   var STEP_COLORS = { completed: "#3c9a62", error: "#c0392b", timeout: "#c0392b",
     running: "#2f6fc0", pending: "#9aa3ae", skipped: "#c8a13a", cancelled: "#c8a13a" };
 
-  function apiKey() { return sessionStorage.getItem(KEY); }
+  function apiKey() { return localStorage.getItem(KEY); }
+
+  function keepKey(key) {
+    if (key) { localStorage.setItem(KEY, key); } else { localStorage.removeItem(KEY); }
+    var forget = document.getElementById("forget-key");  // only when reads are protected
+    if (forget) { forget.hidden = !key; }
+  }
 
   function api(url, options) {
     options = options || {};
@@ -29,20 +39,108 @@
     var form = document.getElementById("key-form");
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      sessionStorage.setItem(KEY, form.querySelector("input").value);
+      keepKey(form.querySelector("input").value);
       form.hidden = true;
       loadContent();
+    });
+    var forget = document.getElementById("forget-key");
+    if (!forget) { return; }
+    forget.hidden = !apiKey();
+    forget.addEventListener("click", function () {
+      keepKey(null);
+      window.location.reload();
     });
   }
 
   function content() { return document.getElementById("content"); }
+
+  // --- keyed links: page JSON, "Built from" API links, artifacts -------------------------------
+
+  // A plain link cannot send X-API-Key: when reads are protected, a link marked data-keyed is
+  // fetched with the key, then shown in a new tab (JSON) or saved (links with `download`).
+  function setupKeyedLinks() {
+    function onClick(ev) {
+      if (ev.defaultPrevented || ev.button !== (ev.type === "auxclick" ? 1 : 0)) { return; }
+      var link = ev.target.closest ? ev.target.closest("a[data-keyed]") : null;
+      if (!link || link.origin !== window.location.origin) { return; }
+      if (content().dataset.protected !== "true") { return; }  // reads are open: follow it
+      ev.preventDefault();
+      if (!apiKey()) { askForKey("This link needs the API key."); return; }
+      openKeyed(link);
+    }
+    document.addEventListener("click", onClick);
+    document.addEventListener("auxclick", onClick);
+  }
+
+  function openKeyed(link) {
+    var save = link.hasAttribute("download");
+    // Opened during the click: a tab opened after the fetch would be refused as a pop-up.
+    var tab = save ? null : window.open("", "_blank");
+    linkStatus("");
+    return api(link.href).then(function (resp) {
+      if (!resp.ok) { return refused(resp, link, tab); }
+      return resp.blob().then(function (blob) {
+        var url = URL.createObjectURL(blob);
+        if (save) {
+          saveAs(url, fileName(resp, link));
+        } else if (tab) {
+          tab.location.href = url;
+        } else {
+          window.location.href = url;  // pop-ups blocked: show it here
+        }
+        setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
+      });
+    }).catch(function (err) {
+      if (tab) { tab.close(); }
+      linkStatus("Could not open " + link.pathname + ": " + err.message);
+    });
+  }
+
+  function refused(resp, link, tab) {
+    if (tab) { tab.close(); }
+    return resp.text().then(function (text) {
+      var detail = text;
+      try { detail = JSON.parse(text).detail; } catch (e) { /* not JSON */ }
+      detail = typeof detail === "string" ? detail : JSON.stringify(detail);
+      if (resp.status === 401 || resp.status === 403) {
+        if (resp.status === 403) { keepKey(null); }
+        askForKey(detail);
+        return;
+      }
+      linkStatus("Could not open " + link.pathname + ": " + resp.status + " " + detail);
+    });
+  }
+
+  function linkStatus(text) {
+    var box = document.getElementById("link-status");
+    box.textContent = text;
+    box.hidden = !text;
+  }
+
+  function fileName(resp, link) {
+    var header = resp.headers.get("Content-Disposition") || "";
+    var star = /filename\*=utf-8''([^;]+)/i.exec(header);
+    if (star) { return decodeURIComponent(star[1]); }
+    var plain = /filename="?([^";]+)"?/.exec(header);
+    if (plain) { return plain[1]; }
+    return link.getAttribute("download") || link.pathname.split("/").pop();
+  }
+
+  function saveAs(url, name) {
+    var a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  }
 
   function loadContent() {
     var main = content();
     return api(main.dataset.part).then(function (resp) {
       if (resp.status === 401 || resp.status === 403) {
         return resp.json().then(function (body) {
-          if (resp.status === 403) { sessionStorage.removeItem(KEY); }
+          if (resp.status === 403) { keepKey(null); }
           askForKey(body.detail);
         });
       }
@@ -265,12 +363,9 @@
       ev.preventDefault();
       status.textContent = "preparing CSV…";
       post("csv").then(function (resp) { return resp.blob(); }).then(function (blob) {
-        var a = document.createElement("a");
-        a.href = URL.createObjectURL(blob);
-        a.download = "query.csv";
-        document.body.appendChild(a);
-        a.click();
-        setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+        var url = URL.createObjectURL(blob);
+        saveAs(url, "query.csv");
+        setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
         status.textContent = "CSV downloaded";
       }).catch(function (err) { status.textContent = "Refused: " + err.message; });
     });
@@ -308,6 +403,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     setupKeyForm();
+    setupKeyedLinks();
     var main = content();
     if (main.dataset.loaded === "true") { init(main); return; }
     // Reads need a key and none is kept yet: ask before the first request, not after a 401.

@@ -469,6 +469,33 @@ def test_compare_and_gate(client: TestClient, planted: list[dict[str, Any]]) -> 
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_fail_on"
 
 
+def test_compare_says_when_a_metric_is_on_one_side_only(client: TestClient) -> None:
+    def run(run_id: str, values: dict[str, float]) -> dict[str, Any]:
+        points = [
+            {"name": n, "value": v, "unit": "ms", "hardware": "cpu"} for n, v in values.items()
+        ]
+        return {"run_id": run_id, "model_name": "m1", "hardware": ["cpu"], "metrics": points}
+
+    for doc in (
+        run("b1", {"latency_ms": 10.0, "load_ms": 5.0}),
+        run("h1", {"latency_ms": 10.0, "warmup_ms": 7.0}),
+    ):
+        assert client.post(f"{B}/runs", json=doc).status_code == 201
+    answer = client.get(
+        f"{B}/compare", params={"base": "b1", "head": "h1", "fail_on": "regression:0%"}
+    ).json()
+    by_name = {m["metric"]: m for m in answer["metrics"]}
+    assert by_name["latency_ms"]["verdict"] == "unchanged"
+    only_base, only_head = by_name["load_ms"], by_name["warmup_ms"]
+    assert (only_base["base_n"], only_base["head_n"]) == (1, 0)
+    assert (only_base["base_median"], only_base["head_median"]) == (5.0, None)
+    assert (only_head["base_median"], only_head["head_median"]) == (None, 7.0)
+    for row in (only_base, only_head):
+        assert row["verdict"] == "one_side"
+        assert row["delta"] is None and row["relative_change"] is None
+    assert answer["verdict"] == {"status": "pass", "reasons": []}  # nothing to call worse
+
+
 def test_gate_cli_exits_1_on_a_failing_verdict(
     client: TestClient, planted: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
