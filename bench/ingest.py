@@ -7,7 +7,7 @@ import json
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from app.components.test_suite import store
 from app.core.db import DatabaseRegistry
-from bench.dataset import case_details, model_names
+from bench.dataset import METRICS, case_details, model_names
 from bench.scales import DEVICES, SEED, Scale
 from bench.server import RssSampler
 from bench.stats import ratio, summary_ms
@@ -30,15 +30,54 @@ CASE_COLUMNS = ("run_id", "position", "name", "status", "duration_ms", "error", 
 
 @dataclass(frozen=True)
 class Document:
-    """One run to record: its id, its per-test rows, and the request body."""
+    """One run to record: its id, its per-test rows, and the request body.
+
+    `run`, `metrics` and `tags` hold what the body says as table rows (metric points with their
+    timestamps), for the raw DuckDB inserts that write the same run (bench/write_path.py).
+    """
 
     run_id: str
     details: list[dict[str, Any]]
     body: bytes
+    run: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
-def documents(scale: Scale, anchor: datetime, kind: str, count: int, size: int) -> list[Document]:
-    """Return `count` recording documents of `size` per-test rows each (fixed seed)."""
+def _metric_points(
+    rng: random.Random, count: int, devices: list[str], at: datetime
+) -> list[dict[str, Any]]:
+    """Return `count` metric points as test_run_metrics rows (names cycle through METRICS)."""
+    return [
+        {
+            "metric_name": METRICS[m % len(METRICS)][0],
+            "metric_value": round(rng.uniform(1.0, 1_000.0), 3),
+            "metric_unit": METRICS[m % len(METRICS)][1],
+            "hardware": devices[(m // len(METRICS)) % len(devices)],
+            "timestamp": at + timedelta(seconds=m),
+        }
+        for m in range(count)
+    ]
+
+
+def _tags(count: int, k: int) -> dict[str, str]:
+    """Return `count` tags: source=bench first (the only one before issue 14), then more."""
+    extra = {"branch": f"br-{k % 7}", "commit": f"{k * 2654435761:x}", "runner": "bench-01"}
+    extra |= {"python": "3.11", **{f"tag_{i}": str(i) for i in range(max(0, count - 5))}}
+    return dict(list({"source": "bench", **extra}.items())[:count])
+
+
+def documents(
+    scale: Scale,
+    anchor: datetime,
+    kind: str,
+    count: int,
+    size: int,
+    *,
+    metrics: int = 0,
+    tags: int = 1,
+) -> list[Document]:
+    """Return `count` recording documents of `size` per-test rows, `metrics` points and `tags`."""
     rng = random.Random(f"{SEED}-{kind}")
     models = model_names(scale)
     docs = []
@@ -47,18 +86,38 @@ def documents(scale: Scale, anchor: datetime, kind: str, count: int, size: int) 
         devices = rng.sample(DEVICES[: scale.devices], 2)
         details = case_details(rng, size, devices)
         started = anchor - timedelta(minutes=5 + k)
-        doc = {
+        completed = started + timedelta(seconds=120)
+        run: dict[str, Any] = {
             "run_id": run_id,
             "model_name": models[rng.randrange(len(models))],
             "hardware": devices,
             "test_type": "comprehensive",
             "status": "completed",
-            "started_at": started.isoformat(),
-            "completed_at": (started + timedelta(seconds=120)).isoformat(),
-            "results": {"test_details": details},
-            "tags": {"source": "bench"},
+            "started_at": started,
+            "completed_at": completed,
         }
-        docs.append(Document(run_id, details, json.dumps(doc).encode()))
+        points = _metric_points(rng, metrics, devices, started)
+        labels = _tags(tags, k)
+        doc: dict[str, Any] = {
+            **run,
+            "started_at": started.isoformat(),
+            "completed_at": completed.isoformat(),
+            "results": {"test_details": details},
+            "tags": labels,
+        }
+        if points:
+            doc["metrics"] = [
+                {
+                    "name": p["metric_name"],
+                    "value": p["metric_value"],
+                    "unit": p["metric_unit"],
+                    "hardware": p["hardware"],
+                    "timestamp": p["timestamp"].isoformat(),
+                }
+                for p in points
+            ]
+        body = json.dumps(doc).encode()
+        docs.append(Document(run_id, details, body, run, points, labels))
     return docs
 
 
@@ -126,6 +185,17 @@ def store_vs_raw(work: Path, data_db: Path, docs: list[Document]) -> dict[str, A
 # --- HTTP ------------------------------------------------------------------------------------
 
 
+def rates(runs: int, rows: int, wall: float) -> dict[str, Any]:
+    """Return the runs and rows written in `wall` seconds, and their rates."""
+    return {
+        "runs": runs,
+        "rows": rows,
+        "wall_s": round(wall, 3),
+        "runs_per_s": round(runs / wall, 1),
+        "rows_per_s": round(rows / wall),
+    }
+
+
 def http_sequential(
     url: str, docs: list[Document], sampler: RssSampler, *, minimal: bool = False
 ) -> dict[str, Any]:
@@ -150,14 +220,10 @@ def http_sequential(
         peak = sampler.peak()
         stored = client.get(f"/api/test/db/run/{docs[-1].run_id}").json()
     details = (stored.get("results") or {}).get("test_details") or []
-    rows = sum(len(d.details) for d in docs)
     return {
-        "runs": len(docs),
-        "rows": rows,
+        **rates(len(docs), sum(len(d.details) for d in docs), wall),
         "clients": 1,
         "prefer_minimal": minimal,
-        "wall_s": round(wall, 3),
-        "rows_per_s": round(rows / wall),
         "request": summary_ms(latencies),
         "errors": errors,
         "stored_ok": len(details) == len(docs[-1].details),
@@ -198,14 +264,9 @@ def http_concurrent(
     """POST the documents from `clients` concurrent clients; return rows/s and peak RSS."""
     sampler.reset()
     wall, latencies, errors = asyncio.run(_concurrent(url, docs, clients))
-    rows = sum(len(d.details) for d in docs)
     return {
-        "runs": len(docs),
-        "rows": rows,
+        **rates(len(docs), sum(len(d.details) for d in docs), wall),
         "clients": clients,
-        "wall_s": round(wall, 3),
-        "runs_per_s": round(len(docs) / wall, 1),
-        "rows_per_s": round(rows / wall),
         "request": summary_ms(latencies),
         "errors": errors,
         "peak_rss_mb": round(sampler.peak(), 1),

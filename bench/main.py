@@ -13,7 +13,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import dataset, export, ingest, pages, plugin, postgres, queries, report, writes
+from bench import (
+    dataset,
+    export,
+    ingest,
+    pages,
+    plugin,
+    postgres,
+    queries,
+    report,
+    write_path,
+    writes,
+)
 from bench.report import log
 from bench.scales import SCALES, Scale
 from bench.server import ROOT, RssSampler, Server
@@ -110,17 +121,21 @@ def run(
     log(f"  {built}")
     results: dict[str, Any] = {"dataset": built}
 
-    docs_large = ingest.documents(scale, anchor, "large", scale.large_runs, scale.large_details)
-    docs_echo = ingest.documents(scale, anchor, "echo", scale.large_runs, scale.large_details)
-    docs_small = ingest.documents(scale, anchor, "small", scale.small_runs, scale.small_details)
-
+    docs = _documents(scale, anchor)
     if "bulk" in only:
         log("ingest in-process: store.replace_cases vs raw DuckDB Arrow INSERT … SELECT")
         results["bulk"] = {
-            "large": ingest.store_vs_raw(work, data, docs_large),
-            "small": ingest.store_vs_raw(work, data, docs_small[:SMALL_BULK_SAMPLE]),
+            "large": ingest.store_vs_raw(work, data, docs.large),
+            "small": ingest.store_vs_raw(work, data, docs.small[:SMALL_BULK_SAMPLE]),
         }
         log(f"  {results['bulk']}")
+    elif "ingest" in only:
+        log("raw DuckDB Arrow INSERT … SELECT of the large runs (the ingest's raw figure)")
+        docs.raw_large = ingest.store_vs_raw(work, data, docs.large)
+    # Raw DuckDB's naive writes (bench/write_path.py) go to a writable copy of their own.
+    raw_db = work / "write_raw.duckdb"
+    if {"ingest", "writes"} & set(only):
+        shutil.copy(data, raw_db)
 
     served = work / "server" / "test_runs.duckdb"
     served.parent.mkdir()
@@ -162,20 +177,9 @@ def run(
                 for name, e in results["export"].items():
                     log(f"  {name}: {e}")
             if "ingest" in only:
-                results["ingest"] = _ingest(
-                    server.url, scale, docs_large, docs_echo, docs_small, sampler
-                )
+                results["ingest"] = _ingest(server.url, scale, work, docs, raw_db, sampler)
             if "writes" in only:
-                log(f"small writes: {scale.write_clients} clients for {scale.write_seconds} s")
-                results["writes"] = writes.measure(
-                    server.url, scale.write_clients, scale.write_seconds, sampler
-                )
-                log(f"  {results['writes']}")
-                log("small writes, PATCH with Prefer: return=minimal (as the pytest plugin sends)")
-                results["writes_minimal"] = writes.measure(
-                    server.url, scale.write_clients, scale.write_seconds, sampler, minimal=True
-                )
-                log(f"  {results['writes_minimal']}")
+                results.update(_writes(server.url, scale, raw_db, sampler))
             if "plugin" in only:
                 log(f"pytest plugin: {plugin.RESULTS[scale.name]:,} results, recording vs inert")
                 results["plugin"] = plugin.measure(server.url, work, scale.name)
@@ -186,27 +190,85 @@ def run(
     return results
 
 
-def _ingest(
-    url: str,
-    scale: Scale,
-    docs_large: list[Any],
-    docs_echo: list[Any],
-    docs_small: list[Any],
-    sampler: RssSampler,
-) -> dict[str, Any]:
-    """Time HTTP ingest: large runs (minimal answer, then full), then small concurrent runs."""
-    log(f"HTTP ingest: {scale.large_runs} runs of {scale.large_details:,} details")
-    http_large = ingest.http_sequential(url, docs_large, sampler, minimal=True)
-    log(f"  Prefer: return=minimal: {http_large}")
-    http_echo = ingest.http_sequential(url, docs_echo, sampler)
-    log(f"  full answer: {http_echo}")
-    log(
-        f"HTTP ingest: {scale.small_runs} runs of {scale.small_details} details, "
-        f"{scale.small_clients} clients"
+@dataclasses.dataclass
+class _Documents:
+    """The ingest's documents, and raw DuckDB's large-run figure when `bulk` is not measured."""
+
+    large: list[ingest.Document]
+    echo: list[ingest.Document]
+    small: list[ingest.Document]
+    single: list[ingest.Document]
+    raw_large: dict[str, Any] | None = None
+
+
+def _documents(scale: Scale, anchor: datetime) -> _Documents:
+    """Return the documents of every ingest workload (small runs with metrics and tags)."""
+    large, details = scale.large_runs, scale.large_details
+    shape = {"metrics": scale.small_metrics, "tags": scale.small_tags}
+    small, single, size = scale.small_runs, scale.single_runs, scale.small_details
+    return _Documents(
+        ingest.documents(scale, anchor, "large", large, details),
+        ingest.documents(scale, anchor, "echo", large, details),
+        ingest.documents(scale, anchor, "small", small, size, **shape),
+        ingest.documents(scale, anchor, "single", single, size, **shape),
     )
-    http_small = ingest.http_concurrent(url, docs_small, scale.small_clients, sampler)
+
+
+def _ingest(
+    url: str, scale: Scale, work: Path, docs: _Documents, raw_db: Path, sampler: RssSampler
+) -> dict[str, Any]:
+    """Time HTTP ingest (large runs, small concurrent and one by one) and raw DuckDB's."""
+    log(f"HTTP ingest: {scale.large_runs} runs of {scale.large_details:,} details")
+    http_large = ingest.http_sequential(url, docs.large, sampler, minimal=True)
+    log(f"  Prefer: return=minimal: {http_large}")
+    http_echo = ingest.http_sequential(url, docs.echo, sampler)
+    log(f"  full answer: {http_echo}")
+    shape = (
+        f"{scale.small_details} details + {scale.small_metrics} metrics + {scale.small_tags} tags"
+    )
+    log(f"HTTP ingest: {scale.small_runs} runs of {shape}, {scale.small_clients} clients")
+    http_small = ingest.http_concurrent(url, docs.small, scale.small_clients, sampler)
     log(f"  {http_small}")
-    return {"http_large": http_large, "http_large_full_answer": http_echo, "http_small": http_small}
+    log(f"HTTP ingest: {scale.single_runs} runs of {shape}, 1 client")
+    http_single = ingest.http_sequential(url, docs.single, sampler)
+    log(f"  {http_single}")
+    out = {
+        "http_large": http_large,
+        "http_large_full_answer": http_echo,
+        "http_small": http_small,
+        "http_small_single": http_single,
+    }
+    log(f"raw DuckDB, naive: the same runs, {scale.small_clients} threads through one lock")
+    out["raw_small"] = write_path.runs(raw_db, docs.small, scale.small_clients)
+    log(f"  {out['raw_small']}")
+    log("raw DuckDB, naive: the same runs, 1 thread")
+    out["raw_small_single"] = write_path.runs(raw_db, docs.single, 1)
+    log(f"  {out['raw_small_single']}")
+    if docs.raw_large is not None:
+        out["raw_large"] = docs.raw_large
+    rid = docs.small[0].run_id
+    log(f"GET /run/{{id}} of a run of {shape} ({rid}): HTTP vs its SQL on raw DuckDB")
+    out["get_run_small"] = write_path.get_run(url, work, raw_db, rid, scale.query_reps, sampler)
+    log(f"  http {out['get_run_small']['http']}, raw {out['get_run_small']['raw']}")
+    return out
+
+
+def _writes(url: str, scale: Scale, raw_db: Path, sampler: RssSampler) -> dict[str, Any]:
+    """Time the small writes (full and minimal answer), raw DuckDB's and the HTTP ceiling."""
+    clients, seconds = scale.write_clients, scale.write_seconds
+    log(f"small writes: {clients} clients for {seconds} s")
+    out = {"writes": writes.measure(url, clients, seconds, sampler)}
+    log(f"  {out['writes']}")
+    log("small writes, PATCH with Prefer: return=minimal (as the pytest plugin sends)")
+    out["writes_minimal"] = writes.measure(url, clients, seconds, sampler, minimal=True)
+    log(f"  {out['writes_minimal']}")
+    log(f"small writes on raw DuckDB, naive: {clients} threads through one lock, {seconds} s")
+    out["writes_raw"] = write_path.small_writes(raw_db, clients, seconds)
+    log(f"  {out['writes_raw']}")
+    log(f"HTTP ceiling: GET {writes.CEILING_PATH} (no database), {clients} clients, {seconds} s")
+    out["writes_ceiling"] = writes.ceiling(url, clients, seconds, sampler)
+    log(f"  {out['writes_ceiling']}")
+    return out
 
 
 def _shown(path: Path) -> str:
@@ -269,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote {path} (BENCHMARKS.md is not updated on postgres: paste the tables)")
         return 0
     results["targets"] = report.verdicts(results)
+    results["write_path"] = report.write_path_rows(results)
     path = report.write_json(results, args.out, now.strftime("%Y%m%dT%H%M%SZ"))
     shown = _shown(path)
     section = report.markdown(results, shown)

@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from bench.stats import ratio
+
 PACKAGES = (
     "duckdb",
     "SQLAlchemy",
@@ -291,6 +293,140 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+# --- issue 14: the write path next to raw DuckDB's naive writes (bench/write_path.py) ---------
+
+WRITES_RPS, WRITES_P95_MS = 1_000.0, 100.0
+SMALL_RUNS_PER_S, SINGLE_RUNS_PER_S = 300.0, 100.0
+GET_RUN_P50_MS = 5.0
+WRITE_PATH_RSS_MB = 400.0
+
+
+def _rate(figures: dict[str, Any], key: str = "requests_per_s", unit: str = "req/s") -> str:
+    p95 = figures.get("request", figures.get("run", {})).get("p95_ms")
+    return f"{figures[key]:,.1f} {unit} (p95 {p95:,.0f} ms)"
+
+
+def _write_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Return the small writes (minimal and full answer) and the HTTP ceiling next to raw."""
+    w, full, raw = results["writes_minimal"], results["writes"], results["writes_raw"]
+    ceiling = results["writes_ceiling"]
+    shape = f"{w['clients']} clients × {results['scale']['write_seconds']:.0f} s"
+    rows = [
+        _row(
+            f"step/progress updates (PUT step, PATCH progress), {shape}, Prefer: return=minimal"
+            + _at_full(results["scale"]),
+            _rate(w) + f", {w['errors']} errors",
+            _rate(raw) + f", {raw['clients']} threads",
+            _x(ratio(w["requests_per_s"], raw["requests_per_s"])),
+            f"≥ {WRITES_RPS:,.0f} req/s, p95 ≤ {WRITES_P95_MS:.0f} ms, 0 errors",
+            w["requests_per_s"] >= WRITES_RPS
+            and w["request"]["p95_ms"] <= WRITES_P95_MS
+            and w["errors"] == 0,
+        ),
+        _row(
+            f"the same, PATCH answered with the whole run (no Prefer), {shape}",
+            _rate(full) + f", {full['errors']} errors",
+            _rate(raw),
+            _x(ratio(full["requests_per_s"], raw["requests_per_s"])),
+            "(no target)",
+            None if full["errors"] == 0 else False,
+        ),
+        _row(
+            f"HTTP ceiling: GET {ceiling['path']} (no database), {shape}",
+            _rate(ceiling) + f", {ceiling['errors']} errors",
+            "",
+            "",
+            "(what the HTTP stack and client allow here)",
+            None if ceiling["errors"] == 0 else False,
+        ),
+    ]
+    return rows
+
+
+def _run_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Return the whole-run ingest rows (small runs by 16 clients and by 1, large runs)."""
+    scale, ing = results["scale"], results["ingest"]
+    shape = (
+        f"runs of {scale['small_details']} details + {scale['small_metrics']} metrics"
+        f" + {scale['small_tags']} tags"
+    )
+    rows = []
+    for key, raw_key, target in (
+        ("http_small", "raw_small", SMALL_RUNS_PER_S),
+        ("http_small_single", "raw_small_single", SINGLE_RUNS_PER_S),
+    ):
+        h, r = ing[key], ing[raw_key]
+        who = "1 client, one after another" if h["clients"] == 1 else f"{h['clients']} clients"
+        rows.append(
+            _row(
+                f"{shape}, {who}",
+                _rate(h, "runs_per_s", "runs/s"),
+                _rate(r, "runs_per_s", "runs/s")
+                + (", 1 thread" if r["threads"] == 1 else f", {r['threads']} threads"),
+                _x(ratio(h["runs_per_s"], r["runs_per_s"])),
+                f"≥ {target:,.0f} runs/s",
+                h["runs_per_s"] >= target and h["errors"] == 0,
+            )
+        )
+    large = ing["http_large"]
+    raw_large = (results.get("bulk") or {}).get("large") or ing["raw_large"]
+    rows.append(
+        _row(
+            f"runs of {scale['large_details']:,} details, 1 client, Prefer: return=minimal",
+            f"{_n(large['rows_per_s'])} rows/s",
+            f"{_n(raw_large['raw_rows_per_s'])} rows/s (Arrow INSERT … SELECT)",
+            _x(ratio(large["rows_per_s"], raw_large["raw_rows_per_s"])),
+            f"≥ {INGEST_TARGET:,} rows/s",
+            large["rows_per_s"] >= INGEST_TARGET and large["errors"] == 0,
+        )
+    )
+    g = ing["get_run_small"]
+    rows.append(
+        _row(
+            f"GET /run/{{id}} of a run of {scale['small_details']} tests,"
+            f" {scale['runs']:,} runs stored, p50 (p95)"
+            + ("" if scale["runs"] >= 100_000 else " (target at 100,000 runs)"),
+            f"{g['http']['p50_ms']:.1f} ({g['http']['p95_ms']:.1f}) ms",
+            f"{g['raw']['p50_ms']:.1f} ({g['raw']['p95_ms']:.1f}) ms, {g['statements']} statements",
+            _x(g["ratio_p50"]),
+            f"≤ {GET_RUN_P50_MS:.0f} ms p50",
+            g["http"]["p50_ms"] <= GET_RUN_P50_MS,
+        )
+    )
+    return rows
+
+
+def _peak_rss(figures: Any) -> float:
+    """Return the highest `peak_rss_mb` anywhere in a result's figures (0 when none)."""
+    if isinstance(figures, dict):
+        own = figures.get("peak_rss_mb", 0.0)
+        return max([float(own), *(_peak_rss(v) for v in figures.values())])
+    return 0.0
+
+
+def write_path_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Return issue 14's table: each write workload next to raw DuckDB's naive writes."""
+    rows: list[dict[str, str]] = []
+    if "writes_raw" in results:
+        rows += _write_rows(results)
+    if "raw_small" in results.get("ingest", {}):
+        rows += _run_rows(results)
+    keys = ("ingest", "writes", "writes_minimal", "writes_ceiling")
+    rss = max((_peak_rss(results[k]) for k in keys if k in results), default=0.0)
+    if rows:
+        rows.append(
+            _row(
+                "Server peak RSS during all of the above",
+                f"{rss:,.0f} MB",
+                "",
+                "",
+                f"≤ {WRITE_PATH_RSS_MB:.0f} MB",
+                rss <= WRITE_PATH_RSS_MB,
+            )
+        )
+    return rows
+
+
 # --- output ----------------------------------------------------------------------------------
 
 
@@ -314,14 +450,44 @@ def markdown(results: dict[str, Any], results_file: str) -> str:
         "",
         "| Target | Measured | Raw DuckDB | Ratio | Limit | Result |",
         "|---|---|---|---|---|---|",
+        *_table_rows(results["targets"]),
+        "",
+        f"{met} met, {missed} missed. Every figure: `{results_file}`.",
     ]
-    for r in results["targets"]:
-        lines.append(
-            f"| {r['target']} | {r['measured']} | {r['raw'] or '—'} | {r['ratio'] or '—'} "
-            f"| {r['limit']} | {r['result']} |"
-        )
-    lines += ["", f"{met} met, {missed} missed. Every figure: `{results_file}`."]
+    if results.get("write_path"):
+        lines += ["", *_write_path_table(results)]
     return "\n".join(lines)
+
+
+def _table_rows(rows: list[dict[str, str]]) -> list[str]:
+    """Return verdict rows as markdown table lines."""
+    return [
+        f"| {r['target']} | {r['measured']} | {r['raw'] or '—'} | {r['ratio'] or '—'} "
+        f"| {r['limit']} | {r['result']} |"
+        for r in rows
+    ]
+
+
+def _write_path_table(results: dict[str, Any]) -> list[str]:
+    """Return issue 14's table: each write workload, raw DuckDB's naive writes, their ratio."""
+    rows = results["write_path"]
+    met = sum(r["result"] == "met" for r in rows)
+    missed = sum(r["result"] == "missed" for r in rows)
+    load = results["machine"].get("load_average_1m_at_start")
+    return [
+        "#### The write path (issue 14) next to raw DuckDB writing naively",
+        "",
+        "Raw: one `duckdb` connection in the bench process on a copy of the data set, one"
+        " transaction per request or run, one multi-row INSERT per table; concurrent callers"
+        " are threads through one lock (bench/write_path.py). Ratio: app / raw."
+        + (f" Load average at start: {load}." if load is not None else ""),
+        "",
+        "| Workload | App | Raw DuckDB, naive | Ratio | Target | Result |",
+        "|---|---|---|---|---|---|",
+        *_table_rows(rows),
+        "",
+        f"{met} met, {missed} missed.",
+    ]
 
 
 INTRO = """# Benchmarks

@@ -26,6 +26,9 @@ class Scale:
     small_runs: int  # runs of `small_details` rows, `small_clients` concurrent clients
     small_details: int
     small_clients: int
+    small_metrics: int  # metric points and tags in each small run (issue 14: 20 and 5)
+    small_tags: int
+    single_runs: int  # runs of the small shape posted one after another by one client
     # 3. query latency: timed repetitions per endpoint (after one warm-up)
     query_reps: int
     # 4. export: timed repetitions per format
@@ -53,6 +56,9 @@ SCALES = {
         small_runs=32,
         small_details=50,
         small_clients=16,
+        small_metrics=20,
+        small_tags=5,
+        single_runs=8,
         query_reps=3,
         export_reps=1,
         write_clients=32,
@@ -71,6 +77,9 @@ SCALES = {
         small_runs=160,
         small_details=50,
         small_clients=16,
+        small_metrics=20,
+        small_tags=5,
+        single_runs=40,
         query_reps=15,
         export_reps=2,
         write_clients=32,
@@ -89,6 +98,9 @@ SCALES = {
         small_runs=800,
         small_details=50,
         small_clients=16,
+        small_metrics=20,
+        small_tags=5,
+        single_runs=200,
         query_reps=30,
         export_reps=3,
         write_clients=32,

@@ -6,8 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from bench import dataset, ingest
+from bench.scales import SCALES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +26,11 @@ TOP_LEVEL = {
     "export",
     "ingest",
     "writes",
+    "writes_minimal",
+    "writes_raw",
+    "writes_ceiling",
     "targets",
+    "write_path",
     "wall_s",
 }
 ENDPOINTS = {
@@ -39,6 +47,17 @@ ENDPOINTS = {
     "compare",
     "trends",
 }
+# Issue 14's table: one row per write workload next to raw DuckDB's naive writes.
+WRITE_PATH_ROWS = (
+    "step/progress updates",
+    "the same, PATCH answered with the whole run",
+    "HTTP ceiling: GET /api/test/types",
+    "runs of 50 details + 20 metrics + 5 tags, 16 clients",
+    "runs of 50 details + 20 metrics + 5 tags, 1 client",
+    "runs of 1,000 details, 1 client",
+    "GET /run/{id} of a run of 50 tests",
+    "Server peak RSS during all of the above",
+)
 PAGES = {
     "overview",
     "model",
@@ -107,6 +126,7 @@ def test_bench_tiny_writes_results_json(tmp_path: Path) -> None:
 
     writes = results["writes"]
     assert writes["requests"] > 0 and "errors" in writes
+    _assert_write_path(results, proc.stdout)
 
     # Every dashboard page answered 200 with a body (the bench raises on any other status).
     assert set(results["pages"]) == PAGES
@@ -135,6 +155,67 @@ def test_bench_tiny_writes_results_json(tmp_path: Path) -> None:
     text = md.read_text()
     assert "<!-- bench:tiny:begin -->" in text and "<!-- bench:tiny:end -->" in text
     assert "| Target | Measured | Raw DuckDB | Ratio | Limit | Result |" in proc.stdout
+
+
+def _assert_write_path(results: dict[str, Any], stdout: str, *, writes: bool = True) -> None:
+    """The write path's workloads, raw DuckDB's naive counterparts and the table are there."""
+    ingest, scale = results["ingest"], results["scale"]
+    assert ingest["http_small_single"]["runs"] == scale["single_runs"]
+    assert ingest["http_small_single"]["errors"] == 0
+    assert ingest["raw_small"]["threads"] == scale["small_clients"]
+    assert ingest["raw_small_single"]["threads"] == 1
+    for key, runs in (("raw_small", "small_runs"), ("raw_small_single", "single_runs")):
+        assert ingest[key]["runs"] == scale[runs] and ingest[key]["errors"] == 0
+        assert ingest[key]["runs_per_s"] > 0
+    get = ingest["get_run_small"]
+    assert get["statements"] >= 1 and get["raw_rows"] >= scale["small_details"]
+    assert get["http"]["n"] == get["raw"]["n"] == scale["query_reps"]
+    expected = WRITE_PATH_ROWS if writes else WRITE_PATH_ROWS[3:]
+    targets = [r["target"] for r in results["write_path"]]
+    assert len(targets) == len(expected)
+    for target, start in zip(targets, expected, strict=True):
+        assert target.startswith(start), (target, start)
+    for row in results["write_path"]:
+        assert row["result"] in {"met", "missed", "info"}
+    assert "| Workload | App | Raw DuckDB, naive | Ratio | Target | Result |" in stdout
+    if writes:
+        assert results["writes_raw"]["requests"] > 0 and results["writes_raw"]["errors"] == 0
+        ceiling = results["writes_ceiling"]
+        assert ceiling["requests"] > 0 and ceiling["errors"] == 0
+        assert ceiling["statuses"] == {"200": ceiling["requests"]}
+
+
+def test_small_documents_hold_details_metrics_and_tags() -> None:
+    """The small runs' bodies carry 50 details, 20 metric points and 5 tags (issue 14)."""
+    scale = SCALES["tiny"]
+    docs = ingest.documents(
+        scale,
+        dataset.anchor_time(),
+        "small",
+        2,
+        scale.small_details,
+        metrics=scale.small_metrics,
+        tags=scale.small_tags,
+    )
+    body = json.loads(docs[0].body)
+    assert len(body["results"]["test_details"]) == 50
+    assert len(body["metrics"]) == len(docs[0].metrics) == 20
+    assert body["tags"] == docs[0].tags and len(body["tags"]) == 5
+    assert {m["name"] for m in body["metrics"]} == {m["metric_name"] for m in docs[0].metrics}
+
+
+@pytest.mark.e2e
+def test_bench_only_ingest_has_the_write_path_rows_without_bulk(tmp_path: Path) -> None:
+    """`--only ingest` measures raw DuckDB's large-run figure itself and fills the run rows."""
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "bench", "--scale", "tiny", "--out", str(out), "--no-md"]
+    command += ["--data-cache", str(tmp_path / "cache"), "--only", "ingest", "--reps", "2"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(next(out.glob("*.json")).read_text())
+    assert "bulk" not in results and "writes" not in results
+    assert results["ingest"]["raw_large"]["raw_rows_per_s"] > 0
+    _assert_write_path(results, proc.stdout, writes=False)
 
 
 @pytest.mark.e2e
