@@ -600,22 +600,27 @@ def regression_windows(
     moved row comes back; of the rows of `rest_kinds`, ranked as the report sorts them (flat
     before few, the largest relative change first, then the key), only those the page
     `offset`/`limit` can show after at most every moved row: rest positions
-    (offset − moved, offset + limit], found by a top-N (ORDER BY … LIMIT), not a sort of
-    every group. One statement: the judged groups are computed once (a CTE).
+    (offset − moved, offset + limit]. They are found by a top-N with a constant bound
+    (ORDER BY … LIMIT offset + limit), not a sort of every group: a LIMIT or OFFSET that
+    depends on the number of moved rows made DuckDB sort all 68,656 rest rows (~16 ms of
+    ~190 ms single-threaded at the bench scale). One statement: the judged groups are
+    computed once (a CTE).
     """
     c = _judged_windows(scope, spec)
     group_cols = [col for col in c.c if col.name != "kind"]
     no_pos = cast(None, BigInteger)
     n_moved = select(func.count()).where(c.c.kind == MOVED).scalar_subquery()
-    first = func.greatest(literal(offset) - n_moved, 0)
-    page = (
+    top = (
         select(c)
         .where(c.c.kind.in_(list(rest_kinds)))
         .order_by(*_rest_order(c))
-        .limit(literal(limit) + n_moved)
-        .offset(first)
-        .subquery("page")
+        .limit(offset + limit)
+        .subquery("top_rest")
     )
+    ranked = select(
+        top, func.row_number().over(order_by=_rest_order(top)).label("rest_pos")
+    ).subquery("ranked")
+    page = select(ranked).where(ranked.c.rest_pos > literal(offset) - n_moved).subquery("page")
     query = union_all(
         select(*group_cols, c.c.kind, no_pos.label("kind_n"), no_pos.label("rest_pos")).where(
             c.c.kind == MOVED
@@ -626,12 +631,7 @@ def regression_windows(
             cast(func.count(), BigInteger),
             no_pos,
         ).group_by(c.c.kind),
-        select(
-            *(page.c[col.name] for col in group_cols),
-            page.c.kind,
-            no_pos,
-            first + func.row_number().over(order_by=_rest_order(page)),
-        ),
+        select(*(page.c[col.name] for col in group_cols), page.c.kind, no_pos, page.c.rest_pos),
     )
     moved: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
