@@ -454,18 +454,47 @@ RUN_DURATION = ("run_duration", "s")
 PASS_RATE = ("pass_rate", "ratio")
 
 
+SeriesKey = tuple[str, str, str, str]  # (model, device, metric, unit)
+
+
+def _only(
+    keys: Sequence[SeriesKey] | None, columns: Sequence[Any], kind: tuple[str, str] | None = None
+) -> list[Any]:
+    """Return the conditions that keep a source's rows of `keys` (none without keys).
+
+    The metrics source matches its (model, device, metric, unit) `columns` against every key;
+    a run source, of one `kind` (metric, unit), its (model, device) against the keys of that
+    kind (none: an always-false IN, which the planner drops with its source). The keys' models
+    also filter the runs before any join.
+    """
+    if keys is None:
+        return []
+    if kind is None:
+        wanted = [tuple(k) for k in keys]
+    else:
+        wanted = [(m, d) for m, d, name, unit in keys if (name, unit) == kind]
+    return [Run.model_name.in_(sorted({w[0] for w in wanted})), tuple_(*columns).in_(wanted)]
+
+
 def _series(
-    scope: ReportScope, metric: str | None, since: datetime, models: Sequence[str] = ()
+    scope: ReportScope,
+    metric: str | None,
+    since: datetime,
+    keys: Sequence[SeriesKey] | None = None,
 ) -> Any:
-    """Return one value per (run, model, device, metric, unit) since a time, as a subquery."""
+    """Return one value per (run, model, device, metric, unit) since a time, as a subquery.
+
+    With `keys`, only those series: each source filtered on its own keys, below its per-run
+    aggregation. (A tuple IN on the union was pushed into every source as a mark join over
+    all 100,000 runs, before the models' filter: ~40 % of the moved-series statement.)
+    """
     run_conds = [*_run_conditions(scope), since <= AT]
-    if models:  # pushed below the per-run aggregation (a filter on the union is not)
-        run_conds.append(Run.model_name.in_(sorted(set(models))))
     device = func.coalesce(RunMetric.hardware, func.array_to_string(Run.hardware, ","))
     run_device = func.array_to_string(Run.hardware, ",")
     sources = []
     if metric not in (RUN_DURATION[0], PASS_RATE[0]):
-        conds = list(run_conds)
+        key = (Run.model_name, device, RunMetric.metric_name, RunMetric.metric_unit)
+        conds = [*run_conds, *_only(keys, key)]
         if metric:
             conds.append(RunMetric.metric_name == metric)
         if scope.hardware:
@@ -482,11 +511,10 @@ def _series(
             )
             .join(Run, Run.run_id == RunMetric.run_id)
             .where(*conds)
-            .group_by(
-                Run.model_name, device, RunMetric.metric_name, RunMetric.metric_unit, Run.run_id
-            )
+            .group_by(*key, Run.run_id)
         )
     device_conds = [literal(scope.hardware) == any_(Run.hardware)] if scope.hardware else []
+    run_key = (Run.model_name, run_device)
     if metric in (None, RUN_DURATION[0]):
         sources.append(
             select(
@@ -497,7 +525,13 @@ def _series(
                 Run.run_id,
                 AT,
                 cast(Run.duration, Double),
-            ).where(*run_conds, *device_conds, Run.status == "completed", Run.duration.is_not(None))
+            ).where(
+                *run_conds,
+                *device_conds,
+                *_only(keys, run_key, RUN_DURATION),
+                Run.status == "completed",
+                Run.duration.is_not(None),
+            )
         )
     if metric in (None, PASS_RATE[0]):
         decided = RunResult.tests_passed + RunResult.tests_failed
@@ -512,7 +546,7 @@ def _series(
                 _ratio(RunResult.tests_passed, decided),
             )
             .join(RunResult, RunResult.run_id == Run.run_id)
-            .where(*run_conds, *device_conds, decided > 0)
+            .where(*run_conds, *device_conds, *_only(keys, run_key, PASS_RATE), decided > 0)
         )
     return union_all(*sources).subquery("series")
 
@@ -652,18 +686,14 @@ def regression_series(
     scope: ReportScope,
     metric: str | None,
     baseline_start: datetime,
-    groups: Sequence[tuple[str, str, str, str]],
+    groups: Sequence[SeriesKey],
 ) -> list[dict[str, Any]]:
     """Return the per-run values of the given groups, in time order."""
     if not groups:
         return []
-    s = _series(scope, metric, baseline_start, [g[0] for g in groups])
+    s = _series(scope, metric, baseline_start, groups)
     key = (s.c.model_name, s.c.hardware, s.c.metric, s.c.unit)
-    query = (
-        select(*key, s.c.run_id, s.c.at, s.c.value)
-        .where(tuple_(*key).in_(list(groups)))
-        .order_by(*key, s.c.at, s.c.run_id)
-    )
+    query = select(*key, s.c.run_id, s.c.at, s.c.value).order_by(*key, s.c.at, s.c.run_id)
     return rows_of(session, query)
 
 
