@@ -476,6 +476,20 @@ def _only(
     return [Run.model_name.in_(sorted({w[0] for w in wanted})), tuple_(*columns).in_(wanted)]
 
 
+def _run_columns(kind: tuple[str, str], value: Any) -> list[Any]:
+    """Return a run source's series columns, labelled: the union takes its first source's
+    names, and with `metric=run_duration` or `pass_rate` a run source is the first."""
+    return [
+        Run.model_name.label("model_name"),
+        func.array_to_string(Run.hardware, ",").label("hardware"),
+        literal(kind[0]).label("metric"),
+        literal(kind[1]).label("unit"),
+        Run.run_id.label("run_id"),
+        AT.label("at"),
+        value.label("value"),
+    ]
+
+
 def _series(
     scope: ReportScope,
     metric: str | None,
@@ -517,15 +531,7 @@ def _series(
     run_key = (Run.model_name, run_device)
     if metric in (None, RUN_DURATION[0]):
         sources.append(
-            select(
-                Run.model_name,
-                run_device,
-                literal(RUN_DURATION[0]),
-                literal(RUN_DURATION[1]),
-                Run.run_id,
-                AT,
-                cast(Run.duration, Double),
-            ).where(
+            select(*_run_columns(RUN_DURATION, cast(Run.duration, Double))).where(
                 *run_conds,
                 *device_conds,
                 *_only(keys, run_key, RUN_DURATION),
@@ -536,15 +542,7 @@ def _series(
     if metric in (None, PASS_RATE[0]):
         decided = RunResult.tests_passed + RunResult.tests_failed
         sources.append(
-            select(
-                Run.model_name,
-                run_device,
-                literal(PASS_RATE[0]),
-                literal(PASS_RATE[1]),
-                Run.run_id,
-                AT,
-                _ratio(RunResult.tests_passed, decided),
-            )
+            select(*_run_columns(PASS_RATE, _ratio(RunResult.tests_passed, decided)))
             .join(RunResult, RunResult.run_id == Run.run_id)
             .where(*run_conds, *device_conds, *_only(keys, run_key, PASS_RATE), decided > 0)
         )
