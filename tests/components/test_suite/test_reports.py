@@ -383,6 +383,18 @@ def test_regressions_direction_significance_and_floor(
     assert bad.status_code == 422
 
 
+def test_regressions_of_one_run_series_match_the_whole_report(
+    client: TestClient, planted: list[dict[str, Any]]
+) -> None:
+    params = {"days": 3, "baseline_days": 28, "min_samples": 3, "model_name": "m"}
+    params["verdict"] = list(RANK)
+    whole = client.get(f"{B}/regressions", params=params).json()["series"]
+    for name in ("run_duration", "pass_rate"):
+        one = client.get(f"{B}/regressions", params={**params, "metric": name})
+        assert one.status_code == 200, one.text
+        assert one.json()["series"] == [r for r in whole if r["metric"] == name] != []
+
+
 RANK = {"regression": 0, "improvement": 1, "changed": 2, "unchanged": 3, "insufficient_data": 4}
 
 
