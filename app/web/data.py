@@ -23,7 +23,6 @@ from app.components.test_suite import models as ts_models
 from app.components.test_suite import reports as ts_reports
 from app.components.test_suite import service as ts_service
 from app.components.test_suite import store as ts_store
-from app.components.test_suite.suites_router import inside_results
 from app.core.config import Settings
 from app.core.errors import NotFound
 from app.core.pagination import Page
@@ -416,7 +415,7 @@ def run(
 def _artifact(row: dict[str, Any], run_id: str, settings: Settings) -> dict[str, Any]:
     """Return an artifact with its download URL, or why it cannot be downloaded."""
     # The download route's own check: only files inside the results folder are served.
-    path = inside_results(settings, row["artifact_path"])
+    path = ts_service.inside_results(settings, row["artifact_path"])
     unavailable = None
     if path is None:
         unavailable = "outside the results folder"

@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -39,6 +40,7 @@ from app.components.test_suite.schemas import (
     RunUpdate,
 )
 from app.core import lifecycle, transfer
+from app.core.config import Settings
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.exchange import Exchange
 from app.core.models import utcnow
@@ -628,6 +630,17 @@ WINDOW_FIELDS = (
 def _window(row: dict[str, Any]) -> dict[str, Any]:
     """Return a window row without the SQL's ranking columns."""
     return {k: row[k] for k in WINDOW_FIELDS}
+
+
+def inside_results(settings: Settings, stored: str) -> Path | None:
+    """Return a stored artifact path resolved, when it lies inside the results folder.
+
+    The one rule of which artifacts may be downloaded (the download route and the run page).
+    """
+    results = settings.folder("results")
+    path = Path(stored).expanduser()
+    path = (path if path.is_absolute() else results / path).resolve()
+    return path if path.is_relative_to(results) else None
 
 
 def resolve_sides(session: Session, idents: Sequence[str]) -> list[tuple[str, list[str]]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mimetypes
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -15,7 +14,6 @@ from app.components.test_suite import service, store
 from app.components.test_suite.exec_schemas import ArtifactFile, SuiteRead
 from app.components.test_suite.models import RunArtifact
 from app.components.test_suite.suites import SuiteConfig, all_suites, get_suite, put_suite
-from app.core.config import Settings
 from app.core.db import Database
 from app.core.deps import SettingsDep, WriteAccess, database_of
 from app.core.errors import Forbidden, NotFound
@@ -77,14 +75,6 @@ def _artifacts(session: Session, run_id: str) -> list[RunArtifact]:
     return store.artifacts_of(session, run_id, MAX_ARTIFACTS)
 
 
-def inside_results(settings: Settings, stored: str) -> Path | None:
-    """Return a stored artifact path resolved, when it lies inside the results folder."""
-    results = settings.folder("results")
-    path = Path(stored).expanduser()
-    path = (path if path.is_absolute() else results / path).resolve()
-    return path if path.is_relative_to(results) else None
-
-
 @router.get("/run/{run_id}/artifacts", response_model=list[ArtifactFile], responses=NOT_FOUND)
 def artifacts(run_id: str, db: SuiteDb, settings: SettingsDep) -> list[ArtifactFile]:
     """List a run's artifacts with their download links (none for a file outside results)."""
@@ -99,7 +89,7 @@ def artifacts(run_id: str, db: SuiteDb, settings: SettingsDep) -> list[ArtifactF
                 created_at=row.created_at,
                 download_url=(
                     f"/api/test/run/{run_id}/artifacts/{row.id}"
-                    if inside_results(settings, row.artifact_path)
+                    if service.inside_results(settings, row.artifact_path)
                     else None
                 ),
             )
@@ -121,7 +111,7 @@ def download(
         if row is None:
             raise NotFound(f"run {run_id} has no artifact {artifact_id}", code="not_found")
         kind, stored = row.artifact_type, row.artifact_path
-    path = inside_results(settings, stored)
+    path = service.inside_results(settings, stored)
     if path is None:
         raise Forbidden(
             f"artifact {artifact_id} is stored at {stored}, outside the results folder; "
