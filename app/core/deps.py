@@ -6,7 +6,7 @@ import weakref
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -186,3 +186,26 @@ def _refuse_unknown_query(connection: HTTPConnection) -> None:
 
 KnownQuery = Depends(_refuse_unknown_query)
 """App-wide: a query parameter no route declares is a 422 naming it (not silently ignored)."""
+
+
+def _prefers_minimal(
+    response: Response,
+    prefer: Annotated[
+        str | None,
+        Header(
+            alias="Prefer",
+            description="`return=minimal` answers with the short form of what was written (a "
+            "run's or task's summary without child rows, a batch without its members), built "
+            "from the write itself where it can be: what a client that writes often wants",
+        ),
+    ] = None,
+) -> bool:
+    """Return True (and say so in `Preference-Applied`) when the client sent return=minimal."""
+    if prefer and "return=minimal" in prefer.replace(" ", "").lower():
+        response.headers["Preference-Applied"] = "return=minimal"
+        return True
+    return False
+
+
+PrefersMinimal = Annotated[bool, Depends(_prefers_minimal)]
+"""A write route's `Prefer: return=minimal` (RFC 7240), answered in `Preference-Applied`."""

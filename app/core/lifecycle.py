@@ -37,10 +37,14 @@ def require(found: T | None, what: str) -> T:
     return found
 
 
+def stored_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Return an owner row's fields as a read would show them, from the values written."""
+    return {k: str(getattr(v, "value", v)) if k == "status" else v for k, v in fields.items()}
+
+
 def stored_step(step_name: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """Return a step as a read would show it, from the values a PUT wrote (every field)."""
-    status = values["status"]
-    return {**values, "step_name": step_name, "status": str(getattr(status, "value", status))}
+    return {**stored_fields(values), "step_name": step_name}
 
 
 def check_transition(entity: str, entity_id: str, current: str, new_status: str | None) -> None:

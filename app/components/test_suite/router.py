@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 
 from app.components.test_suite import schemas, service, store
 from app.components.test_suite.schemas import (
@@ -29,7 +29,7 @@ from app.core.db_routes import (
     add_read_routes,
     read_as,
 )
-from app.core.deps import ReadAccess, WriteAccess, database_of
+from app.core.deps import PrefersMinimal, ReadAccess, WriteAccess, database_of
 from app.core.pagination import PageDep
 from app.core.responses import rows_response
 from app.core.schemas import CONFLICT, NOT_FOUND
@@ -69,24 +69,6 @@ ROUTES = DbRoutes(
 """What the routes shared with every component (`app.core.db_routes`) need from this one."""
 
 
-PreferMinimal = Annotated[
-    str | None,
-    Header(
-        alias="Prefer",
-        description="`return=minimal` answers with the run's summary (no child rows): what a "
-        "client that sends progress often wants (the pytest plugin does)",
-    ),
-]
-
-
-def wants_minimal(prefer: str | None, response: Response) -> bool:
-    """Return True (and say so in `Preference-Applied`) when the client sent return=minimal."""
-    if prefer and "return=minimal" in prefer.replace(" ", "").lower():
-        response.headers["Preference-Applied"] = "return=minimal"
-        return True
-    return False
-
-
 def run_answer(db: Database, run_id: str, minimal: bool) -> RunRead | RunSummary:
     """Return the run as committed: its summary, or all of it.
 
@@ -109,20 +91,8 @@ def run_answer(db: Database, run_id: str, minimal: bool) -> RunRead | RunSummary
     dependencies=WRITE,
     responses=CONFLICT,
 )
-def record_run(
-    doc: RunCreate,
-    response: Response,
-    db: SuiteDb,
-    prefer: Annotated[
-        str | None,
-        Header(
-            description="`return=minimal` answers with the run's summary (no child rows): "
-            "the fast path for large documents",
-        ),
-    ] = None,
-) -> RunRead | RunSummary:
+def record_run(doc: RunCreate, db: SuiteDb, minimal: PrefersMinimal) -> RunRead | RunSummary:
     """Record a whole run (results, steps, metrics, tags, artifacts) atomically."""
-    minimal = wants_minimal(prefer, response)
     return run_answer(db, db.write(lambda session: service.record_run(session, doc)), minimal)
 
 
@@ -133,11 +103,12 @@ def record_run(
     responses={**NOT_FOUND, **CONFLICT},
 )
 def update_run(
-    run_id: str, upd: RunUpdate, db: SuiteDb, response: Response, prefer: PreferMinimal = None
+    run_id: str, upd: RunUpdate, db: SuiteDb, minimal: PrefersMinimal
 ) -> RunRead | RunSummary:
     """Change only the fields sent (status, progress, current_step, error, ...)."""
-    minimal = wants_minimal(prefer, response)
-    db.write(lambda session: service.update_run(session, run_id, upd))
+    written = db.write(lambda session: service.update_run(session, run_id, upd))
+    if minimal:  # built in the transaction that wrote it: no second read
+        return RunSummary.model_validate(written)
     return run_answer(db, run_id, minimal)
 
 
@@ -179,12 +150,10 @@ def add_cases(
 def complete_run(
     run_id: str,
     db: SuiteDb,
-    response: Response,
+    minimal: PrefersMinimal,
     body: RunComplete | None = None,
-    prefer: PreferMinimal = None,
 ) -> RunRead | RunSummary:
     """End a run with a terminal status (default completed)."""
-    minimal = wants_minimal(prefer, response)
     db.write(lambda session: service.complete_run(session, run_id, body or RunComplete()))
     return run_answer(db, run_id, minimal)
 

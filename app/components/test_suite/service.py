@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -190,12 +190,17 @@ def _new_run_defaults(fields: dict[str, Any]) -> None:
     lifecycle.new_record_defaults(fields)
 
 
-def _timing_fields(fields: dict[str, Any], run: Run | None) -> None:
+def _times(run: Run | None) -> dict[str, Any]:
+    """Return a stored run's times (none for a new run), as `_timing_fields` takes them."""
+    if run is None:
+        return {}
+    return {"started_at": run.started_at, "completed_at": run.completed_at}
+
+
+def _timing_fields(fields: dict[str, Any], current: Mapping[str, Any]) -> None:
     # Check the resulting times and derive the duration from them unless one was sent.
-    started = fields["started_at"] if "started_at" in fields else getattr(run, "started_at", None)
-    completed = (
-        fields["completed_at"] if "completed_at" in fields else getattr(run, "completed_at", None)
-    )
+    started = fields["started_at"] if "started_at" in fields else current.get("started_at")
+    completed = fields["completed_at"] if "completed_at" in fields else current.get("completed_at")
     _check_order("run", started, completed)
     times_sent = "started_at" in fields or "completed_at" in fields
     if fields.get("duration") is None and times_sent and completed is not None:
@@ -212,12 +217,12 @@ def record_run(session: Session, doc: RunCreate) -> str:
         _new_run_defaults(fields)
     else:
         _check_transition(existing, fields.get("status"))
-    _timing_fields(fields, existing)
+    _timing_fields(fields, _times(existing))
     # Only a change of status closes the run: re-posting a finished run changes nothing.
     if "status" in fields and (existing is None or str(existing.status) != str(fields["status"])):
         started_at = existing.started_at if existing else fields.get("started_at")
         lifecycle.finish_fields(fields, started_at)
-        _timing_fields(fields, existing)
+        _timing_fields(fields, _times(existing))
     steps = [_step_values(s) | {"step_name": s.step_name} for s in doc.steps or []]
     # A new run has no child rows: each table gets one plain insert, no DELETE, no upsert.
     fresh = existing is None
@@ -263,18 +268,27 @@ def _store_children(
         store.put_artifacts(session, run_id, artifacts, replace=True, fresh=fresh)
 
 
-def update_run(session: Session, run_id: str, upd: RunUpdate) -> None:
-    """Change only the fields sent; a status change must be a valid transition."""
-    run = require_run(session, run_id)
+def update_run(session: Session, run_id: str, upd: RunUpdate) -> dict[str, Any]:
+    """Change only the fields sent; a status change must be a valid transition.
+
+    Returns the run's summary as written: the row as this transaction read it, with the fields
+    set (PATCH's minimal answer, with no read after the commit). A change of status changes
+    the outcome, so that summary is read again after the write.
+    """
+    head = run_summary(session, run_id)
     fields = upd.model_dump(exclude_unset=True)
-    _check_transition(run, fields.get("status"))
-    _timing_fields(fields, run)
-    if "status" in fields and str(fields["status"]) != str(run.status):
-        lifecycle.finish_fields(fields, fields.get("started_at", run.started_at))
-        _timing_fields(fields, run)
-    store.set_run_fields(session, run, fields)
+    lifecycle.check_transition("run", run_id, str(head["status"]), fields.get("status"))
+    _timing_fields(fields, head)
+    changed = "status" in fields and str(fields["status"]) != str(head["status"])
+    if changed:
+        lifecycle.finish_fields(fields, fields.get("started_at", head["started_at"]))
+        _timing_fields(fields, head)
+    store.update_run(session, run_id, fields)
     if {"status", "started_at", "completed_at"} & fields.keys():
         _after_status_change(session, run_id)
+    if changed:
+        return run_summary(session, run_id)
+    return head | lifecycle.stored_fields(fields)
 
 
 def put_step(session: Session, run_id: str, step_name: str, step: StepIn) -> dict[str, Any]:

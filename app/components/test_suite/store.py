@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -124,6 +125,12 @@ def add_run(session: Session, fields: dict[str, Any]) -> Run:
 def set_run_fields(session: Session, run: Run, fields: dict[str, Any]) -> None:
     """Change some of a run's own fields."""
     set_fields(session, run, fields)
+
+
+def update_run(session: Session, run_id: str, fields: dict[str, Any]) -> None:
+    """Change some of a run's own fields by key: one UPDATE, nothing read first."""
+    if fields:
+        session.execute(update(Run).where(Run.run_id == run_id).values(fields))
 
 
 def run_exists(session: Session, run_ids: Sequence[str]) -> set[str]:

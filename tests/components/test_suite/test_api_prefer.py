@@ -27,3 +27,45 @@ def test_without_prefer_the_answer_is_the_whole_run(client: TestClient) -> None:
     response = client.post("/api/test/db/runs", json=doc)
     assert "Preference-Applied" not in response.headers
     assert response.json()["results"]["test_details"][0]["name"] == "a"
+
+
+PATCHES = [
+    {"progress": 0.25, "current_step": "load"},
+    {"started_at": "2026-01-02T03:04:05+02:00", "hardware": ["cuda", "cpu"]},
+    {"completed_at": "2026-01-02T05:00:00", "error": "slow"},
+    {"test_type": "integration", "timeout": 30, "save_results": True, "creator": "ci"},
+    {"status": "completed"},
+]
+
+
+def test_a_minimal_patch_answers_what_a_read_then_shows(client: TestClient) -> None:
+    """PATCH's minimal answer is built from the write (no read after it): it must still equal
+    the run as read afterwards, field by field, through offsets, naive times and a status change
+    that makes the run's outcome."""
+    doc = {
+        "run_id": "p",
+        "model_name": "m",
+        "status": "running",
+        "batch_id": "b1",
+        "results": {"test_details": [{"name": "a", "status": "passed"}]},
+    }
+    assert client.post("/api/test/db/runs", json=doc).status_code == 201
+    minimal = {"Prefer": "return=minimal"}
+    for body in PATCHES:
+        answer = client.patch("/api/test/db/run/p", json=body, headers=minimal)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Preference-Applied"] == "return=minimal"
+        read = client.get("/api/test/db/run/p").json()
+        assert answer.json() == {key: read[key] for key in answer.json()}, body
+    assert answer.json()["outcome"] == "passed" and answer.json()["batch_ids"] == ["b1"]
+
+
+def test_a_minimal_patch_of_a_missing_or_finished_run_is_refused(client: TestClient) -> None:
+    minimal = {"Prefer": "return=minimal"}
+    missing = client.patch("/api/test/db/run/nope", json={"progress": 0.5}, headers=minimal)
+    assert missing.status_code == 404
+    client.post("/api/test/db/runs", json={"run_id": "done", "model_name": "m"})
+    client.post("/api/test/db/run/done/complete", json={})
+    refused = client.patch("/api/test/db/run/done", json={"status": "running"}, headers=minimal)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "invalid_transition"
