@@ -25,7 +25,7 @@ from app.core.db_routes import (
     add_read_routes,
     read_as,
 )
-from app.core.deps import ReadAccess, WriteAccess, database_of
+from app.core.deps import PrefersMinimal, ReadAccess, WriteAccess, database_of
 from app.core.pagination import PageDep
 from app.core.responses import rows_response
 from app.core.schemas import CONFLICT, NOT_FOUND
@@ -66,25 +66,35 @@ ROUTES = DbRoutes(
 
 
 @router.post(
-    "/tasks", status_code=201, response_model=TaskRead, dependencies=WRITE, responses=CONFLICT
+    "/tasks",
+    status_code=201,
+    response_model=TaskRead | TaskSummary,
+    dependencies=WRITE,
+    responses=CONFLICT,
 )
-def record_task(doc: TaskCreate, db: GeneratorDb) -> TaskRead:
+def record_task(
+    doc: TaskCreate, db: GeneratorDb, minimal: PrefersMinimal
+) -> TaskRead | TaskSummary:
     """Record a whole task (steps, metrics, tags) atomically."""
-    with db.writing() as session:
-        task_id = service.record_task(session, doc)
+    task_id = db.write(lambda session: service.record_task(session, doc))
+    if minimal:
+        return read_as(TaskSummary, service.task_summary, db, task_id)
     return read_as(TaskRead, service.task_detail, db, task_id)
 
 
 @router.patch(
     "/task/{task_id}",
-    response_model=TaskRead,
+    response_model=TaskRead | TaskSummary,
     dependencies=WRITE,
     responses={**NOT_FOUND, **CONFLICT},
 )
-def update_task(task_id: str, upd: TaskUpdate, db: GeneratorDb) -> TaskRead:
+def update_task(
+    task_id: str, upd: TaskUpdate, db: GeneratorDb, minimal: PrefersMinimal
+) -> TaskRead | TaskSummary:
     """Change only the fields sent (status, progress, current_step, error, ...)."""
-    with db.writing() as session:
-        service.update_task(session, task_id, upd)
+    written = db.write(lambda session: service.update_task(session, task_id, upd))
+    if minimal:  # built in the transaction that wrote it: no second read
+        return TaskSummary.model_validate(written)
     return read_as(TaskRead, service.task_detail, db, task_id)
 
 
@@ -93,14 +103,18 @@ add_child_routes(router, ROUTES)
 
 @router.post(
     "/task/{task_id}/complete",
-    response_model=TaskRead,
+    response_model=TaskRead | TaskSummary,
     dependencies=WRITE,
     responses={**NOT_FOUND, **CONFLICT},
 )
-def complete_task(task_id: str, db: GeneratorDb, body: TaskComplete | None = None) -> TaskRead:
+def complete_task(
+    task_id: str, db: GeneratorDb, minimal: PrefersMinimal, body: TaskComplete | None = None
+) -> TaskRead | TaskSummary:
     """End a task with a terminal status (default completed) and its output file."""
-    with db.writing() as session:
-        service.complete_task(session, task_id, body or TaskComplete())
+    end = body or TaskComplete()
+    written = db.write(lambda session: service.complete_task(session, task_id, end))
+    if minimal:
+        return TaskSummary.model_validate(written)
     return read_as(TaskRead, service.task_detail, db, task_id)
 
 

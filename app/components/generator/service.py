@@ -126,8 +126,11 @@ def record_task(session: Session, doc: TaskCreate) -> str:
     return task_id
 
 
-def update_task(session: Session, task_id: str, upd: TaskUpdate) -> None:
-    """Change only the fields sent; a status change must be a valid transition."""
+def update_task(session: Session, task_id: str, upd: TaskUpdate) -> dict[str, Any]:
+    """Change only the fields sent; a status change must be a valid transition.
+
+    Returns the task's summary as written (its row with the fields set).
+    """
     task = require_task(session, task_id)
     fields = upd.model_dump(exclude_unset=True)
     _check_transition(task, fields.get("status"))
@@ -136,6 +139,7 @@ def update_task(session: Session, task_id: str, upd: TaskUpdate) -> None:
     store.set_task_fields(session, task, fields)
     # Status and timestamps of a member decide its batch's status and timing.
     refresh_batches(session, _batches_of(task))
+    return store.summary_of(task)
 
 
 def _step_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -170,8 +174,8 @@ def put_tags(session: Session, task_id: str, tags: dict[str, str], merge: bool) 
     store.set_tags(session, task_id, tags, replace=not merge)
 
 
-def complete_task(session: Session, task_id: str, body: TaskComplete) -> None:
-    """End a task with a terminal status and what it produced."""
+def complete_task(session: Session, task_id: str, body: TaskComplete) -> dict[str, Any]:
+    """End a task with a terminal status and what it produced; return its summary as written."""
     task = require_task(session, task_id)
     status = body.status.value
     if status not in TERMINAL:
@@ -180,7 +184,7 @@ def complete_task(session: Session, task_id: str, body: TaskComplete) -> None:
             code="invalid_status",
         )
     if str(task.status) == status:
-        return
+        return store.summary_of(task)
     _check_transition(task, status)
     fields: dict[str, Any] = {"status": status}
     for key in ("error", "completed_at", "output_file", "architecture"):
@@ -192,6 +196,7 @@ def complete_task(session: Session, task_id: str, body: TaskComplete) -> None:
     _derive_timing(fields, task, status_changed=True)
     store.set_task_fields(session, task, fields)
     refresh_batches(session, _batches_of(task))
+    return store.summary_of(task)
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -257,6 +262,11 @@ def delete_batch(session: Session, batch_id: str, delete_tasks: bool) -> dict[st
 
 
 # --- reads -----------------------------------------------------------------------------------
+
+
+def task_summary(session: Session, task_id: str) -> dict[str, Any]:
+    """Return a task's own fields (no child rows), or raise 404."""
+    return store.summary_of(require_task(session, task_id))
 
 
 def task_detail(session: Session, task_id: str) -> dict[str, Any]:

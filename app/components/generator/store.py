@@ -214,7 +214,8 @@ def delete_batch(session: Session, batch_id: str) -> dict[str, int]:
 NEWEST_FIRST = (desc(Task.started_at).nulls_last(), desc(Task.created_at), desc(Task.task_id))
 
 
-def _summary(task: Task) -> dict[str, Any]:
+def summary_of(task: Task) -> dict[str, Any]:
+    """Return a task's own fields (its summary) from its row."""
     return {k: getattr(task, k) for k in TASK_FIELDS}
 
 
@@ -242,7 +243,7 @@ def list_tasks(session: Session, f: TaskFilter, page: Page) -> tuple[list[dict[s
     conds = _task_conditions(f)
     total = session.scalar(select(func.count()).select_from(Task).where(*conds)) or 0
     query = select(Task).where(*conds).order_by(*NEWEST_FIRST).limit(page.limit).offset(page.offset)
-    return [_summary(t) for t in session.scalars(query)], int(total)
+    return [summary_of(t) for t in session.scalars(query)], int(total)
 
 
 def task_detail(session: Session, task_id: str) -> dict[str, Any] | None:
@@ -250,7 +251,7 @@ def task_detail(session: Session, task_id: str) -> dict[str, Any] | None:
     task = get_task(session, task_id)
     if task is None:
         return None
-    item = _summary(task)
+    item = summary_of(task)
     steps = select(TaskStep).where(TaskStep.task_id == task_id)
     item["steps"] = [
         {k: getattr(s, k) for k in STEP_FIELDS}
@@ -288,7 +289,7 @@ def search_tasks(session: Session, query_text: str, limit: int) -> list[dict[str
         exists().where(TaskTag.task_id == Task.task_id, like(TaskTag.tag_value)),
     )
     query = select(Task).where(cond).order_by(*NEWEST_FIRST).limit(limit)
-    return [_summary(t) for t in session.scalars(query)]
+    return [summary_of(t) for t in session.scalars(query)]
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -374,7 +375,7 @@ def metric_stats(session: Session, scope: Scope) -> list[dict[str, Any]]:
 def latest_tasks(session: Session, scope: Scope, limit: int = 20) -> list[dict[str, Any]]:
     """Return the newest tasks in scope."""
     query = select(Task).where(*_scope_conditions(scope)).order_by(*NEWEST_FIRST).limit(limit)
-    return [_summary(t) for t in session.scalars(query)]
+    return [summary_of(t) for t in session.scalars(query)]
 
 
 def totals(session: Session, model_name: str | None = None) -> dict[str, Any]:
