@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.core import transfer_routes as transfer
 from app.core.db import Database
-from app.core.deps import SettingsDep, WriteAccess, database_of
+from app.core.deps import AnswersMinimal, PrefersMinimal, SettingsDep, WriteAccess, database_of
 from app.core.exchange import Exchange
 from app.core.models import utcnow
 from app.core.pagination import Page, PageDep, set_total
@@ -44,6 +44,8 @@ from app.core.stats import Scope, window_start
 from app.core.statuses import BatchStatus
 
 WRITE = [WriteAccess]
+WRITE_ANSWERS_MINIMAL = [WriteAccess, AnswersMinimal]
+"""A write whose answer already is the short form of what it wrote (Prefer is applied as is)."""
 M = TypeVar("M", bound=BaseModel)
 Rows = list[dict[str, Any]]
 Detail = Callable[[Session, str], dict[str, Any]]
@@ -79,6 +81,9 @@ class DbService(Protocol):
 
     def batch_detail(self, session: Session, batch_id: str, /) -> dict[str, Any]:
         """Return a batch with its members."""
+
+    def batch_of(self, session: Session, batch_id: str, /) -> dict[str, Any]:
+        """Return a batch without its members."""
 
     def list_batches(self, session: Session, status: str | None, page: Page, /) -> tuple[Rows, int]:
         """Return a page of batches and the total."""
@@ -201,7 +206,7 @@ def add_step_route(router: APIRouter, spec: DbRoutes) -> None:
     @router.put(
         f"/{noun}/{{{spec.key}}}/steps/{{step_name:path}}",
         response_model=StepRead,
-        dependencies=WRITE,
+        dependencies=WRITE_ANSWERS_MINIMAL,
         responses=NOT_FOUND,
         summary=doc.rstrip("."),
         description=doc,
@@ -235,7 +240,7 @@ def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
     @router.post(
         f"/{noun}/{{{spec.key}}}/metrics",
         status_code=201,
-        dependencies=WRITE,
+        dependencies=WRITE_ANSWERS_MINIMAL,
         responses=NOT_FOUND,
         summary=doc.rstrip("."),
         description=doc,
@@ -253,7 +258,7 @@ def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
 
     @router.put(
         f"/{noun}/{{{spec.key}}}/tags",
-        dependencies=WRITE,
+        dependencies=WRITE_ANSWERS_MINIMAL,
         responses=NOT_FOUND,
         summary=doc.rstrip("."),
         description=doc,
@@ -266,9 +271,13 @@ def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
     ) -> dict[str, str]:
         """Set an owner row's tags."""
 
-        db.write(lambda session: spec.service.put_tags(session, key, tags, merge))
-        with db.reading() as session:  # reads run side by side, not in the single writer
-            return spec.store.CHILDREN.tags_of(session, key)
+        def work(session: Session) -> dict[str, str]:
+            spec.service.put_tags(session, key, tags, merge)
+            if merge:  # what it has now, read in the transaction that wrote it
+                return spec.store.CHILDREN.tags_of(session, key)
+            return dict(sorted(tags.items()))  # exactly what was written, by name
+
+        return db.write(work)
 
 
 def add_read_routes(router: APIRouter, spec: DbRoutes) -> None:
@@ -391,7 +400,7 @@ def add_transfer_routes(router: APIRouter, spec: DbRoutes) -> None:
         )
         return transfer.download(db, component, settings, body, exchange.export, format)
 
-    @router.post("/import", response_model=ImportResult, dependencies=WRITE)
+    @router.post("/import", response_model=ImportResult, dependencies=WRITE_ANSWERS_MINIMAL)
     def import_(document: ImportDocument, db: Annotated[Database, Depends(db_of)]) -> ImportResult:
         """Load an export document back, atomically and idempotently."""
         return transfer.import_into(db, document, exchange.import_document)
@@ -412,7 +421,7 @@ def add_owner_delete(router: APIRouter, spec: DbRoutes) -> None:
     @router.delete(
         f"/{noun}/{{{spec.key}}}",
         response_model=Deleted,
-        dependencies=WRITE,
+        dependencies=WRITE_ANSWERS_MINIMAL,
         responses=NOT_FOUND,
         name=f"delete_{noun}",
         summary=doc.rstrip("."),
@@ -437,7 +446,7 @@ def add_batch_delete(router: APIRouter, spec: DbRoutes) -> None:
     @router.delete(
         "/batch/{batch_id}",
         response_model=Deleted,
-        dependencies=WRITE,
+        dependencies=WRITE_ANSWERS_MINIMAL,
         responses=NOT_FOUND,
         summary=doc.rstrip("."),
         description=doc,
@@ -456,43 +465,53 @@ def add_batch_delete(router: APIRouter, spec: DbRoutes) -> None:
 def add_batch_writes(router: APIRouter, spec: DbRoutes) -> None:
     """Declare POST /batches and PUT /batch/{batch_id}/<noun>s/{key}."""
     noun, db_of, batch_read = spec.noun, spec.database(), spec.schemas.BatchRead
+    batch_summary = spec.schemas.BatchSummary
     Key: TypeAlias = Annotated[str, Path(alias=spec.key)]
     if TYPE_CHECKING:
         BatchCreate: TypeAlias = BaseModel
     else:
         BatchCreate = spec.schemas.BatchCreate
+
+    def batch_answer(batch_id: str, db: Database, minimal: bool) -> BaseModel:
+        """The batch as committed: with its members, or (return=minimal) without them."""
+        if minimal:
+            return read_as(batch_summary, spec.service.batch_of, db, batch_id)
+        return read_as(batch_read, spec.service.batch_detail, db, batch_id)
+
     doc = f"Create a batch, optionally with its member {noun}s."
 
     @router.post(
         "/batches",
         status_code=201,
-        response_model=batch_read,
+        response_model=batch_read | batch_summary,
         dependencies=WRITE,
         responses={**NOT_FOUND, **CONFLICT},
         summary=doc.rstrip("."),
         description=doc,
     )
-    def create_batch(body: BatchCreate, db: Annotated[Database, Depends(db_of)]) -> BaseModel:
+    def create_batch(
+        body: BatchCreate, db: Annotated[Database, Depends(db_of)], minimal: PrefersMinimal
+    ) -> BaseModel:
         """Create a batch, optionally with its members."""
-        with db.writing() as session:
-            batch_id = spec.service.create_batch(session, body)
-        return read_as(batch_read, spec.service.batch_detail, db, batch_id)
+        batch_id = db.write(lambda session: spec.service.create_batch(session, body))
+        return batch_answer(batch_id, db, minimal)
 
     doc = spec.docs["add_to_batch"]
 
     @router.put(
         f"/batch/{{batch_id}}/{noun}s/{{{spec.key}}}",
-        response_model=batch_read,
+        response_model=batch_read | batch_summary,
         dependencies=WRITE,
         responses=NOT_FOUND,
         summary=doc.rstrip("."),
         description=doc,
     )
-    def add_to_batch(batch_id: str, key: Key, db: Annotated[Database, Depends(db_of)]) -> BaseModel:
+    def add_to_batch(
+        batch_id: str, key: Key, db: Annotated[Database, Depends(db_of)], minimal: PrefersMinimal
+    ) -> BaseModel:
         """Make an owner row a member of a batch."""
-        with db.writing() as session:
-            spec.service.add_to_batch(session, batch_id, key)
-        return read_as(batch_read, spec.service.batch_detail, db, batch_id)
+        db.write(lambda session: spec.service.add_to_batch(session, batch_id, key))
+        return batch_answer(batch_id, db, minimal)
 
 
 def add_stats_routes(router: APIRouter, spec: DbRoutes) -> None:

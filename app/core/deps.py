@@ -209,3 +209,6 @@ def _prefers_minimal(
 
 PrefersMinimal = Annotated[bool, Depends(_prefers_minimal)]
 """A write route's `Prefer: return=minimal` (RFC 7240), answered in `Preference-Applied`."""
+AnswersMinimal = Depends(_prefers_minimal)
+"""For a route whose answer already is what it wrote (a count, the step): `Prefer:
+return=minimal` is accepted, and applied, as it is."""

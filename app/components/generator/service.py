@@ -282,10 +282,14 @@ def batch_summary(session: Session, batches: list[TaskBatch]) -> list[dict[str, 
 
 def batch_detail(session: Session, batch_id: str) -> dict[str, Any]:
     """Return a batch, its counts by member status, and its member tasks."""
-    batch = require_batch(session, batch_id)
-    item = batch_summary(session, [batch])[0]
+    item = batch_of(session, batch_id)
     item["tasks"] = store.member_tasks(session, batch_id)
     return item
+
+
+def batch_of(session: Session, batch_id: str) -> dict[str, Any]:
+    """Return a batch and its counts by member status (no members), or raise 404."""
+    return batch_summary(session, [require_batch(session, batch_id)])[0]
 
 
 def list_batches(

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from app.components.test_suite import junit, service, store
 from app.core.db import Database
-from app.core.deps import ReadAccess, WriteAccess, database_of
+from app.core.deps import AnswersMinimal, ReadAccess, WriteAccess, database_of
 from app.core.errors import AppError
 from app.core.schemas import Device, Identifier, Name
 
@@ -145,7 +145,7 @@ def _import(db: Database, files: list[tuple[str, bytes]], params: JunitParams) -
 @router.post(
     "/import/junit",
     status_code=201,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, AnswersMinimal],
     openapi_extra={
         "requestBody": {
             "content": {

@@ -29,7 +29,7 @@ from app.core.db_routes import (
     add_read_routes,
     read_as,
 )
-from app.core.deps import PrefersMinimal, ReadAccess, WriteAccess, database_of
+from app.core.deps import AnswersMinimal, PrefersMinimal, ReadAccess, WriteAccess, database_of
 from app.core.pagination import PageDep
 from app.core.responses import rows_response
 from app.core.schemas import CONFLICT, NOT_FOUND
@@ -116,24 +116,38 @@ add_child_routes(router, ROUTES)
 
 
 @router.post("/run/{run_id}/artifacts", status_code=201, dependencies=WRITE, responses=NOT_FOUND)
-def add_artifacts(run_id: str, artifacts: list[ArtifactIn], db: SuiteDb) -> list[ArtifactRead]:
-    """Record files a run produced (a known path is updated)."""
-    with db.writing() as session:  # the answer is read in the transaction that wrote it
-        service.add_artifacts(session, run_id, artifacts)
-        return [ArtifactRead.model_validate(a) for a in store.artifact_rows(session, run_id)]
+def add_artifacts(
+    run_id: str, artifacts: list[ArtifactIn], db: SuiteDb, minimal: PrefersMinimal
+) -> list[ArtifactRead]:
+    """Record files a run produced (a known path is updated); answer the run's artifacts (with
+    return=minimal, only those sent), read in the transaction that wrote them."""
+    rows = db.write(lambda session: service.add_artifacts(session, run_id, artifacts))
+    sent = {a.artifact_path for a in artifacts}
+    return [
+        ArtifactRead.model_validate(a) for a in rows if not minimal or a["artifact_path"] in sent
+    ]
 
 
 @router.put(
-    "/run/{run_id}/results", response_model=RunRead, dependencies=WRITE, responses=NOT_FOUND
+    "/run/{run_id}/results",
+    response_model=RunRead | RunSummary,
+    dependencies=WRITE,
+    responses=NOT_FOUND,
 )
-def put_results(run_id: str, results: ResultsIn, db: SuiteDb) -> RunRead:
+def put_results(
+    run_id: str, results: ResultsIn, db: SuiteDb, minimal: PrefersMinimal
+) -> RunRead | RunSummary:
     """Replace a run's results (counts derived from test_details when given)."""
-    with db.writing() as session:
-        service.put_results(session, run_id, results)
-    return read_as(RunRead, service.run_detail, db, run_id)
+    db.write(lambda session: service.put_results(session, run_id, results))
+    return run_answer(db, run_id, minimal)
 
 
-@router.post("/run/{run_id}/cases", status_code=201, dependencies=WRITE, responses=NOT_FOUND)
+@router.post(
+    "/run/{run_id}/cases",
+    status_code=201,
+    dependencies=[*WRITE, AnswersMinimal],
+    responses=NOT_FOUND,
+)
 def add_cases(
     run_id: str, cases: Annotated[list[CaseIn], Body(max_length=1_000_000)], db: SuiteDb
 ) -> dict[str, int]:

@@ -379,8 +379,13 @@ class SuiteRunner(WorkerPool[Job]):
             for kind, path, text in files
             if path.exists()
         ]
-        if artifacts:
-            self.commit(job.run_id, lambda s: service.add_artifacts(s, job.run_id, artifacts))
+        if not artifacts:
+            return
+
+        def record(session: Session) -> None:  # no events: the stored rows are not news
+            service.add_artifacts(session, job.run_id, artifacts)
+
+        self.commit(job.run_id, record)
 
     def _finish(self, job: Job, status: str, error: str | None) -> None:
         run_id = job.run_id

@@ -316,10 +316,14 @@ def put_tags(session: Session, run_id: str, tags: dict[str, str], merge: bool) -
     store.set_tags(session, run_id, tags, replace=not merge)
 
 
-def add_artifacts(session: Session, run_id: str, artifacts: list[ArtifactIn]) -> None:
-    """Record artifacts of a run (a known path is updated, not duplicated)."""
+def add_artifacts(
+    session: Session, run_id: str, artifacts: list[ArtifactIn]
+) -> list[dict[str, Any]]:
+    """Record artifacts of a run (a known path is updated, not duplicated); return the run's
+    artifacts as this transaction stored them."""
     require_run(session, run_id)
     store.put_artifacts(session, run_id, [a.model_dump() for a in artifacts], replace=False)
+    return store.artifact_rows(session, run_id)
 
 
 def put_results(session: Session, run_id: str, results: ResultsIn) -> None:
@@ -442,10 +446,14 @@ def run_detail(session: Session, run_id: str) -> dict[str, Any]:
 
 def batch_detail(session: Session, batch_id: str) -> dict[str, Any]:
     """Return a batch, its counts by member status, and its member runs."""
-    batch = require_batch(session, batch_id)
-    item = batch_summary(session, [batch])[0]
+    item = batch_of(session, batch_id)
     item["runs"] = store.member_runs(session, batch_id)
     return item
+
+
+def batch_of(session: Session, batch_id: str) -> dict[str, Any]:
+    """Return a batch and its counts by member status (no members), or raise 404."""
+    return batch_summary(session, [require_batch(session, batch_id)])[0]
 
 
 def batch_summary(session: Session, batches: list[RunBatch]) -> list[dict[str, Any]]:
