@@ -123,7 +123,9 @@ def record_run(
 ) -> RunRead | RunSummary:
     """Record a whole run (results, steps, metrics, tags, artifacts) atomically."""
     minimal = wants_minimal(prefer, response)
-    return run_answer(db, db.write(lambda session: service.record_run(session, doc)), minimal)
+    # A new run's child rows join the group's one insert per table (app.core.group_commit).
+    run_id = db.write(lambda session: service.record_run(session, doc), combine=True)
+    return run_answer(db, run_id, minimal)
 
 
 @router.patch(
