@@ -142,13 +142,14 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self.group = GroupWriter(self.sessions, self.write_lock, _translated)
 
-    def write(self, work: Callable[[Session], T]) -> T:
+    def write(self, work: Callable[[Session], T], *, combine: bool = False) -> T:
         """Apply `work(session)` in a group commit; return its result once committed.
 
         One transaction holds every write waiting at that moment (app.core.group_commit):
         `work` may run more than once before its commit and must only touch the session.
+        `combine`: its rows of new records may join the group's one insert per table.
         """
-        return self.group.submit(work)
+        return self.group.submit(work, combine)
 
     @property
     def is_duckdb(self) -> bool:

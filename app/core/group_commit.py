@@ -17,13 +17,23 @@ the commit (live events, files) the caller does after. The writer holds the data
 lock while it applies a group, so the writes that still use `Database.writing()` interleave
 with groups as before. A grouped write from inside a `writing()` block is a programming error
 (it would wait for itself) and raises at once.
+
+Combining: a write submitted with `combine=True` (recording a run) may leave the rows of records
+new in this transaction in the session's `Combined` buffer (`insert_fresh` in app.core.records)
+instead of inserting them; the writer then inserts every buffered row of a table in one
+statement (DuckDB pays ~0.7 ms a statement in a transaction, and an Arrow insert of a whole
+group's rows about as much as one run's). The buffer is written before any write that is not
+combinable runs and before the commit, and a combinable write that reads what earlier writes
+buffered writes it first (`flush_combined`), so every write sees the rows of those before it.
+When a combined insert fails no one knows whose row it was: the group is applied again without
+combining, and the failing write is then found and answered alone as before.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -36,6 +46,51 @@ MAX_GROUP = 128
 """Writes per transaction at most (a bound on the work redone when one of them fails)."""
 
 Work = Callable[[Session], Any]
+Insert = Callable[[Session, list[dict[str, Any]]], Any]
+COMBINED = "group_commit.combined"
+"""The `session.info` key of the buffer, present only while a combinable write runs."""
+
+
+class CombinedInsertFailed(Exception):
+    """A combined insert failed: whose row it was is unknown (the group is applied again)."""
+
+
+class Combined:
+    """Rows deferred by a group's combinable writes: one insert per table at the next flush."""
+
+    def __init__(self) -> None:
+        self._parts: dict[Hashable, tuple[Insert, list[dict[str, Any]]]] = {}
+        self.failed: BaseException | None = None
+        self.statements = 0
+
+    def add(self, key: Hashable, insert: Insert, rows: list[dict[str, Any]]) -> None:
+        """Buffer rows for `insert`; rows of one key go into one statement, in this order."""
+        part = self._parts.setdefault(key, (insert, []))
+        part[1].extend(rows)
+
+    def flush(self, session: Session) -> None:
+        """Insert every buffered row (one statement per key) and empty the buffer."""
+        parts, self._parts = self._parts, {}
+        try:
+            for insert, rows in parts.values():
+                insert(session, rows)
+                self.statements += 1
+        except Exception as exc:
+            self.failed = exc  # seen by the writer even if a write catches what follows
+            raise CombinedInsertFailed(str(exc)) from exc
+
+
+def combining(session: Session) -> Combined | None:
+    """Return the buffer a combinable write may defer fresh rows to, or None (insert now)."""
+    buffer = session.info.get(COMBINED)
+    return buffer if isinstance(buffer, Combined) else None
+
+
+def flush_combined(session: Session) -> None:
+    """Write what earlier writes of the group deferred (before reading or changing it)."""
+    buffer = combining(session)
+    if buffer is not None:
+        buffer.flush(session)
 
 
 @dataclass
@@ -43,6 +98,7 @@ class Pending:
     """One queued write and the future its caller waits on."""
 
     work: Work
+    combine: bool = False
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -54,6 +110,10 @@ class GroupStats:
     writes: int = 0
     largest: int = 0
     retried: int = 0
+    combined: int = 0
+    """Groups committed with the rows of several writes combined."""
+    uncombined: int = 0
+    """Groups applied again without combining after a combined insert failed."""
 
 
 class GroupWriter:
@@ -89,11 +149,14 @@ class GroupWriter:
         """Mark the calling thread as holding the write lock (see `Database.writing`)."""
         return _Holding(self._holder)
 
-    def submit(self, work: Callable[[Session], T]) -> T:
-        """Apply `work` in the next group; return its result once that group committed."""
+    def submit(self, work: Callable[[Session], T], combine: bool = False) -> T:
+        """Apply `work` in the next group; return its result once that group committed.
+
+        `combine`: the write may defer rows of new records to the group's combined inserts.
+        """
         if getattr(self._holder, "depth", 0):
             raise RuntimeError("a grouped write inside a write transaction")
-        pending = Pending(work)
+        pending = Pending(work, combine)
         self._start()
         self._queue.put(pending)
         result: T = pending.future.result()
@@ -137,9 +200,10 @@ class GroupWriter:
 
     def _apply(self, group: list[Pending]) -> None:
         """Commit the group; a write that fails is answered alone and the rest applied again."""
+        combine = True
         while group:
             with self._lock:
-                index, outcome = self._attempt(group)
+                index, outcome = self._attempt(group, combine)
             if index is None:
                 for pending, result in zip(group, outcome, strict=True):
                     pending.future.set_result(result)
@@ -147,6 +211,10 @@ class GroupWriter:
                 self.stats.writes += len(group)
                 self.stats.largest = max(self.stats.largest, len(group))
                 return
+            if index == UNCOMBINED:  # whose row failed is unknown: each write inserts its own
+                combine = False
+                self.stats.uncombined += 1
+                continue
             if index == ALONE:  # no one write's failure: each in a transaction of its own
                 for pending in group:
                     self._apply([pending])
@@ -154,30 +222,49 @@ class GroupWriter:
             group.pop(index).future.set_exception(self._translate(outcome))
             self.stats.retried += 1
 
-    def _attempt(self, group: list[Pending]) -> tuple[int | None, Any]:
+    def _attempt(self, group: list[Pending], combine: bool) -> tuple[int | None, Any]:
         """Run the group in one transaction.
 
-        Returns (None, results) once committed, (i, error) when write i failed, or (ALONE,
-        error) when the group failed as a whole (a failed commit, a deadlock) and each write
-        must be applied alone; a group of one fails as its write.
+        Returns (None, results) once committed, (i, error) when write i failed, (UNCOMBINED,
+        error) when a combined insert failed, or (ALONE, error) when the group failed as a
+        whole (a failed commit, a deadlock) and each write must be applied alone; a group of
+        one fails as its write.
         """
         session = self._sessions()
+        # Combining pays from two combinable writes on (a lone write inserts its own rows).
+        buffer = Combined() if combine and sum(p.combine for p in group) > 1 else None
         try:
             results: list[Any] = []
             for index, pending in enumerate(group):
                 try:
+                    if buffer is not None and not pending.combine:
+                        buffer.flush(session)  # a write that is not combinable sees every row
+                    if buffer is not None and pending.combine:
+                        session.info[COMBINED] = buffer
                     results.append(pending.work(session))
+                    session.info.pop(COMBINED, None)
                     session.flush()
                     session.expunge_all()  # the next write loads what it reads afresh
                 except Exception as exc:
+                    session.info.pop(COMBINED, None)
                     session.rollback()
+                    if buffer is not None and buffer.failed is not None:
+                        return UNCOMBINED, buffer.failed
                     whole = _transient(exc) and len(group) > 1  # the group's doing
                     return (ALONE if whole else index), exc
+            if buffer is not None:
+                try:
+                    buffer.flush(session)
+                except Exception:
+                    session.rollback()
+                    return UNCOMBINED, buffer.failed
             try:
                 session.commit()
             except Exception as exc:  # not any one write's
                 session.rollback()
                 return (ALONE if len(group) > 1 else 0), exc
+            if buffer is not None and buffer.statements:
+                self.stats.combined += 1
             return None, results
         finally:
             session.close()
@@ -185,6 +272,8 @@ class GroupWriter:
 
 ALONE = -1
 """What `_attempt` answers for a failure of the whole group rather than of one write."""
+UNCOMBINED = -2
+"""What `_attempt` answers when a combined insert failed (the group is applied uncombined)."""
 TRANSIENT = frozenset({"40P01", "40001"})
 """PostgreSQL's deadlock and serialization failures: several writes in one transaction can lock
 rows in an order another process's group crosses; each write alone would not."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import Result, Select, Table, delete, func, insert, literal, select, update
@@ -11,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from app.core.bulk import chunks, insert_rows, is_postgres
+from app.core.group_commit import combining
 
 if TYPE_CHECKING:
     from app.core.pagination import Page
@@ -54,6 +56,37 @@ def upsert(
     return len(unique)
 
 
+def insert_fresh(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    constants: dict[str, Any] | None = None,
+) -> int:
+    """Insert rows of a record new in this transaction (nothing can conflict with them).
+
+    Inside a combinable grouped write they join the group's one insert per table
+    (app.core.group_commit) instead: nothing in the write reads them back.
+    """
+    buffer = combining(session)
+    if buffer is None or not rows:
+        return insert_rows(session, table, rows, constants)
+    constants = constants or {}
+    # The columns insert_rows would name for these rows alone: rows absent a column get NULL
+    # as they would there, and rows naming other columns go into a statement of their own.
+    names = [*constants, *rows[0]]
+    names += sorted(set().union(*rows) - set(names))
+    buffer.add(
+        (table.name, tuple(names)),
+        partial(_insert_into, table),
+        [{**constants, **{n: row.get(n) for n in names if n not in constants}} for row in rows],
+    )
+    return len(rows)
+
+
+def _insert_into(table: Table, session: Session, rows: list[dict[str, Any]]) -> int:
+    return insert_rows(session, table, rows)
+
+
 def replace_owned(
     session: Session,
     model: type[DeclarativeBase],
@@ -69,8 +102,9 @@ def replace_owned(
     nothing to delete (on DuckDB the DELETE scans the whole child column: ~1-2 ms a table).
     """
     table = table_of(model)
-    if not fresh:
-        session.execute(delete(table).where(table.c[owner] == owner_id))
+    if fresh:
+        return insert_fresh(session, table, rows, constants={owner: owner_id})
+    session.execute(delete(table).where(table.c[owner] == owner_id))
     return insert_rows(session, table, rows, constants={owner: owner_id})
 
 

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from app.components.test_suite import service
-from app.components.test_suite.models import Run, RunTag
-from app.components.test_suite.schemas import RunCreate, RunUpdate
+from app.components.test_suite.models import Run, RunCase, RunTag
+from app.components.test_suite.schemas import CaseIn, RunCreate, RunUpdate
+from app.core import bulk
 from app.core.config import Settings
 from app.core.context import AppContext
 from app.core.db import Database
 from app.core.errors import AppError, Conflict, NotFound
+from app.core.records import insert_fresh, table_of
+from app.core.schemas import StepIn
 
 
 @pytest.fixture
@@ -128,3 +134,249 @@ def test_a_grouped_write_inside_a_write_transaction_is_refused(db: Database) -> 
     with db.writing(), pytest.raises(RuntimeError, match="inside a write"):
         db.write(record("x"))
     assert runs_in(db) == set()
+
+
+# --- combining: a group's fresh runs share one insert per child table --------------------------
+
+
+def document(run_id: str, k: int = 0, *, details: int = 20, **more: Any) -> RunCreate:
+    """A whole run: details, steps, metrics, per-device metrics, tags and artifacts."""
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    body: dict[str, Any] = {
+        "run_id": run_id,
+        "model_name": f"model-{k % 3}",
+        "status": "completed",
+        "started_at": at.isoformat(),
+        "completed_at": (at + timedelta(seconds=60 + k)).isoformat(),
+        "results": {
+            "test_details": [
+                {
+                    "name": f"{run_id}::t{i}",
+                    "status": ("passed", "failed")[i % 2],
+                    "duration_ms": float(i + k),
+                }
+                for i in range(details)
+            ],
+            "performance_metrics": {"gpu-0": {"latency_ms": 1.5 + k}},
+            "environment": {"k": k},
+        },
+        "steps": [{"step_name": f"s{i}", "status": "completed"} for i in range(3)],
+        "metrics": [{"name": f"m{i}", "value": i * 10.0 + k} for i in range(4)],
+        "tags": {"k": str(k), "source": "combine"},
+        "artifacts": [{"artifact_path": f"{run_id}/log.txt", "artifact_type": "log"}],
+        **more,
+    }
+    return RunCreate.model_validate(body)
+
+
+def recorded(doc: RunCreate, gate: threading.Event | None = None) -> Any:
+    def work(session: Session) -> str:
+        if gate is not None:
+            gate.wait(10)
+        return service.record_run(session, doc)
+
+    return work
+
+
+def stored(db: Database, run_id: str) -> dict[str, Any]:
+    """A run as read back, without what differs between two recordings of one document."""
+    with db.reading() as session:
+        item = service.run_detail(session, run_id)
+    assert item is not None
+    for key in ("run_id", "created_at", "updated_at"):
+        item.pop(key, None)
+    for artifact in item["artifacts"]:
+        for key in ("id", "created_at", "artifact_path"):
+            artifact.pop(key, None)
+    item["results"]["test_details"] = [
+        {**c, "name": c["name"].split("::")[-1]} for c in item["results"]["test_details"]
+    ]
+    return item
+
+
+def hold_writer(db: Database, pool: ThreadPoolExecutor, gate: threading.Event) -> Any:
+    """Occupy the writer with a write that is not combinable, so the next ones queue up."""
+    held = pool.submit(db.write, record("holder", gate))
+    queued_behind(db, 0)
+    return held
+
+
+CHILDREN = (
+    "test_run_results",
+    "test_run_cases",
+    "test_run_steps",
+    "test_run_metrics",
+    "test_run_tags",
+    "test_run_artifacts",
+)
+
+
+def test_fresh_runs_waiting_together_are_stored_with_one_insert_per_child_table(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every insert through SQLAlchemy (no Arrow), so each one shows as a statement.
+    monkeypatch.setattr(bulk, "ARROW_THRESHOLD", 10**9)
+    monkeypatch.setattr(bulk, "COPY_THRESHOLD", 10**9)
+    keys = [f"c{i:02d}" for i in range(12)]
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    gate = threading.Event()
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            held = hold_writer(db, pool, gate)
+            queued = [
+                pool.submit(db.write, recorded(document(k, i)), combine=True)
+                for i, k in enumerate(keys)
+            ]
+            queued_behind(db, len(keys))
+            seen.clear()
+            gate.set()
+            assert held.result(10) == "holder"
+            assert [f.result(10) for f in queued] == keys
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    inserts = Counter(s.split()[2].strip('"') for s in seen if s.startswith("insert into"))
+    assert {t: inserts[t] for t in CHILDREN} == dict.fromkeys(CHILDREN, 1), inserts
+    assert inserts["test_runs"] == len(keys) + 1  # run rows stay immediate (existence checks)
+    assert db.group.stats.combined == 1 and db.group.stats.uncombined == 0
+    # Each run reads back what the same document gives recorded alone.
+    for i, k in enumerate(keys):
+        db.write(recorded(document(f"alone-{k}", i)))
+        assert stored(db, k) == stored(db, f"alone-{k}")
+
+
+def test_many_concurrent_fresh_runs_land_in_few_groups_and_read_back_what_was_posted(
+    db: Database,
+) -> None:
+    keys = [f"p{i:03d}" for i in range(64)]
+    with ThreadPoolExecutor(16) as pool:
+        futures = [
+            pool.submit(db.write, recorded(document(k, i, details=50)), combine=True)
+            for i, k in enumerate(keys)
+        ]
+        assert [f.result(30) for f in futures] == keys
+    stats = db.group.stats
+    assert stats.groups < len(keys) and stats.combined >= 1 and stats.uncombined == 0
+    for i, k in enumerate(keys[:8]):
+        db.write(recorded(document(f"alone-{k}", i, details=50)))
+        assert stored(db, k) == stored(db, f"alone-{k}")
+    with db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(RunCase)) == 50 * (len(keys) + 8)
+
+
+def test_a_combined_insert_that_fails_is_retried_uncombined_and_fails_only_its_write(
+    db: Database,
+) -> None:
+    def duplicate_tag(session: Session) -> None:  # its own deferred rows break a unique key
+        service.record_run(session, document("dup"))
+        for _ in range(2):
+            insert_fresh(
+                session, table_of(RunTag), [{"tag_name": "x", "tag_value": "1"}], {"run_id": "dup"}
+            )
+
+    keys = [f"f{i}" for i in range(6)]
+    gate = threading.Event()
+    with ThreadPoolExecutor(10) as pool:
+        held = hold_writer(db, pool, gate)
+        before = [
+            pool.submit(db.write, recorded(document(k, i)), combine=True)
+            for i, k in enumerate(keys[:3])
+        ]
+        broken = pool.submit(db.write, duplicate_tag, combine=True)
+        after = [
+            pool.submit(db.write, recorded(document(k, i)), combine=True)
+            for i, k in enumerate(keys[3:], 3)
+        ]
+        queued_behind(db, len(keys) + 1)
+        gate.set()
+        assert held.result(10) == "holder"
+        assert [f.result(10) for f in before + after] == keys
+        with pytest.raises(Exception) as raised:
+            broken.result(10)
+    if isinstance(raised.value, AppError):  # PostgreSQL's unique violation is a 409
+        assert raised.value.status_code == 409
+    assert db.group.stats.uncombined == 1
+    assert runs_in(db) == {"holder", *keys}
+    for i, k in enumerate(keys):
+        assert len(stored(db, k)["results"]["test_details"]) == 20
+        assert stored(db, k)["tags"] == {"k": str(i), "source": "combine"}
+
+
+def test_writes_after_a_fresh_run_in_its_group_see_its_rows(db: Database) -> None:
+    """A re-post right behind the fresh post, a PATCH and a step PUT follow its rows."""
+    gate = threading.Event()
+    repost = document("a", 7, details=5)
+    with ThreadPoolExecutor(10) as pool:
+        held = hold_writer(db, pool, gate)
+        writes = [
+            pool.submit(db.write, recorded(document("a", 1, details=30)), combine=True),
+            pool.submit(db.write, recorded(document("b", 2)), combine=True),
+            pool.submit(db.write, recorded(repost), combine=True),
+            pool.submit(db.write, recorded(document("d", 4)), combine=True),
+            pool.submit(
+                db.write,
+                lambda s: service.put_step(s, "d", "s1", StepIn(status="error", error="x")),
+            ),
+            pool.submit(
+                db.write, lambda s: service.update_run(s, "b", RunUpdate(test_type="patched"))
+            ),
+        ]
+        queued_behind(db, len(writes))
+        gate.set()
+        held.result(10)
+        for f in writes:
+            f.result(10)
+    a = stored(db, "a")
+    # The re-post replaced the first post's 30 cases with its 5.
+    assert [c["name"] for c in a["results"]["test_details"]] == [f"t{i}" for i in range(5)]
+    assert a["tags"] == {"k": "7", "source": "combine"}
+    assert len(a["metrics"]) == 5 and len(a["steps"]) == 3
+    assert stored(db, "b")["test_type"] == "patched"
+    assert len(stored(db, "b")["results"]["test_details"]) == 20
+    steps = {s["step_name"]: s for s in stored(db, "d")["steps"]}
+    assert list(steps) == ["s0", "s1", "s2"] and steps["s1"]["status"] == "error"
+    assert db.group.stats.combined >= 1
+
+
+def test_appended_cases_follow_a_fresh_runs_cases_in_its_group(db: Database) -> None:
+    gate = threading.Event()
+    with ThreadPoolExecutor(6) as pool:
+        held = hold_writer(db, pool, gate)
+        writes = [
+            pool.submit(db.write, recorded(document("a", 1, details=30)), combine=True),
+            pool.submit(db.write, recorded(document("b", 2)), combine=True),
+            pool.submit(
+                db.write,
+                lambda s: service.add_cases(s, "a", [CaseIn(name="late", status="passed")]),
+            ),
+        ]
+        queued_behind(db, len(writes))
+        gate.set()
+        held.result(10)
+        for f in writes:
+            f.result(10)
+    names = [c["name"] for c in stored(db, "a")["results"]["test_details"]]
+    assert names == [*(f"t{i}" for i in range(30)), "late"]
+
+
+def test_fresh_runs_of_one_batch_in_one_group_all_count_as_members(db: Database) -> None:
+    keys = [f"m{i}" for i in range(8)]
+    gate = threading.Event()
+    with ThreadPoolExecutor(10) as pool:
+        held = hold_writer(db, pool, gate)
+        futures = [
+            pool.submit(db.write, recorded(document(k, i, batch_id="nightly")), combine=True)
+            for i, k in enumerate(keys)
+        ]
+        queued_behind(db, len(keys))
+        gate.set()
+        held.result(10)
+        assert [f.result(10) for f in futures] == keys
+    with db.reading() as session:
+        batch = service.require_batch(session, "nightly")
+        assert batch.run_count == len(keys) and str(batch.status) == "completed"
+    assert db.group.stats.combined == 1

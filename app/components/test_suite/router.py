@@ -93,7 +93,9 @@ def run_answer(db: Database, run_id: str, minimal: bool) -> RunRead | RunSummary
 )
 def record_run(doc: RunCreate, db: SuiteDb, minimal: PrefersMinimal) -> RunRead | RunSummary:
     """Record a whole run (results, steps, metrics, tags, artifacts) atomically."""
-    return run_answer(db, db.write(lambda session: service.record_run(session, doc)), minimal)
+    # A new run's child rows join the group's one insert per table (app.core.group_commit).
+    run_id = db.write(lambda session: service.record_run(session, doc), combine=True)
+    return run_answer(db, run_id, minimal)
 
 
 @router.patch(

@@ -43,6 +43,7 @@ from app.core import lifecycle, transfer
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.exchange import Exchange
+from app.core.group_commit import flush_combined
 from app.core.models import utcnow
 from app.core.naming import metric_unit
 from app.core.pagination import Page
@@ -216,6 +217,8 @@ def record_run(session: Session, doc: RunCreate) -> str:
     if existing is None:
         _new_run_defaults(fields)
     else:
+        # A re-post replaces rows an earlier write of this group may still hold back.
+        flush_combined(session)
         _check_transition(existing, fields.get("status"))
     _timing_fields(fields, _times(existing))
     # Only a change of status closes the run: re-posting a finished run changes nothing.
@@ -257,8 +260,8 @@ def _store_children(
         points = lifecycle.metric_rows(doc.metrics, at) + perf_rows
         store.replace_metrics(session, run_id, points, fresh=fresh)
     elif perf_rows:
-        if fresh:
-            store.append_metrics(session, run_id, perf_rows)
+        if fresh:  # a new run's "replace" is one insert (combinable, see replace_owned)
+            store.replace_metrics(session, run_id, perf_rows, fresh=True)
         else:
             store.replace_metric_points(session, run_id, perf_rows)
     if doc.tags is not None:

@@ -20,7 +20,6 @@ from sqlalchemy import (
     desc,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -50,6 +49,7 @@ from app.core.records import (
     affected,
     delete_owned,
     existing_keys,
+    insert_fresh,
     lock_rows,
     page_by_status,
     replace_owned,
@@ -156,7 +156,7 @@ def set_results(
     """
     row = {"run_id": run_id, **counts, "result_data": data}
     if fresh:
-        session.execute(insert(RunResult), [row])
+        insert_fresh(session, table_of(RunResult), [row])
     else:
         upsert(session, RunResult, ["run_id"], [row])
 
@@ -231,7 +231,7 @@ def put_artifacts(
     """
     if fresh:
         unique = {a["artifact_path"]: a for a in artifacts}
-        insert_rows(session, table_of(RunArtifact), list(unique.values()), {"run_id": run_id})
+        insert_fresh(session, table_of(RunArtifact), list(unique.values()), {"run_id": run_id})
         return
     if replace:
         # Rows whose path is sent again are kept (and keep their created_at).
@@ -261,7 +261,10 @@ def add_batch(session: Session, fields: dict[str, Any]) -> RunBatch:
 
 
 def link(session: Session, run_ids: Sequence[str], batch_id: str, *, fresh: bool = False) -> None:
-    """Make runs members of a batch (idempotent; `fresh`: new runs, a plain insert)."""
+    """Make runs members of a batch (idempotent; `fresh`: new runs, a plain insert).
+
+    Never deferred to a group's combined insert: the batch's refresh counts its links.
+    """
     rows = [{"run_id": r, "batch_id": batch_id} for r in run_ids]
     if fresh:
         insert_rows(session, table_of(RunBatchLink), rows)
