@@ -20,6 +20,7 @@ from sqlalchemy import (
     desc,
     exists,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -117,14 +118,20 @@ def get_run(session: Session, run_id: str) -> Run | None:
     return session.get(Run, run_id)
 
 
-def add_run(session: Session, fields: dict[str, Any]) -> Run:
-    """Insert a run row."""
-    return add_row(session, Run, fields)
-
-
 def set_run_fields(session: Session, run: Run, fields: dict[str, Any]) -> None:
     """Change some of a run's own fields."""
     set_fields(session, run, fields)
+
+
+def run_row(session: Session, run_id: str) -> dict[str, Any] | None:
+    """Return a run's own fields by key (Core: no ORM load), or None."""
+    found = rows_of(session, select(*table_of(Run).columns).where(Run.run_id == run_id))
+    return found[0] if found else None
+
+
+def insert_run(session: Session, fields: dict[str, Any]) -> None:
+    """Insert a run row (Core: no ORM unit of work)."""
+    session.execute(insert(Run).values(fields))
 
 
 def update_run(session: Session, run_id: str, fields: dict[str, Any]) -> None:
