@@ -232,11 +232,12 @@ def http_sequential(
 
 
 async def _concurrent(
-    url: str, docs: list[Document], clients: int
+    url: str, docs: list[Document], clients: int, minimal: bool
 ) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     errors = 0
     pending = iter(docs)
+    headers = {**JSON, "Prefer": "return=minimal"} if minimal else JSON
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
 
@@ -245,7 +246,7 @@ async def _concurrent(
             for doc in pending:
                 t0 = time.perf_counter()
                 try:
-                    response = await client.post(RUNS, content=doc.body, headers=JSON)
+                    response = await client.post(RUNS, content=doc.body, headers=headers)
                     ok = response.status_code == 201
                 except httpx.HTTPError:
                     ok = False
@@ -259,14 +260,17 @@ async def _concurrent(
 
 
 def http_concurrent(
-    url: str, docs: list[Document], clients: int, sampler: RssSampler
+    url: str, docs: list[Document], clients: int, sampler: RssSampler, *, minimal: bool = False
 ) -> dict[str, Any]:
-    """POST the documents from `clients` concurrent clients; return rows/s and peak RSS."""
+    """POST the documents from `clients` concurrent clients; return rows/s and peak RSS.
+
+    With `minimal`, each request sends `Prefer: return=minimal` (see `http_sequential`)."""
     sampler.reset()
-    wall, latencies, errors = asyncio.run(_concurrent(url, docs, clients))
+    wall, latencies, errors = asyncio.run(_concurrent(url, docs, clients, minimal))
     return {
         **rates(len(docs), sum(len(d.details) for d in docs), wall),
         "clients": clients,
+        "prefer_minimal": minimal,
         "request": summary_ms(latencies),
         "errors": errors,
         "peak_rss_mb": round(sampler.peak(), 1),
