@@ -17,6 +17,7 @@ import httpx
 import pyarrow as pa
 
 from app.components.test_suite import store
+from app.components.test_suite.schemas import CASE_FIELDS
 from app.core.db import DatabaseRegistry
 from bench.dataset import METRICS, case_details, model_names
 from bench.scales import DEVICES, SEED, Scale
@@ -137,6 +138,11 @@ def _raw_insert(con: duckdb.DuckDBPyConnection, doc: Document) -> None:
     con.commit()
 
 
+def _columns(details: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    # What the store takes: the validated rows column by column (CaseColumns.columns()).
+    return {name: [row.get(name) for row in details] for name in CASE_FIELDS}
+
+
 def store_vs_raw(work: Path, data_db: Path, docs: list[Document]) -> dict[str, Any]:
     """Insert the same per-test rows by `store.replace_cases` and by raw Arrow INSERT … SELECT."""
     store_db = work / "ingest_store.duckdb"
@@ -152,12 +158,12 @@ def store_vs_raw(work: Path, data_db: Path, docs: list[Document]) -> dict[str, A
         db = registry.get(f"duckdb:///{store_db}")
         # Warm both paths (first Arrow registration, first connection) outside the timing.
         with db.writing() as session:
-            store.replace_cases(session, "warm-up", docs[0].details[:10])
+            store.replace_cases(session, "warm-up", _columns(docs[0].details[:10]))
         _raw_insert(con, Document("warm-up", docs[0].details[:10], b""))
         for doc in docs:  # interleaved, so both see the same machine noise
             t0 = time.perf_counter()
             with db.writing() as session:
-                store.replace_cases(session, doc.run_id, doc.details)
+                store.replace_cases(session, doc.run_id, _columns(doc.details))
             t1 = time.perf_counter()
             _raw_insert(con, doc)
             t2 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -11,7 +11,7 @@ from sqlalchemy import Result, Select, Table, delete, func, insert, literal, sel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from app.core.bulk import chunks, insert_rows, is_postgres
+from app.core.bulk import chunks, column_rows, insert_columns, insert_rows, is_postgres
 from app.core.group_commit import combining
 
 if TYPE_CHECKING:
@@ -81,6 +81,18 @@ def insert_fresh(
         [{**constants, **{n: row.get(n) for n in names if n not in constants}} for row in rows],
     )
     return len(rows)
+
+
+def insert_fresh_columns(
+    session: Session,
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    constants: dict[str, Any] | None = None,
+) -> int:
+    """`insert_fresh` for rows given column by column (`insert_columns` when not combining)."""
+    if combining(session) is None:
+        return insert_columns(session, table, columns, constants)
+    return insert_fresh(session, table, column_rows(columns), constants)
 
 
 def _insert_into(table: Table, session: Session, rows: list[dict[str, Any]]) -> int:

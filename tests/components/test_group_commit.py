@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.components.test_suite import service
 from app.components.test_suite.models import Run, RunCase, RunTag
-from app.components.test_suite.schemas import CaseIn, RunCreate, RunUpdate
+from app.components.test_suite.schemas import CaseColumns, CaseIn, RunCreate, RunUpdate
 from app.core import bulk
 from app.core.config import Settings
 from app.core.context import AppContext
@@ -351,7 +351,9 @@ def test_appended_cases_follow_a_fresh_runs_cases_in_its_group(db: Database) -> 
             pool.submit(db.write, recorded(document("b", 2)), combine=True),
             pool.submit(
                 db.write,
-                lambda s: service.add_cases(s, "a", [CaseIn(name="late", status="passed")]),
+                lambda s: service.add_cases(
+                    s, "a", CaseColumns.of([CaseIn(name="late", status="passed")])
+                ),
             ),
         ]
         queued_behind(db, len(writes))

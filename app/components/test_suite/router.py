@@ -10,7 +10,8 @@ from app.components.test_suite import schemas, service, store
 from app.components.test_suite.schemas import (
     ArtifactIn,
     ArtifactRead,
-    CaseIn,
+    CaseColumns,
+    MaxCases,
     ResultsIn,
     RunComplete,
     RunCreate,
@@ -151,7 +152,7 @@ def put_results(
     responses=NOT_FOUND,
 )
 def add_cases(
-    run_id: str, cases: Annotated[list[CaseIn], Body(max_length=1_000_000)], db: SuiteDb
+    run_id: str, cases: Annotated[CaseColumns, MaxCases(1_000_000), Body()], db: SuiteDb
 ) -> dict[str, int]:
     """Append per-test outcomes to a run (as each test finishes)."""
     return {"added": db.write(lambda session: service.add_cases(session, run_id, cases))}

@@ -23,7 +23,13 @@ from app.components.test_suite.pytest_exec import (
     PytestProcess,
     step_name_for,
 )
-from app.components.test_suite.schemas import ArtifactIn, CaseIn, RunComplete, RunUpdate
+from app.components.test_suite.schemas import (
+    ArtifactIn,
+    CaseColumns,
+    CaseIn,
+    RunComplete,
+    RunUpdate,
+)
 from app.components.test_suite.suites import ISOLATED_INI, Suite
 from app.core.errors import AppError
 from app.core.models import utcnow
@@ -247,7 +253,7 @@ class SuiteRunner(WorkerPool[Job]):
         }
 
         def record(session: Session) -> list[Event]:
-            service.add_cases(session, run_id, [case])
+            service.add_cases(session, run_id, CaseColumns.of([case]))
             service.put_step(session, run_id, step_name_for(name, device), step)
             if metrics:
                 service.add_metrics(session, run_id, metrics)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,7 +42,7 @@ from app.components.test_suite.models import (
 )
 from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
 from app.core import stats
-from app.core.bulk import insert_rows
+from app.core.bulk import insert_columns, insert_rows
 from app.core.pagination import Page
 from app.core.records import (
     Children,
@@ -51,9 +51,9 @@ from app.core.records import (
     delete_owned,
     existing_keys,
     insert_fresh,
+    insert_fresh_columns,
     lock_rows,
     page_by_status,
-    replace_owned,
     rows_of,
     set_fields,
     table_of,
@@ -173,21 +173,29 @@ def get_results(session: Session, run_id: str) -> RunResult | None:
     return session.scalar(select(RunResult).where(RunResult.run_id == run_id))
 
 
+def _positioned(cases: Mapping[str, Sequence[Any]], start: int) -> dict[str, Sequence[Any]]:
+    n = len(next(iter(cases.values()), ()))
+    return {"position": range(start, start + n), **cases}
+
+
 def replace_cases(
-    session: Session, run_id: str, cases: Sequence[dict[str, Any]], *, fresh: bool = False
+    session: Session, run_id: str, cases: Mapping[str, Sequence[Any]], *, fresh: bool = False
 ) -> int:
-    """Replace a run's per-test outcomes (`fresh`: a new run's, nothing to delete)."""
-    rows = [{"position": i, **case} for i, case in enumerate(cases)]
-    return replace_owned(session, RunCase, "run_id", run_id, rows, fresh=fresh)
+    """Replace a run's per-test outcomes, given column by column (`fresh`: a new run's)."""
+    table = table_of(RunCase)
+    if fresh:  # may join the group's one insert per table (app.core.group_commit)
+        return insert_fresh_columns(session, table, _positioned(cases, 0), {"run_id": run_id})
+    session.execute(delete(table).where(table.c.run_id == run_id))
+    return insert_columns(session, table, _positioned(cases, 0), {"run_id": run_id})
 
 
-def append_cases(session: Session, run_id: str, cases: Sequence[dict[str, Any]]) -> int:
-    """Append per-test outcomes after those a run already has."""
+def append_cases(session: Session, run_id: str, cases: Mapping[str, Sequence[Any]]) -> int:
+    """Append per-test outcomes, given column by column, after those a run already has."""
     start = session.scalar(
         select(func.coalesce(func.max(RunCase.position) + 1, 0)).where(RunCase.run_id == run_id)
     )
-    rows = [{"run_id": run_id, "position": int(start or 0) + i, **c} for i, c in enumerate(cases)]
-    return insert_rows(session, table_of(RunCase), rows)
+    columns = _positioned(cases, int(start or 0))
+    return insert_columns(session, table_of(RunCase), columns, {"run_id": run_id})
 
 
 def case_counts(session: Session, run_id: str) -> dict[str, int]:
