@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,8 @@ def _step_values(step: StepIn) -> dict[str, Any]:
 
 def _store_results(
     session: Session, run_id: str, results: ResultsIn, *, fresh: bool = False
-) -> None:
+) -> dict[str, int]:
+    """Store a run's results and per-test outcomes; return the counts stored."""
     if results.test_details is not None:
         store.replace_cases(session, run_id, results.test_details.columns(), fresh=fresh)
         counts = results.test_details.counts()
@@ -147,6 +149,7 @@ def _store_results(
     if results.performance_metrics is not None:
         data["performance_metrics"] = results.performance_metrics
     store.set_results(session, run_id, counts, data, fresh=fresh)
+    return counts
 
 
 def refresh_batches(session: Session, batch_ids: list[str]) -> None:
@@ -189,8 +192,23 @@ def _timing_fields(fields: dict[str, Any], current: Mapping[str, Any]) -> None:
         fields["duration"] = lifecycle.seconds(started, completed)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What recording a run document wrote."""
+
+    run_id: str
+    summary: dict[str, Any] | None
+    """A new run's summary as written (its row as inserted, counts, batch, outcome); None for
+    a re-post, whose summary depends on rows this transaction did not write."""
+
+
 def record_run(session: Session, doc: RunCreate) -> str:
     """Store a whole run document atomically; re-posting a run_id upserts what was sent."""
+    return recorded_run(session, doc).run_id
+
+
+def recorded_run(session: Session, doc: RunCreate) -> Recorded:
+    """`record_run`, returning a new run's summary too (POST /runs' minimal answer)."""
     run_id = doc.run_id or new_id()
     nested = {"run_id", "results", "steps", "metrics", "tags", "artifacts", "batch_id"}
     fields = doc.model_dump(exclude_unset=True, exclude=nested)
@@ -214,10 +232,11 @@ def record_run(session: Session, doc: RunCreate) -> str:
     # A new run has no child rows: each table gets one plain insert, no DELETE, no upsert.
     fresh = existing is None
     if existing is None:
-        store.insert_run(session, {"run_id": run_id, **fields})
+        row = store.insert_run(session, {"run_id": run_id, **fields})
     else:
         store.update_run(session, run_id, fields)
-    _store_children(session, run_id, (existing or {}) | fields, doc, steps, fresh)
+        row = existing | fields
+    counts = _store_children(session, run_id, row, doc, steps, fresh)
     if doc.batch_id is not None:
         if store.get_batch(session, doc.batch_id) is None:
             store.add_batch(session, {"batch_id": doc.batch_id, "status": "initializing"})
@@ -226,7 +245,20 @@ def record_run(session: Session, doc: RunCreate) -> str:
         refresh_batches(session, [doc.batch_id] if doc.batch_id else [])
     else:
         _after_status_change(session, run_id)
-    return run_id
+    if not fresh:
+        return Recorded(run_id, None)
+    passed, failed = (counts or {}).get("tests_passed"), (counts or {}).get("tests_failed")
+    return Recorded(
+        run_id,
+        row
+        | {
+            "batch_ids": [doc.batch_id] if doc.batch_id else [],
+            "tests_passed": passed,
+            "tests_failed": failed,
+            "tests_skipped": (counts or {}).get("tests_skipped"),
+            "outcome": store.outcome(str(row["status"]), passed, failed),
+        },
+    )
 
 
 def _store_children(
@@ -236,9 +268,11 @@ def _store_children(
     doc: RunCreate,
     steps: list[dict[str, Any]],
     fresh: bool,
-) -> None:
+) -> dict[str, int] | None:
+    """Store a run document's collections; return the counts of its results (None without)."""
+    counts = None
     if doc.results is not None:
-        _store_results(session, run_id, doc.results, fresh=fresh)
+        counts = _store_results(session, run_id, doc.results, fresh=fresh)
     if doc.steps is not None:
         store.replace_steps(session, run_id, steps, fresh=fresh)
     at = _run_time(run)
@@ -256,6 +290,7 @@ def _store_children(
     if doc.artifacts is not None:
         artifacts = [a.model_dump() for a in doc.artifacts]
         store.put_artifacts(session, run_id, artifacts, replace=True, fresh=fresh)
+    return counts
 
 
 def update_run(session: Session, run_id: str, upd: RunUpdate) -> dict[str, Any]:

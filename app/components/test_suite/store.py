@@ -103,6 +103,15 @@ def outcome_of(status: Any = None, passed: Any = None, failed: Any = None) -> An
 OUTCOMES = ("passed", "failed", "no_tests")
 
 
+def outcome(status: str, passed: int | None, failed: int | None) -> str | None:
+    """Return `outcome_of` for one run from values in hand (the same rule, in Python)."""
+    if status not in TERMINAL:
+        return None
+    if (failed or 0) > 0 or status in ("error", "timeout"):
+        return "failed"
+    return "passed" if (passed or 0) > 0 else "no_tests"
+
+
 @dataclass(frozen=True)
 class Scope(stats.Scope):
     """What run statistics look at: the shared scope, and optionally one test type."""
@@ -129,9 +138,9 @@ def run_row(session: Session, run_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def insert_run(session: Session, fields: dict[str, Any]) -> None:
-    """Insert a run row (Core: no ORM unit of work)."""
-    session.execute(insert(Run).values(fields))
+def insert_run(session: Session, fields: dict[str, Any]) -> dict[str, Any]:
+    """Insert a run row (Core: no ORM unit of work); return it as stored (defaults included)."""
+    return rows_of(session, insert(Run).values(fields).returning(*table_of(Run).columns))[0]
 
 
 def update_run(session: Session, run_id: str, fields: dict[str, Any]) -> None:

@@ -69,3 +69,41 @@ def test_a_minimal_patch_of_a_missing_or_finished_run_is_refused(client: TestCli
     refused = client.patch("/api/test/db/run/done", json={"status": "running"}, headers=minimal)
     assert refused.status_code == 409
     assert refused.json()["code"] == "invalid_transition"
+
+
+def _details(passed: int, failed: int, skipped: int) -> list[dict[str, str]]:
+    statuses = ["passed"] * passed + ["error"] * failed + ["skipped"] * skipped
+    return [{"name": f"t{i}", "status": s} for i, s in enumerate(statuses)]
+
+
+NEW_RUNS = [
+    {"status": "running"},
+    {"status": "completed", "results": {"test_details": _details(3, 0, 1)}},
+    {"status": "completed", "results": {"test_details": _details(0, 0, 2)}},
+    {"status": "completed", "results": {"test_details": _details(40, 2, 0)}, "batch_id": "nb"},
+    {"status": "completed"},
+    {"status": "error", "error": "boom", "results": {"tests_passed": 5}},
+    {"status": "timeout", "started_at": "2026-01-02T03:04:05+02:00", "duration": 12.5},
+    {"status": "cancelled", "hardware": ["cuda", "cpu"], "completed_at": "2026-01-02T05:00:00"},
+    {"results": {"tests_passed": 1, "tests_failed": 1, "tests_skipped": 1}, "tags": {"k": "v"}},
+]
+
+
+def test_a_new_runs_minimal_answer_is_built_from_its_write_and_equals_a_read(
+    client: TestClient,
+) -> None:
+    """POST /runs answers a new run's summary from what its transaction wrote (the row as
+    inserted, the counts, its batch and the outcome computed in Python): each must equal the
+    run as read afterwards, for every outcome."""
+    minimal = {"Prefer": "return=minimal"}
+    outcomes = set()
+    for k, extra in enumerate(NEW_RUNS):
+        doc = {"run_id": f"new{k}", "model_name": "m", **extra}
+        answer = client.post("/api/test/db/runs", json=doc, headers=minimal)
+        assert answer.status_code == 201, answer.text
+        read = client.get(f"/api/test/db/run/new{k}").json()
+        assert answer.json() == {key: read[key] for key in answer.json()}, extra
+        outcomes.add(answer.json()["outcome"])
+        again = client.post("/api/test/db/runs", json=doc, headers=minimal)  # a re-post: read
+        assert again.json() == answer.json()
+    assert outcomes == {None, "passed", "failed", "no_tests"}
