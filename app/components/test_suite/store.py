@@ -512,8 +512,8 @@ def summary_select(batch_ids: Any, *more: Any) -> Select[Any]:
     ).outerjoin(RunResult, RunResult.run_id == Run.run_id)
 
 
-def _run_head(session: Session, run_id: str) -> dict[str, Any] | None:
-    """Return a run's summary and its results row's data, in one statement.
+def _run_head(session: Session, run_id: str, *more: Any) -> dict[str, Any] | None:
+    """Return a run's summary (and `more` columns of its results row), in one statement.
 
     The batch ids ride along as an aggregate subquery and the results row is the summary's
     own join: reading a run used to take three statements before its children.
@@ -525,9 +525,7 @@ def _run_head(session: Session, run_id: str) -> dict[str, Any] | None:
         .where(RunBatchLink.run_id == run_id)
         .scalar_subquery()
     )
-    query = summary_select(batch_ids, RunResult.id.label("results_id"), RunResult.result_data)
-    query = query.where(Run.run_id == run_id)
-    found = rows_of(session, query)
+    found = rows_of(session, summary_select(batch_ids, *more).where(Run.run_id == run_id))
     if not found:
         return None
     item = found[0]
@@ -537,15 +535,12 @@ def _run_head(session: Session, run_id: str) -> dict[str, Any] | None:
 
 def run_summary(session: Session, run_id: str) -> dict[str, Any] | None:
     """Return a run's own fields, batch ids and test counts (no child rows)."""
-    item = _run_head(session, run_id)
-    if item is not None:
-        del item["results_id"], item["result_data"]
-    return item
+    return _run_head(session, run_id)
 
 
 def run_detail(session: Session, run_id: str) -> dict[str, Any] | None:
     """Return a run with every child row, in the shape of the recording document."""
-    item = _run_head(session, run_id)
+    item = _run_head(session, run_id, RunResult.id.label("results_id"), RunResult.result_data)
     if item is None:
         return None
     has_results, data = item.pop("results_id") is not None, item.pop("result_data")
