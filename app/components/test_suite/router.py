@@ -111,7 +111,7 @@ def update_run(
     run_id: str, upd: RunUpdate, db: SuiteDb, minimal: PrefersMinimal
 ) -> RunRead | RunSummary:
     """Change only the fields sent (status, progress, current_step, error, ...)."""
-    written = db.write(lambda session: service.update_run(session, run_id, upd))
+    written = db.write(lambda session: service.update_run(session, run_id, upd, summary=minimal))
     if minimal:  # built in the transaction that wrote it: no second read
         return RunSummary.model_validate(written)
     return run_answer(db, run_id, minimal)

@@ -91,6 +91,11 @@ def require_run(session: Session, run_id: str) -> Run:
     return lifecycle.require(store.get_run(session, run_id), f"run {run_id}")
 
 
+def require_row(session: Session, run_id: str) -> dict[str, Any]:
+    """Return a run's own fields (Core, no ORM load) or raise 404."""
+    return lifecycle.require(store.run_row(session, run_id), f"run {run_id}")
+
+
 def require_batch(session: Session, batch_id: str) -> RunBatch:
     """Return a batch or raise 404."""
     return lifecycle.require(store.get_batch(session, batch_id), f"batch {batch_id}")
@@ -293,14 +298,17 @@ def _store_children(
     return counts
 
 
-def update_run(session: Session, run_id: str, upd: RunUpdate) -> dict[str, Any]:
+def update_run(
+    session: Session, run_id: str, upd: RunUpdate, *, summary: bool = False
+) -> dict[str, Any]:
     """Change only the fields sent; a status change must be a valid transition.
 
-    Returns the run's summary as written: the row as this transaction read it, with the fields
-    set (PATCH's minimal answer, with no read after the commit). A change of status changes
-    the outcome, so that summary is read again after the write.
+    Returns the run's own fields as written (its row as this transaction read it, with the
+    fields set). With `summary` (PATCH's minimal answer, no read after the commit) it is the
+    run's summary instead: batch ids and counts too, read with the row, and read again after
+    a change of status, which changes the outcome.
     """
-    head = run_summary(session, run_id)
+    head = run_summary(session, run_id) if summary else require_row(session, run_id)
     fields = upd.model_dump(exclude_unset=True)
     lifecycle.check_transition("run", run_id, str(head["status"]), fields.get("status"))
     _timing_fields(fields, head)
@@ -311,7 +319,7 @@ def update_run(session: Session, run_id: str, upd: RunUpdate) -> dict[str, Any]:
     store.update_run(session, run_id, fields)
     if {"status", "started_at", "completed_at"} & fields.keys():
         _after_status_change(session, run_id)
-    if changed:
+    if changed and summary:
         return run_summary(session, run_id)
     return head | lifecycle.stored_fields(fields)
 
