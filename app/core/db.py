@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -142,14 +142,17 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self.group = GroupWriter(self.sessions, self.write_lock, _translated)
 
-    def write(self, work: Callable[[Session], T], *, combine: bool = False) -> T:
+    def write(
+        self, work: Callable[[Session], T], *, combine: bool = False, key: Hashable | None = None
+    ) -> T:
         """Apply `work(session)` in a group commit; return its result once committed.
 
         One transaction holds every write waiting at that moment (app.core.group_commit):
         `work` may run more than once before its commit and must only touch the session.
-        `combine`: its rows of new records may join the group's one insert per table.
+        `combine`: its rows of new records may join the group's one insert per table, and
+        `key` (the record it writes) is looked up with the group's other keys in one read.
         """
-        return self.group.submit(work, combine)
+        return self.group.submit(work, combine, key)
 
     @property
     def is_duckdb(self) -> bool:

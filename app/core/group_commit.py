@@ -55,13 +55,36 @@ class CombinedInsertFailed(Exception):
     """A combined insert failed: whose row it was is unknown (the group is applied again)."""
 
 
-class Combined:
-    """Rows deferred by a group's combinable writes: one insert per table at the next flush."""
+Fetch = Callable[[list[Hashable]], dict[Hashable, Any]]
 
-    def __init__(self) -> None:
+
+class Combined:
+    """Rows deferred by a group's combinable writes: one insert per table at the next flush.
+
+    It also answers the group's lookups of its writes' keys (does this run exist?) with one
+    read for every key at the first lookup (`lookup`), kept until the next flush: a write that
+    is not combinable may change those rows, and the buffered ones are then in the table.
+    """
+
+    def __init__(self, keys: list[Hashable] | None = None) -> None:
         self._parts: dict[Hashable, tuple[Insert, list[dict[str, Any]]]] = {}
         self.failed: BaseException | None = None
         self.statements = 0
+        self._keys = keys or []
+        self._known: dict[Hashable, Any] | None = None
+
+    def lookup(self, key: Hashable, fetch: Fetch) -> Any:
+        """Return what `fetch` finds for `key` (None: nothing), fetching every key at once."""
+        if self._known is None or key not in self._known:
+            wanted = [key] if self._known is not None else list(dict.fromkeys([*self._keys, key]))
+            found = fetch(wanted)
+            self._known = {**(self._known or {}), **{k: found.get(k) for k in wanted}}
+        return self._known[key]
+
+    def remember(self, key: Hashable, found: Any) -> None:
+        """Record what a write of the group stored under `key` (a row it buffered)."""
+        if self._known is not None:
+            self._known[key] = found
 
     def add(self, key: Hashable, insert: Insert, rows: list[dict[str, Any]]) -> None:
         """Buffer rows for `insert`; rows of one key go into one statement, in this order."""
@@ -71,6 +94,7 @@ class Combined:
     def flush(self, session: Session) -> None:
         """Insert every buffered row (one statement per key) and empty the buffer."""
         parts, self._parts = self._parts, {}
+        self._known = None  # what a write changes next is read afresh
         try:
             for insert, rows in parts.values():
                 insert(session, rows)
@@ -99,6 +123,7 @@ class Pending:
 
     work: Work
     combine: bool = False
+    key: Hashable | None = None
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -149,14 +174,17 @@ class GroupWriter:
         """Mark the calling thread as holding the write lock (see `Database.writing`)."""
         return _Holding(self._holder)
 
-    def submit(self, work: Callable[[Session], T], combine: bool = False) -> T:
+    def submit(
+        self, work: Callable[[Session], T], combine: bool = False, key: Hashable | None = None
+    ) -> T:
         """Apply `work` in the next group; return its result once that group committed.
 
         `combine`: the write may defer rows of new records to the group's combined inserts.
+        `key`: the record it writes, looked up with the group's others (`Combined.lookup`).
         """
         if getattr(self._holder, "depth", 0):
             raise RuntimeError("a grouped write inside a write transaction")
-        pending = Pending(work, combine)
+        pending = Pending(work, combine, key)
         self._start()
         self._queue.put(pending)
         result: T = pending.future.result()
@@ -232,7 +260,9 @@ class GroupWriter:
         """
         session = self._sessions()
         # Combining pays from two combinable writes on (a lone write inserts its own rows).
-        buffer = Combined() if combine and sum(p.combine for p in group) > 1 else None
+        combinable = [p for p in group if p.combine]
+        keys = [p.key for p in combinable if p.key is not None]
+        buffer = Combined(keys) if combine and len(combinable) > 1 else None
         try:
             results: list[Any] = []
             for index, pending in enumerate(group):

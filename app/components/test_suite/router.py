@@ -95,7 +95,9 @@ def run_answer(db: Database, run_id: str, minimal: bool) -> RunRead | RunSummary
 def record_run(doc: RunCreate, db: SuiteDb, minimal: PrefersMinimal) -> RunRead | RunSummary:
     """Record a whole run (results, steps, metrics, tags, artifacts) atomically."""
     # A new run's child rows join the group's one insert per table (app.core.group_commit).
-    recorded = db.write(lambda session: service.recorded_run(session, doc), combine=True)
+    recorded = db.write(
+        lambda session: service.recorded_run(session, doc), combine=True, key=doc.run_id
+    )
     if minimal and recorded.summary is not None:  # a new run's, as its transaction wrote it
         return RunSummary.model_validate(recorded.summary)
     return run_answer(db, recorded.run_id, minimal)

@@ -218,7 +218,7 @@ def recorded_run(session: Session, doc: RunCreate) -> Recorded:
     nested = {"run_id", "results", "steps", "metrics", "tags", "artifacts", "batch_id"}
     fields = doc.model_dump(exclude_unset=True, exclude=nested)
     # Core, not the ORM: its load and unit of work were half the writer's time per new run.
-    existing = store.run_row(session, run_id)
+    existing = store.known_run(session, run_id)
     if existing is None:
         _new_run_defaults(fields)
     else:
@@ -243,6 +243,7 @@ def recorded_run(session: Session, doc: RunCreate) -> Recorded:
         row = existing | fields
     counts = _store_children(session, run_id, row, doc, steps, fresh)
     if doc.batch_id is not None:
+        flush_combined(session)  # the batch's refresh counts its members' run rows
         if store.get_batch(session, doc.batch_id) is None:
             store.add_batch(session, {"batch_id": doc.batch_id, "status": "initializing"})
         store.link(session, [run_id], doc.batch_id, fresh=fresh)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,9 @@ from app.components.test_suite.models import (
 from app.components.test_suite.schemas import FAILED, PASSED, SKIPPED
 from app.core import stats
 from app.core.bulk import insert_columns, insert_rows
+from app.core.group_commit import combining
+from app.core.lifecycle import stored_fields
+from app.core.models import utcnow
 from app.core.pagination import Page
 from app.core.records import (
     Children,
@@ -138,9 +141,35 @@ def run_row(session: Session, run_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def known_run(session: Session, run_id: str) -> dict[str, Any] | None:
+    """`run_row`, through the group's one read of every run its writes record (if combining)."""
+    buffer = combining(session)
+    if buffer is None:
+        return run_row(session, run_id)
+    found: dict[str, Any] | None = buffer.lookup(run_id, lambda ids: _runs_by_id(session, ids))
+    return found
+
+
+def _runs_by_id(session: Session, run_ids: list[Hashable]) -> dict[Hashable, dict[str, Any]]:
+    query = select(*table_of(Run).columns).where(Run.run_id.in_(run_ids))
+    return {row["run_id"]: row for row in rows_of(session, query)}
+
+
 def insert_run(session: Session, fields: dict[str, Any]) -> dict[str, Any]:
-    """Insert a run row (Core: no ORM unit of work); return it as stored (defaults included)."""
-    return rows_of(session, insert(Run).values(fields).returning(*table_of(Run).columns))[0]
+    """Insert a run row (Core: no ORM unit of work); return it as stored (defaults included).
+
+    Inside a combining group it joins the group's one insert of run rows, with its creation
+    time taken here (the column's default is the same clock, the transaction's start).
+    """
+    buffer = combining(session)
+    if buffer is None:
+        return rows_of(session, insert(Run).values(fields).returning(*table_of(Run).columns))[0]
+    table = table_of(Run)
+    row = {c.name: None for c in table.columns} | {"created_at": utcnow()} | fields
+    row |= stored_fields({"status": row["status"]})  # as a read shows it
+    insert_fresh(session, table, [row])
+    buffer.remember(row["run_id"], row)
+    return row
 
 
 def update_run(session: Session, run_id: str, fields: dict[str, Any]) -> None:
