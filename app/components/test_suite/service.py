@@ -694,8 +694,11 @@ def inside_results(settings: Settings, stored: str) -> Path | None:
     The one rule of which artifacts may be downloaded (the download route and the run page).
     """
     results = settings.folder("results")
-    path = Path(stored).expanduser()
-    path = (path if path.is_absolute() else results / path).resolve()
+    try:
+        path = Path(stored).expanduser()
+        path = (path if path.is_absolute() else results / path).resolve()
+    except (RuntimeError, ValueError, OSError):  # "~user" of no user, a NUL byte, a loop
+        return None
     return path if path.is_relative_to(results) else None
 
 

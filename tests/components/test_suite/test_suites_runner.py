@@ -250,13 +250,15 @@ def test_artifacts_outside_the_results_folder_are_refused_and_keys_are_honoured(
                 {"artifact_type": "notes", "artifact_path": str(inside)},
                 {"artifact_type": "gone", "artifact_path": str(inside.with_name("gone.txt"))},
                 {"artifact_type": "escape", "artifact_path": "r1/../../../secret.txt"},
+                # "~user" of no user: expanding it raises (was a 500 found by the fuzz run)
+                {"artifact_type": "nobody", "artifact_path": "~no-such-user-zz/x.log"},
             ],
         }
         assert client.post("/api/test/db/runs", json=doc, headers=key).status_code == 201
         assert client.get("/api/test/run/r1/artifacts").status_code == 401
         listed = client.get("/api/test/run/r1/artifacts", headers=key).json()
         ids = {a["artifact_type"]: a["artifact_id"] for a in listed}
-        assert [a["download_url"] is None for a in listed] == [True, False, False, True]
+        assert [a["download_url"] is None for a in listed] == [True, False, False, True, True]
 
         def get(artifact: str) -> Any:
             return client.get(f"/api/test/run/r1/artifacts/{ids[artifact]}", headers=key)
@@ -265,6 +267,9 @@ def test_artifacts_outside_the_results_folder_are_refused_and_keys_are_honoured(
         refused = get("log")
         assert refused.status_code == 403 and refused.json()["code"] == "outside_results"
         assert get("escape").status_code == 403
+        assert get("nobody").status_code == 403
+        page = client.get("/ui/part/runs/r1", headers=key)
+        assert page.status_code == 200 and "~no-such-user-zz/x.log" in page.text
         notes = get("notes")
         assert notes.status_code == 200 and notes.text == "hello"
         assert notes.headers["content-type"].startswith("text/plain")
