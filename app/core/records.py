@@ -120,6 +120,23 @@ def replace_owned(
     return insert_rows(session, table, rows, constants={owner: owner_id})
 
 
+def replace_owned_columns(
+    session: Session,
+    model: type[DeclarativeBase],
+    owner: str,
+    owner_id: str,
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    fresh: bool = False,
+) -> int:
+    """`replace_owned` for rows given column by column (equal lengths)."""
+    table = table_of(model)
+    if fresh:
+        return insert_fresh_columns(session, table, columns, constants={owner: owner_id})
+    session.execute(delete(table).where(table.c[owner] == owner_id))
+    return insert_columns(session, table, columns, constants={owner: owner_id})
+
+
 def delete_owned(
     session: Session, models: Sequence[type[DeclarativeBase]], owner: str, owner_ids: Sequence[str]
 ) -> dict[str, int]:

@@ -51,9 +51,9 @@ from app.core.records import (
     delete_owned,
     existing_keys,
     insert_fresh,
-    insert_fresh_columns,
     lock_rows,
     page_by_status,
+    replace_owned_columns,
     rows_of,
     set_fields,
     table_of,
@@ -191,11 +191,10 @@ def replace_cases(
     session: Session, run_id: str, cases: Mapping[str, Sequence[Any]], *, fresh: bool = False
 ) -> int:
     """Replace a run's per-test outcomes, given column by column (`fresh`: a new run's)."""
-    table = table_of(RunCase)
-    if fresh:  # may join the group's one insert per table (app.core.group_commit)
-        return insert_fresh_columns(session, table, _positioned(cases, 0), {"run_id": run_id})
-    session.execute(delete(table).where(table.c.run_id == run_id))
-    return insert_columns(session, table, _positioned(cases, 0), {"run_id": run_id})
+    # A fresh run's rows may join the group's one insert per table (app.core.group_commit).
+    return replace_owned_columns(
+        session, RunCase, "run_id", run_id, _positioned(cases, 0), fresh=fresh
+    )
 
 
 def append_cases(session: Session, run_id: str, cases: Mapping[str, Sequence[Any]]) -> int:
