@@ -28,6 +28,29 @@ EXACT_INT = 2**53  # ints below convert to the same float whichever way they are
 NONE = type(None)
 
 
+def plain_rows(
+    rows: list[Any], keys: frozenset[str], required: tuple[str, ...]
+) -> tuple[set[str], list[list[Any]]] | None:
+    """Return the fields sent and the required fields' columns, when every row is a dict that
+    names only `keys` and every one of `required`; None otherwise."""
+    if set(map(type, rows)) - {dict}:
+        return None
+    sent: set[str] = set().union(*rows)
+    if not sent <= keys:
+        return None
+    try:
+        return sent, [[row[name] for row in rows] for name in required]
+    except KeyError:  # a required field left out
+        return None
+
+
+def column(rows: list[dict[str, Any]], sent: set[str], name: str, default: Any = None) -> list[Any]:
+    """Return one optional field's column (`default` where a row leaves it out)."""
+    if name in sent:
+        return [row.get(name, default) for row in rows]
+    return [default] * len(rows)
+
+
 def texts(values: list[Any], low: int, high: int, *, optional: bool) -> bool:
     """Return whether every value is a plain str (or None when optional) of low..high characters."""
     kinds = set(map(type, values))

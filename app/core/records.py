@@ -329,19 +329,22 @@ class Children(Generic[S]):
         self,
         session: Session,
         owner_id: str,
-        metrics: Sequence[dict[str, Any]],
+        metrics: Mapping[str, Sequence[Any]],
         *,
         fresh: bool = False,
     ) -> int:
-        """Replace an owner's metric points (`fresh`: see `replace_owned`)."""
-        return replace_owned(session, self.metrics, self.key, owner_id, metrics, fresh=fresh)
+        """Replace an owner's metric points, given column by column (`fresh`: see
+        `replace_owned`)."""
+        return replace_owned_columns(
+            session, self.metrics, self.key, owner_id, metrics, fresh=fresh
+        )
 
     def append_metrics(
-        self, session: Session, owner_id: str, metrics: Sequence[dict[str, Any]]
+        self, session: Session, owner_id: str, metrics: Mapping[str, Sequence[Any]]
     ) -> int:
-        """Append metric points to an owner's series."""
+        """Append metric points, given column by column, to an owner's series."""
         table = table_of(self.metrics)
-        return insert_rows(session, table, metrics, constants={self.key: owner_id})
+        return insert_columns(session, table, metrics, constants={self.key: owner_id})
 
     def set_tags(
         self,

@@ -18,7 +18,15 @@ from pydantic import (
     model_validator,
 )
 
-from app.core.columns import MaxRows, RowColumns, devices, finite_floats, texts
+from app.core.columns import (
+    MaxRows,
+    RowColumns,
+    column,
+    devices,
+    finite_floats,
+    plain_rows,
+    texts,
+)
 from app.core.schemas import (
     BatchCounts,
     Device,
@@ -26,6 +34,7 @@ from app.core.schemas import (
     ExportFormat,
     Identifier,
     LongName,
+    MetricColumns,
     MetricIn,
     MetricRead,
     MetricStats,
@@ -176,23 +185,18 @@ class CaseColumns(RowColumns):
     @classmethod
     def _fast(cls, rows: list[Any]) -> CaseColumns | None:
         # The column-wise pass: the columns when CaseIn surely accepts every row as it is.
-        n = len(rows)
-        if set(map(type, rows)) - {dict}:
+        plain = plain_rows(rows, _CASE_KEYS, ("name", "status"))
+        if plain is None:
             return None
-        sent = set().union(*rows)
-        if not sent <= _CASE_KEYS:
-            return None
+        sent, (name, status) = plain
         try:
-            name = [row["name"] for row in rows]
-            status = [row["status"] for row in rows]
             if not set(status) <= _STATUS_VALUES:
                 return None
-        except (KeyError, TypeError):  # a required field left out; an unhashable status
+        except TypeError:  # an unhashable status
             return None
-        none: list[Any] = [None] * n
-        duration = [row.get("duration_ms") for row in rows] if "duration_ms" in sent else none
-        error = [row.get("error") for row in rows] if "error" in sent else none
-        hardware = [row.get("hardware") for row in rows] if "hardware" in sent else none
+        duration = column(rows, sent, "duration_ms")
+        error = column(rows, sent, "error")
+        hardware = column(rows, sent, "hardware")
         if not (
             texts(name, 1, _NAME_MAX, optional=False)
             and texts(error, 0, _ERROR_MAX, optional=True)
@@ -297,7 +301,7 @@ class RunCreate(RunFields):
     model_name: Name
     results: ResultsIn | None = None
     steps: list[RunStepIn] | None = None
-    metrics: list[MetricIn] | None = None
+    metrics: MetricColumns | None = None
     tags: Tags | None = None
     artifacts: list[ArtifactIn] | None = None
     batch_id: Identifier | None = None

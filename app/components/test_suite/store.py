@@ -229,15 +229,18 @@ append_metrics = CHILDREN.append_metrics
 set_tags = CHILDREN.set_tags
 
 
-def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str, Any]]) -> int:
-    """Replace a run's points of the same (metric, device) as the given rows, then add them."""
+def replace_metric_points(
+    session: Session, run_id: str, points: Mapping[str, Sequence[Any]]
+) -> int:
+    """Replace a run's points of the same (metric, device) as the given points (columns), then
+    add them."""
     pairs = [
-        and_(RunMetric.metric_name == r["metric_name"], RunMetric.hardware == r["hardware"])
-        for r in rows
+        and_(RunMetric.metric_name == name, RunMetric.hardware == device)
+        for name, device in zip(points["metric_name"], points["hardware"], strict=True)
     ]
     if pairs:
         session.execute(delete(RunMetric).where(RunMetric.run_id == run_id, or_(*pairs)))
-    return append_metrics(session, run_id, rows)
+    return append_metrics(session, run_id, points)
 
 
 def put_artifacts(
