@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +203,35 @@ def make_settings(folder: Path, template_dbs: dict[str, Path], **overrides: obje
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+@contextmanager
+def columns_api(
+    folder: Path, template_dbs: dict[str, Path], columns: Any, prefix: str = ""
+) -> Iterator[Callable[..., tuple[int, Any]]]:
+    """Yield `call(method, path, body, per_row=False)` → (status, JSON) on the real app (fresh
+    databases); `per_row` switches the column-wise pass of `columns` (a RowColumns class) off
+    (its `_fast` → None): the item model's own validation of every row, as before the pass."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    fast = columns._fast
+    with TestClient(create_app(make_settings(folder, template_dbs))) as client:
+
+        def call(method: str, path: str, body: Any, *, per_row: bool = False) -> tuple[int, Any]:
+            # NaN and Infinity are sent as Python's json writes them (the app's reader takes them).
+            if per_row:
+                columns._fast = classmethod(lambda cls, value: None)
+            try:
+                content = None if body is None else json.dumps(body)
+                headers = {"content-type": "application/json"}
+                response = client.request(method, prefix + path, content=content, headers=headers)
+            finally:
+                columns._fast = fast
+            return response.status_code, response.json()
+
+        yield call
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.core import transfer_routes as transfer
+from app.core.columns import MaxRows
 from app.core.db import Database
 from app.core.deps import AnswersMinimal, PrefersMinimal, SettingsDep, WriteAccess, database_of
 from app.core.exchange import Exchange
@@ -35,7 +36,8 @@ from app.core.schemas import (
     ExportResult,
     ImportDocument,
     ImportResult,
-    MetricIn,
+    MetricColumns,
+    Metrics,
     SearchIn,
     StepRead,
     Tags,
@@ -67,7 +69,7 @@ class DbService(Protocol):
     def put_step(self, session: Session, key: str, name: str, step: Any, /) -> dict[str, Any]:
         """Create or update one step of an owner row."""
 
-    def add_metrics(self, session: Session, key: str, metrics: list[MetricIn], /) -> int:
+    def add_metrics(self, session: Session, key: str, metrics: Metrics, /) -> int:
         """Append metric points to an owner row."""
 
     def put_tags(self, session: Session, key: str, tags: dict[str, str], merge: bool, /) -> None:
@@ -247,7 +249,7 @@ def add_metric_and_tag_routes(router: APIRouter, spec: DbRoutes) -> None:
     )
     def add_metrics(
         key: Key,
-        metrics: Annotated[list[MetricIn], Body(max_length=1_000_000)],
+        metrics: Annotated[MetricColumns, MaxRows(1_000_000), Body()],
         db: Annotated[Database, Depends(db_of)],
     ) -> dict[str, int]:
         """Append metric points to an owner row's series."""

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from app.core.errors import Conflict, NotFound
 from app.core.models import utcnow
-from app.core.schemas import MetricIn
+from app.core.schemas import MetricColumns, Metrics
 from app.core.statuses import TERMINAL, batch_status, transition_allowed
 
 T = TypeVar("T")
@@ -88,21 +88,11 @@ def finish_fields(
         fields.setdefault("progress", 1.0)
 
 
-def metric_rows(
-    metrics: Sequence[MetricIn], default_time: datetime | None = None
-) -> list[dict[str, Any]]:
-    """Return metric points as rows; points without a timestamp take `default_time` (or now)."""
-    at = default_time or utcnow()
-    return [
-        {
-            "metric_name": m.name,
-            "metric_value": m.value,
-            "metric_unit": m.unit,
-            "hardware": m.hardware,
-            "timestamp": m.timestamp or at,
-        }
-        for m in metrics
-    ]
+def metric_columns(metrics: Metrics, default_time: datetime | None = None) -> dict[str, list[Any]]:
+    """Return metric points as the metric table's columns; points without a timestamp take
+    `default_time` (or now)."""
+    points = metrics if isinstance(metrics, MetricColumns) else MetricColumns.of(metrics)
+    return points.stored(default_time or utcnow())
 
 
 def batch_fields(

@@ -120,6 +120,23 @@ def replace_owned(
     return insert_rows(session, table, rows, constants={owner: owner_id})
 
 
+def replace_owned_columns(
+    session: Session,
+    model: type[DeclarativeBase],
+    owner: str,
+    owner_id: str,
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    fresh: bool = False,
+) -> int:
+    """`replace_owned` for rows given column by column (equal lengths)."""
+    table = table_of(model)
+    if fresh:
+        return insert_fresh_columns(session, table, columns, constants={owner: owner_id})
+    session.execute(delete(table).where(table.c[owner] == owner_id))
+    return insert_columns(session, table, columns, constants={owner: owner_id})
+
+
 def delete_owned(
     session: Session, models: Sequence[type[DeclarativeBase]], owner: str, owner_ids: Sequence[str]
 ) -> dict[str, int]:
@@ -312,19 +329,22 @@ class Children(Generic[S]):
         self,
         session: Session,
         owner_id: str,
-        metrics: Sequence[dict[str, Any]],
+        metrics: Mapping[str, Sequence[Any]],
         *,
         fresh: bool = False,
     ) -> int:
-        """Replace an owner's metric points (`fresh`: see `replace_owned`)."""
-        return replace_owned(session, self.metrics, self.key, owner_id, metrics, fresh=fresh)
+        """Replace an owner's metric points, given column by column (`fresh`: see
+        `replace_owned`)."""
+        return replace_owned_columns(
+            session, self.metrics, self.key, owner_id, metrics, fresh=fresh
+        )
 
     def append_metrics(
-        self, session: Session, owner_id: str, metrics: Sequence[dict[str, Any]]
+        self, session: Session, owner_id: str, metrics: Mapping[str, Sequence[Any]]
     ) -> int:
-        """Append metric points to an owner's series."""
+        """Append metric points, given column by column, to an owner's series."""
         table = table_of(self.metrics)
-        return insert_rows(session, table, metrics, constants={self.key: owner_id})
+        return insert_columns(session, table, metrics, constants={self.key: owner_id})
 
     def set_tags(
         self,

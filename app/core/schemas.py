@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -13,9 +15,20 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     field_validator,
 )
 
+from app.core.columns import (
+    NONE,
+    RowColumns,
+    column,
+    devices,
+    finite_floats,
+    plain_rows,
+    texts,
+)
 from app.core.statuses import StepStatus
 
 
@@ -98,6 +111,87 @@ class MetricIn(Strict):
         if not math.isfinite(value):
             raise ValueError("metric values must be finite numbers")
         return value
+
+
+METRIC_FIELDS = ("name", "value", "unit", "hardware", "timestamp")
+_METRIC_KEYS = frozenset(METRIC_FIELDS)
+# MetricIn's bounds, restated for the column-wise pass (tests prove each boundary against it).
+_NAME_MAX, _UNIT_MAX = 256, 32
+# UTCTime's own parser for text: its before-validator only refuses numbers, so for strings
+# UTCTime is this parse followed by `_aware`, the very functions MetricIn runs.
+_TIMES = TypeAdapter(list[datetime])
+
+
+def _times(values: list[Any]) -> list[datetime | None] | None:
+    # The timestamps as MetricIn stores them, when each is None or text it parses; else None.
+    kinds = set(map(type, values))
+    if not kinds <= {str, NONE}:
+        return None  # datetimes, numbers and the rest: MetricIn decides
+    present = [v for v in values if v is not None] if NONE in kinds else values
+    try:
+        parsed = iter([_aware(t) for t in _TIMES.validate_python(present)])
+    except (ValidationError, ValueError):
+        return None
+    if NONE not in kinds:
+        return list(parsed)
+    return [None if v is None else next(parsed) for v in values]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricColumns(RowColumns):
+    """Metric points, `list[MetricIn]` on the wire, held as one list per column.
+
+    A plain list of points is checked column by column (app.core.columns) and kept as the
+    columns the store inserts; any point the pass is not sure of (a wrong type, a broken bound,
+    an unknown field, a value MetricIn would coerce, such as "1.5" or true, a timestamp that is
+    not text) sends the whole list to MetricIn's own validation: what is accepted, the values
+    stored and every 422 are MetricIn's.
+    """
+
+    ITEM: ClassVar[type[BaseModel]] = MetricIn
+    FIELDS: ClassVar[tuple[str, ...]] = METRIC_FIELDS
+    name: list[str]
+    value: list[float]
+    unit: list[str]
+    hardware: list[str | None]
+    timestamp: list[datetime | None]
+
+    def stored(self, default_time: datetime) -> dict[str, list[Any]]:
+        """Return the metric table's columns; points without a timestamp take `default_time`."""
+        return {
+            "metric_name": self.name,
+            "metric_value": self.value,
+            "metric_unit": self.unit,
+            "hardware": self.hardware,
+            "timestamp": [t or default_time for t in self.timestamp],
+        }
+
+    @classmethod
+    def _fast(cls, rows: list[Any]) -> MetricColumns | None:
+        # The column-wise pass: the columns when MetricIn surely accepts every point as it is.
+        plain = plain_rows(rows, _METRIC_KEYS, ("name", "value"))
+        if plain is None:
+            return None
+        sent, (name, value) = plain
+        unit = column(rows, sent, "unit", "")
+        hardware = column(rows, sent, "hardware")
+        if not (
+            texts(name, 1, _NAME_MAX, optional=False)
+            and texts(unit, 0, _UNIT_MAX, optional=False)
+            and devices(hardware)
+        ):
+            return None
+        values = finite_floats(value, optional=False)
+        if values is None:
+            return None
+        timestamp = _times(column(rows, sent, "timestamp"))
+        if timestamp is None:
+            return None
+        return cls(name, values, unit, hardware, timestamp)
+
+
+Metrics = MetricColumns | Sequence[MetricIn]
+"""Metric points as a service takes them: a request's columns, or models built in code."""
 
 
 class MetricRead(BaseModel):

@@ -14,7 +14,7 @@ from app.core.schemas import (
     DurationStats,
     ExportBase,
     Identifier,
-    MetricIn,
+    MetricColumns,
     MetricRead,
     MetricStats,
     Name,
@@ -113,7 +113,7 @@ class TaskCreate(TaskFields):
     task_id: Identifier | None = None
     model_name: Name
     steps: list[TaskStepIn] | None = None
-    metrics: list[MetricIn] | None = None
+    metrics: MetricColumns | None = None
     tags: Tags | None = None
     batch_id: Identifier | None = None
 

@@ -20,7 +20,7 @@ from app.core import lifecycle, transfer
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.exchange import Exchange
 from app.core.pagination import Page
-from app.core.schemas import MetricIn, StepIn
+from app.core.schemas import Metrics, StepIn
 from app.core.statuses import TERMINAL, StepStatus
 from app.core.transfer import TableSpec
 
@@ -119,7 +119,7 @@ def record_task(session: Session, doc: TaskCreate) -> str:
         # Points sent without a timestamp take the task's own time, so re-posting the same
         # document stores the same rows.
         default = task.completed_at or task.started_at
-        store.replace_metrics(session, task_id, lifecycle.metric_rows(doc.metrics, default))
+        store.replace_metrics(session, task_id, lifecycle.metric_columns(doc.metrics, default))
     if doc.tags is not None:
         store.set_tags(session, task_id, doc.tags, replace=True)
     refresh_batches(session, sorted({b for b in (old_batch, task.batch_id) if b}))
@@ -162,10 +162,10 @@ def put_step(session: Session, task_id: str, step_name: str, step: StepIn) -> di
     return lifecycle.stored_step(step_name, values)
 
 
-def add_metrics(session: Session, task_id: str, metrics: list[MetricIn]) -> int:
+def add_metrics(session: Session, task_id: str, metrics: Metrics) -> int:
     """Append metric points to a task."""
     require_task(session, task_id)
-    return store.append_metrics(session, task_id, lifecycle.metric_rows(metrics))
+    return store.append_metrics(session, task_id, lifecycle.metric_columns(metrics))
 
 
 def put_tags(session: Session, task_id: str, tags: dict[str, str], merge: bool) -> None:

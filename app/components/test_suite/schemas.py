@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import math
-import re
-import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
-    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
-from pydantic_core import CoreSchema, core_schema
 
+from app.core.columns import (
+    MaxRows,
+    RowColumns,
+    column,
+    devices,
+    finite_floats,
+    plain_rows,
+    texts,
+)
 from app.core.schemas import (
     BatchCounts,
     Device,
@@ -30,6 +34,7 @@ from app.core.schemas import (
     ExportFormat,
     Identifier,
     LongName,
+    MetricColumns,
     MetricIn,
     MetricRead,
     MetricStats,
@@ -125,29 +130,12 @@ CASE_FIELDS = ("name", "status", "duration_ms", "error", "hardware")
 _CASE_KEYS = frozenset(CASE_FIELDS)
 _STATUS_VALUES = frozenset(s.value for s in CaseStatus)
 # CaseIn's bounds, restated for the column-wise pass (tests prove each boundary against CaseIn):
-# LongName, Text and Device. Device's pattern is matched whole, as Rust's `^...$` reads it
-# (Python's `$` would also match before a final newline).
-_NAME_MAX, _ERROR_MAX, _DEVICE_MAX = 1024, 100_000, 32
-_DEVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
-_FLOAT_MAX = sys.float_info.max
-_EXACT_INT = 2**53  # ints below convert to the same float whichever way they are converted
-_NONE = type(None)
-
-
-def _texts(values: list[Any], low: int, high: int, *, optional: bool) -> bool:
-    # Whether every value is a plain str (or None when optional) of low..high characters.
-    kinds = set(map(type, values))
-    if not kinds <= ({str, _NONE} if optional else {str}):
-        return False
-    texts = [v for v in values if v is not None] if _NONE in kinds else values
-    if not texts:
-        return True
-    lengths = list(map(len, texts))
-    return low <= min(lengths) and max(lengths) <= high
+# LongName and Text (Device's: app.core.columns).
+_NAME_MAX, _ERROR_MAX = 1024, 100_000
 
 
 @dataclass(frozen=True, slots=True)
-class CaseColumns:
+class CaseColumns(RowColumns):
     """Per-test outcomes, `list[CaseIn]` on the wire, held as one list per column.
 
     Validating and dumping one CaseIn per row cost ~40 % of recording a run of 10,000 tests, so
@@ -158,28 +146,13 @@ class CaseColumns:
     CaseIn's. The schema stays `list[CaseIn]` (OpenAPI, serialization).
     """
 
+    ITEM: ClassVar[type[BaseModel]] = CaseIn
+    FIELDS: ClassVar[tuple[str, ...]] = CASE_FIELDS
     name: list[str]
     status: list[str]
     duration_ms: list[float | None]
     error: list[str | None]
     hardware: list[str | None]
-
-    def __len__(self) -> int:
-        return len(self.name)
-
-    def __iter__(self) -> Iterator[CaseIn]:
-        return iter(self.models())
-
-    def columns(self) -> dict[str, list[Any]]:
-        """Return the columns by field name, in CaseIn's order."""
-        return {name: getattr(self, name) for name in CASE_FIELDS}
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Return one dict per row (what CaseIn's model_dump gives, statuses as text)."""
-        return [
-            dict(zip(CASE_FIELDS, values, strict=True))
-            for values in zip(*self.columns().values(), strict=True)
-        ]
 
     def models(self) -> list[CaseIn]:
         """Return the rows as CaseIn (built, not validated again: they were validated)."""
@@ -212,90 +185,32 @@ class CaseColumns:
     @classmethod
     def _fast(cls, rows: list[Any]) -> CaseColumns | None:
         # The column-wise pass: the columns when CaseIn surely accepts every row as it is.
-        n = len(rows)
-        if set(map(type, rows)) - {dict}:
+        plain = plain_rows(rows, _CASE_KEYS, ("name", "status"))
+        if plain is None:
             return None
-        sent = set().union(*rows)
-        if not sent <= _CASE_KEYS:
-            return None
+        sent, (name, status) = plain
         try:
-            name = [row["name"] for row in rows]
-            status = [row["status"] for row in rows]
             if not set(status) <= _STATUS_VALUES:
                 return None
-        except (KeyError, TypeError):  # a required field left out; an unhashable status
+        except TypeError:  # an unhashable status
             return None
-        none: list[Any] = [None] * n
-        duration = [row.get("duration_ms") for row in rows] if "duration_ms" in sent else none
-        error = [row.get("error") for row in rows] if "error" in sent else none
-        hardware = [row.get("hardware") for row in rows] if "hardware" in sent else none
+        duration = column(rows, sent, "duration_ms")
+        error = column(rows, sent, "error")
+        hardware = column(rows, sent, "hardware")
         if not (
-            _texts(name, 1, _NAME_MAX, optional=False)
-            and _texts(error, 0, _ERROR_MAX, optional=True)
-            and _texts(hardware, 1, _DEVICE_MAX, optional=True)
-            and all(_DEVICE.fullmatch(d) for d in set(hardware) - {None})
+            texts(name, 1, _NAME_MAX, optional=False)
+            and texts(error, 0, _ERROR_MAX, optional=True)
+            and devices(hardware)
         ):
             return None
-        kinds = set(map(type, duration))
-        if not kinds <= {float, int, _NONE}:
-            return None  # bools and numeric strings: CaseIn's lax coercions decide
-        present = [d for d in duration if d is not None] if _NONE in kinds else duration
-        # Finite and >= 0 (NaN fails every comparison).
-        if not all(0 <= d <= _FLOAT_MAX for d in present):
+        durations = finite_floats(duration, optional=True, low=0)
+        if durations is None:
             return None
-        if int in kinds:
-            if max(present) >= _EXACT_INT:
-                return None
-            duration = [float(d) if type(d) is int else d for d in duration]
-        return cls(name, status, duration, error, hardware)
-
-    @classmethod
-    def _validate(
-        cls, value: Any, handler: ValidatorFunctionWrapHandler, limit: int | None
-    ) -> CaseColumns:
-        if isinstance(value, CaseColumns):
-            if limit is None or len(value) <= limit:
-                return value
-            value = value.models()
-        if type(value) is list and (limit is None or len(value) <= limit):
-            fast = cls._fast(value)
-            if fast is not None:
-                return fast
-        return cls.of(handler(value))
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return _case_schema(handler, None)
+        return cls(name, status, durations, error, hardware)
 
 
-@dataclass(frozen=True)
-class MaxCases:
-    """`Annotated[CaseColumns, MaxCases(n)]`: at most n rows (list[CaseIn]'s max_length rule)."""
-
-    n: int
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return _case_schema(handler, self.n)
-
-
-def _case_schema(handler: GetCoreSchemaHandler, limit: int | None) -> CoreSchema:
-    # Validated and serialized as list[CaseIn] (its JSON schema too), held as CaseColumns.
-    as_list = list[CaseIn] if limit is None else Annotated[list[CaseIn], Field(max_length=limit)]
-    inner = handler.generate_schema(as_list)
-
-    def validate(value: Any, fallback: ValidatorFunctionWrapHandler) -> CaseColumns:
-        return CaseColumns._validate(value, fallback, limit)
-
-    def serialize(value: Any, to_list: core_schema.SerializerFunctionWrapHandler) -> Any:
-        return to_list(value.models() if isinstance(value, CaseColumns) else value)
-
-    return core_schema.no_info_wrap_validator_function(
-        validate,
-        inner,
-        serialization=core_schema.wrap_serializer_function_ser_schema(serialize, schema=inner),
-    )
+MaxCases = MaxRows
+"""`Annotated[CaseColumns, MaxCases(n)]`: at most n rows (list[CaseIn]'s max_length rule)."""
 
 
 class ResultsIn(BaseModel):
@@ -386,7 +301,7 @@ class RunCreate(RunFields):
     model_name: Name
     results: ResultsIn | None = None
     steps: list[RunStepIn] | None = None
-    metrics: list[MetricIn] | None = None
+    metrics: MetricColumns | None = None
     tags: Tags | None = None
     artifacts: list[ArtifactIn] | None = None
     batch_id: Identifier | None = None

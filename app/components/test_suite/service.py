@@ -43,7 +43,7 @@ from app.core.group_commit import flush_combined
 from app.core.models import utcnow
 from app.core.naming import metric_unit
 from app.core.pagination import Page
-from app.core.schemas import MetricIn, StepIn
+from app.core.schemas import Metrics, StepIn
 from app.core.stats import downsample
 from app.core.statuses import TERMINAL, StepStatus
 from app.core.transfer import TableSpec
@@ -105,18 +105,20 @@ def _check_transition(run: Run, new_status: str | None) -> None:
     lifecycle.check_transition("run", run.run_id, str(run.status), new_status)
 
 
-def _performance_rows(results: ResultsIn, default_time: datetime) -> list[dict[str, Any]]:
-    return [
-        {
-            "metric_name": name,
-            "metric_value": float(value),
-            "metric_unit": metric_unit(name),
-            "hardware": device,
-            "timestamp": default_time,
-        }
+def _performance_points(results: ResultsIn, default_time: datetime) -> dict[str, list[Any]]:
+    # A run's performance_metrics as metric points, column by column.
+    points = [
+        (name, float(value), device)
         for device, values in (results.performance_metrics or {}).items()
         for name, value in values.items()
     ]
+    return {
+        "metric_name": [name for name, _, _ in points],
+        "metric_value": [value for _, value, _ in points],
+        "metric_unit": [metric_unit(name) for name, _, _ in points],
+        "hardware": [device for _, _, device in points],
+        "timestamp": [default_time] * len(points),
+    }
 
 
 def _run_time(run: Mapping[str, Any]) -> datetime:
@@ -282,15 +284,17 @@ def _store_children(
     if doc.steps is not None:
         store.replace_steps(session, run_id, steps, fresh=fresh)
     at = _run_time(run)
-    perf_rows = _performance_rows(doc.results, at) if doc.results else []
+    perf = _performance_points(doc.results, at) if doc.results else {}
     if doc.metrics is not None:
-        points = lifecycle.metric_rows(doc.metrics, at) + perf_rows
+        points = lifecycle.metric_columns(doc.metrics, at)
+        if perf.get("metric_name"):
+            points = {name: [*column, *perf[name]] for name, column in points.items()}
         store.replace_metrics(session, run_id, points, fresh=fresh)
-    elif perf_rows:
+    elif perf.get("metric_name"):
         if fresh:  # a new run's "replace" is one insert (combinable, see replace_owned)
-            store.replace_metrics(session, run_id, perf_rows, fresh=True)
+            store.replace_metrics(session, run_id, perf, fresh=True)
         else:
-            store.replace_metric_points(session, run_id, perf_rows)
+            store.replace_metric_points(session, run_id, perf)
     if doc.tags is not None:
         store.set_tags(session, run_id, doc.tags, replace=True, fresh=fresh)
     if doc.artifacts is not None:
@@ -338,10 +342,10 @@ def put_step(session: Session, run_id: str, step_name: str, step: StepIn) -> dic
     return lifecycle.stored_step(step_name, values)
 
 
-def add_metrics(session: Session, run_id: str, metrics: list[MetricIn]) -> int:
+def add_metrics(session: Session, run_id: str, metrics: Metrics) -> int:
     """Append metric points to a run (points without a timestamp are taken now)."""
     require_run(session, run_id)
-    return store.append_metrics(session, run_id, lifecycle.metric_rows(metrics, utcnow()))
+    return store.append_metrics(session, run_id, lifecycle.metric_columns(metrics, utcnow()))
 
 
 def put_tags(session: Session, run_id: str, tags: dict[str, str], merge: bool) -> None:
@@ -364,9 +368,9 @@ def put_results(session: Session, run_id: str, results: ResultsIn) -> None:
     """Replace a run's results; per-device metrics replace the same (metric, device) points."""
     run = require_run(session, run_id)
     _store_results(session, run_id, results)
-    rows = _performance_rows(results, _run_time(_times(run)))
-    if rows:
-        store.replace_metric_points(session, run_id, rows)
+    points = _performance_points(results, _run_time(_times(run)))
+    if points["metric_name"]:
+        store.replace_metric_points(session, run_id, points)
 
 
 def add_cases(session: Session, run_id: str, cases: CaseColumns) -> int:

@@ -54,9 +54,9 @@ from app.core.records import (
     delete_owned,
     existing_keys,
     insert_fresh,
-    insert_fresh_columns,
     lock_rows,
     page_by_status,
+    replace_owned_columns,
     rows_of,
     set_fields,
     table_of,
@@ -220,11 +220,10 @@ def replace_cases(
     session: Session, run_id: str, cases: Mapping[str, Sequence[Any]], *, fresh: bool = False
 ) -> int:
     """Replace a run's per-test outcomes, given column by column (`fresh`: a new run's)."""
-    table = table_of(RunCase)
-    if fresh:  # may join the group's one insert per table (app.core.group_commit)
-        return insert_fresh_columns(session, table, _positioned(cases, 0), {"run_id": run_id})
-    session.execute(delete(table).where(table.c.run_id == run_id))
-    return insert_columns(session, table, _positioned(cases, 0), {"run_id": run_id})
+    # A fresh run's rows may join the group's one insert per table (app.core.group_commit).
+    return replace_owned_columns(
+        session, RunCase, "run_id", run_id, _positioned(cases, 0), fresh=fresh
+    )
 
 
 def append_cases(session: Session, run_id: str, cases: Mapping[str, Sequence[Any]]) -> int:
@@ -259,15 +258,18 @@ append_metrics = CHILDREN.append_metrics
 set_tags = CHILDREN.set_tags
 
 
-def replace_metric_points(session: Session, run_id: str, rows: Sequence[dict[str, Any]]) -> int:
-    """Replace a run's points of the same (metric, device) as the given rows, then add them."""
+def replace_metric_points(
+    session: Session, run_id: str, points: Mapping[str, Sequence[Any]]
+) -> int:
+    """Replace a run's points of the same (metric, device) as the given points (columns), then
+    add them."""
     pairs = [
-        and_(RunMetric.metric_name == r["metric_name"], RunMetric.hardware == r["hardware"])
-        for r in rows
+        and_(RunMetric.metric_name == name, RunMetric.hardware == device)
+        for name, device in zip(points["metric_name"], points["hardware"], strict=True)
     ]
     if pairs:
         session.execute(delete(RunMetric).where(RunMetric.run_id == run_id, or_(*pairs)))
-    return append_metrics(session, run_id, rows)
+    return append_metrics(session, run_id, points)
 
 
 def put_artifacts(

@@ -7,6 +7,7 @@ row, today's path. The answers (201 with the rows read back, or the 422 body) mu
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import Field, TypeAdapter, ValidationError
 
 from app.components.test_suite.schemas import (
@@ -23,11 +23,9 @@ from app.components.test_suite.schemas import (
     MaxCases,
     ResultsIn,
 )
-from app.main import create_app
 from tests.components.test_suite.support import B
-from tests.support import make_settings
+from tests.support import columns_api
 
-JSON = {"content-type": "application/json"}
 N = 1_000
 AT = 500  # where a test puts its odd row
 STATUSES = ["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
@@ -59,33 +57,12 @@ def with_row(row: Any, n: int = N) -> list[Any]:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, template_dbs: dict[str, Path]) -> Iterator[Any]:
     """One app (real DuckDB); `api(method, path, body)` → (status, JSON), fast or per-row."""
-    settings = make_settings(tmp_path_factory.mktemp("columns"), template_dbs)
-    fast = CaseColumns._fast
-    with TestClient(create_app(settings)) as client:
-
-        def call(method: str, path: str, body: Any, *, per_row: bool = False) -> tuple[int, Any]:
-            # NaN and Infinity are sent as Python's json writes them (the app's reader takes them).
-            if per_row:
-                CaseColumns._fast = classmethod(lambda cls, value: None)  # type: ignore[method-assign,assignment]
-            try:
-                response = client.request(
-                    method, f"{B}{path}", content=json.dumps(body), headers=JSON
-                )
-            finally:
-                CaseColumns._fast = fast  # type: ignore[method-assign]
-            return response.status_code, response.json()
-
+    folder = tmp_path_factory.mktemp("columns")
+    with columns_api(folder, template_dbs, CaseColumns, prefix=B) as call:
         yield call
 
 
-def _ids() -> Iterator[int]:
-    n = 0
-    while True:
-        n += 1
-        yield n
-
-
-IDS = _ids()
+IDS = itertools.count(1)
 
 
 def record(api: Any, details: Any, *, per_row: bool = False) -> tuple[int, Any]:
