@@ -11,7 +11,6 @@ from app.components.test_suite.schemas import (
     ArtifactIn,
     ArtifactRead,
     CaseColumns,
-    MaxCases,
     ResultsIn,
     RunComplete,
     RunCreate,
@@ -21,6 +20,7 @@ from app.components.test_suite.schemas import (
     RunUpdate,
     StepBody,
 )
+from app.core.columns import MaxRows
 from app.core.db import Database
 from app.core.db_routes import (
     DbRoutes,
@@ -156,7 +156,7 @@ def put_results(
     responses=NOT_FOUND,
 )
 def add_cases(
-    run_id: str, cases: Annotated[CaseColumns, MaxCases(1_000_000), Body()], db: SuiteDb
+    run_id: str, cases: Annotated[CaseColumns, MaxRows(1_000_000), Body()], db: SuiteDb
 ) -> dict[str, int]:
     """Append per-test outcomes to a run (as each test finishes)."""
     return {"added": db.write(lambda session: service.add_cases(session, run_id, cases))}

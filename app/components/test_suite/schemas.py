@@ -19,7 +19,6 @@ from pydantic import (
 )
 
 from app.core.columns import (
-    MaxRows,
     RowColumns,
     column,
     devices,
@@ -207,10 +206,6 @@ class CaseColumns(RowColumns):
         if durations is None:
             return None
         return cls(name, status, durations, error, hardware)
-
-
-MaxCases = MaxRows
-"""`Annotated[CaseColumns, MaxCases(n)]`: at most n rows (list[CaseIn]'s max_length rule)."""
 
 
 class ResultsIn(BaseModel):

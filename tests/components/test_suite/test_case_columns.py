@@ -20,9 +20,9 @@ from pydantic import Field, TypeAdapter, ValidationError
 from app.components.test_suite.schemas import (
     CaseColumns,
     CaseIn,
-    MaxCases,
     ResultsIn,
 )
+from app.core.columns import MaxRows
 from tests.components.test_suite.support import B
 from tests.support import columns_api
 
@@ -259,7 +259,7 @@ def test_post_cases_appends_the_same_rows(api: Any) -> None:
 
 
 def test_max_cases_is_lists_max_length() -> None:
-    limited = TypeAdapter(Annotated[CaseColumns, MaxCases(3)])
+    limited = TypeAdapter(Annotated[CaseColumns, MaxRows(3)])
     plain = TypeAdapter(Annotated[list[CaseIn], Field(max_length=3)])
     assert limited.json_schema() == plain.json_schema()
     assert len(limited.validate_python(rows(3))) == 3
